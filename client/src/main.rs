@@ -1,0 +1,3 @@
+//! `trtfarm`, the command-line client.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! `trtfarmd`, the build daemon.
+
+fn main() {}

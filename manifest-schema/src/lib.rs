@@ -1,0 +1,1 @@
+//! The `engine.toml` manifest.

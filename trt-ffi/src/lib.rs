@@ -1,0 +1,1 @@
+//! TensorRT through our own shim.
