@@ -1,1 +1,24 @@
-//! ONNX models.
+//! ONNX models for trtfarm: the protobuf types generated from `onnx.proto` ([`proto`]), a small
+//! writer of real networks for tests and examples ([`GraphBuilder`], [`ModelBuilder`]), and a
+//! streaming reader of a model's graph inputs ([`read_graph_inputs`]) that never loads the
+//! weights.
+
+#![warn(missing_docs)]
+
+pub mod attr;
+mod builder;
+pub mod deps;
+mod error;
+pub mod example_models;
+mod graph_inputs;
+pub mod proto;
+mod weights;
+mod wire;
+
+pub use builder::{
+    Conv2d, DEFAULT_IR_VERSION, DEFAULT_OPSET, GraphBuilder, ModelBuilder, Value, write_model,
+};
+pub use error::OnnxError;
+pub use graph_inputs::{Dim, ElementType, GraphInput, InputKind, read_graph_inputs};
+pub use proto::tensor_proto::DataType;
+pub use weights::SplitMix64;

@@ -1,0 +1,339 @@
+//! The resolved manifest: typed, validated, defaults applied. What the rest of trtfarm uses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::diagnostic::SourceFile;
+use crate::enums::{
+    HardwareCompatibility, Precision, RefitMode, TacticSource, TilingLevel, TimingCachePolicy,
+};
+use crate::toolchain::ToolchainRequirement;
+
+/// A parsed and validated `engine.toml`.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file, as given to [`crate::load`] or [`crate::parse`].
+    pub path: PathBuf,
+    /// Format version of the file (currently always 1).
+    pub schema_version: u32,
+    /// The model the engines are built from.
+    pub model: Model,
+    pub(crate) variants: Vec<Variant>,
+    pub(crate) source: SourceFile,
+}
+
+impl Manifest {
+    /// The directory relative paths in the manifest are resolved against (`.` for a bare file
+    /// name).
+    pub fn dir(&self) -> &Path {
+        manifest_dir(&self.path)
+    }
+
+    /// Every engine variant, fully resolved, in manifest order.
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    /// The variant called `name`.
+    pub fn variant(&self, name: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+
+    /// The manifest's source text.
+    pub fn source_text(&self) -> &str {
+        self.source.text()
+    }
+}
+
+/// The directory of a manifest path (`.` when it has none).
+pub(crate) fn manifest_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// The `[model]` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    /// The model path exactly as written in the manifest.
+    pub path: String,
+    /// The model path joined to the manifest's directory.
+    pub resolved_path: PathBuf,
+    /// The pinned content digest, if any.
+    pub digest: Option<Blake3Digest>,
+    /// Plugin libraries, in manifest order.
+    pub plugins: Vec<PluginLibrary>,
+    #[serde(skip)]
+    pub(crate) spans: ModelSpans,
+}
+
+/// Where the `[model]` values were written, for filesystem diagnostics.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ModelSpans {
+    pub(crate) path: Range<usize>,
+    pub(crate) digest: Option<Range<usize>>,
+}
+
+/// A plugin shared library from `[model] plugins`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginLibrary {
+    /// The path exactly as written.
+    pub path: String,
+    /// The path joined to the manifest's directory.
+    pub resolved_path: PathBuf,
+    #[serde(skip)]
+    pub(crate) span: Range<usize>,
+}
+
+/// A blake3 content digest, written `blake3:<64 hex digits>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Blake3Digest(pub [u8; 32]);
+
+impl Blake3Digest {
+    /// The 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Display for Blake3Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blake3:{}", self.to_hex())
+    }
+}
+
+impl Serialize for Blake3Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl From<blake3::Hash> for Blake3Digest {
+    fn from(hash: blake3::Hash) -> Self {
+        Blake3Digest(*hash.as_bytes())
+    }
+}
+
+/// Why a digest string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a digest: expected `blake3:` followed by 64 hex digits")]
+pub struct DigestParseError(pub String);
+
+impl FromStr for Blake3Digest {
+    type Err = DigestParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let error = || DigestParseError(s.to_string());
+        let hex = s.strip_prefix("blake3:").ok_or_else(error)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(error());
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            let pair = hex.get(2 * i..2 * i + 2).ok_or_else(error)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| error())?;
+        }
+        Ok(Blake3Digest(bytes))
+    }
+}
+
+/// One engine to build: an `[[engine]]` (or the implicit `default`) with `[defaults]` applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Variant {
+    /// The engine's name, unique within the manifest.
+    pub name: String,
+    /// Where the built engine is written, joined to the manifest's directory.
+    pub output: Option<PathBuf>,
+    /// Every build setting, defaults applied.
+    pub settings: BuildSettings,
+    /// Optimization profiles, in order (empty for static-shape models).
+    pub profiles: Vec<Profile>,
+}
+
+/// The build settings of one variant, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildSettings {
+    /// Which toolchain builds it.
+    pub toolchain: ToolchainRequirement,
+    /// Engine precision (default fp32).
+    pub precision: Precision,
+    /// Builder optimization level 0–5 (default 3).
+    pub optimization_level: u8,
+    /// Auxiliary streams 0–64; `None` lets the toolchain choose.
+    pub max_aux_streams: Option<u32>,
+    /// Timing iterations per tactic, 1–1000 (default 1).
+    pub avg_timing_iterations: u32,
+    /// Allowed tactic sources; `None` keeps the toolchain's default.
+    pub tactic_sources: Option<BTreeSet<TacticSource>>,
+    /// Tiling optimization level (default none).
+    pub tiling: TilingLevel,
+    /// CUDA MPS active-thread percentage 1–100; `None` means no limit.
+    pub mps_percentage: Option<u8>,
+    /// Build deadline (default one hour). Not part of the engine's identity.
+    #[serde(with = "duration_text")]
+    pub build_timeout: Duration,
+    /// Memory pool limits.
+    pub memory_pools: MemoryPools,
+    /// Where the engine may run.
+    pub compatibility: Compatibility,
+    /// Timing cache policy (default off).
+    pub timing_cache: TimingCachePolicy,
+    /// Refit options.
+    pub weights: Weights,
+}
+
+mod duration_text {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+}
+
+/// Memory pool limits in bytes; `None` keeps the toolchain's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryPools {
+    /// Scratch device memory for layers.
+    pub workspace: Option<u64>,
+    /// Device memory for tactic selection.
+    pub tactic_dram: Option<u64>,
+    /// Shared memory per block for tactics.
+    pub tactic_shared_memory: Option<u64>,
+}
+
+/// Where the engine may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Compatibility {
+    /// Hardware compatibility level (Enterprise).
+    pub hardware: HardwareCompatibility,
+    /// Runs on later TensorRT versions (Enterprise).
+    pub version_compatible: bool,
+    /// Leave the lean runtime out of a version-compatible plan.
+    pub exclude_lean_runtime: bool,
+    /// Target GPUs (TensorRT-RTX); empty for Enterprise.
+    pub compute_capabilities: BTreeSet<ComputeCapability>,
+}
+
+/// A CUDA compute capability such as 8.6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ComputeCapability {
+    /// Major version.
+    pub major: u16,
+    /// Minor version.
+    pub minor: u16,
+}
+
+impl fmt::Display for ComputeCapability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl Serialize for ComputeCapability {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Why a compute capability string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a compute capability")]
+pub struct ComputeCapabilityParseError(pub String);
+
+impl FromStr for ComputeCapability {
+    type Err = ComputeCapabilityParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let error = || ComputeCapabilityParseError(s.to_string());
+        let (major, minor) = s.split_once('.').ok_or_else(error)?;
+        let number = |part: &str| -> Result<u16, ComputeCapabilityParseError> {
+            if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(error());
+            }
+            part.parse().map_err(|_| error())
+        };
+        let capability = ComputeCapability {
+            major: number(major)?,
+            minor: number(minor)?,
+        };
+        if capability.major == 0 {
+            return Err(error());
+        }
+        Ok(capability)
+    }
+}
+
+/// Refit options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Weights {
+    /// Which weights are refittable.
+    pub refit: RefitMode,
+    /// Strip refittable weights from the plan.
+    pub strip: bool,
+}
+
+/// One optimization profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    /// Label for messages and the lock (`profile<index>` unless named). Not part of the engine's
+    /// identity.
+    pub name: String,
+    /// Shape range per input name.
+    pub inputs: BTreeMap<String, ShapeRange>,
+}
+
+/// The shapes one input may take: same rank, `1 <= min <= opt <= max` per dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShapeRange {
+    /// Smallest shape.
+    pub min: Vec<i64>,
+    /// Shape to optimize for.
+    pub opt: Vec<i64>,
+    /// Largest shape.
+    pub max: Vec<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_round_trip() {
+        let text = format!("blake3:{}", "ab".repeat(32));
+        let digest: Result<Blake3Digest, _> = text.parse();
+        assert_eq!(digest.map(|d| d.to_string()), Ok(text));
+        assert!("blake3:abc".parse::<Blake3Digest>().is_err());
+        assert!(
+            format!("sha256:{}", "ab".repeat(32))
+                .parse::<Blake3Digest>()
+                .is_err()
+        );
+        assert!(
+            format!("blake3:{}é", "a".repeat(62))
+                .parse::<Blake3Digest>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn compute_capabilities_parse() {
+        assert_eq!("8.6".parse(), Ok(ComputeCapability { major: 8, minor: 6 }));
+        assert_eq!(
+            "12.0".parse(),
+            Ok(ComputeCapability {
+                major: 12,
+                minor: 0
+            })
+        );
+        for bad in ["8", "86", "8.", ".6", "8.6.1", "a.b", "-8.6", "0.5", "+8.6"] {
+            assert!(bad.parse::<ComputeCapability>().is_err(), "{bad}");
+        }
+    }
+}

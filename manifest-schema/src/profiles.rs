@@ -1,0 +1,119 @@
+//! Checking optimization profiles.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{Profile, ShapeRange};
+use crate::raw::{Located, RawProfile, RawShapeRange};
+use crate::validate::Checker;
+
+/// Largest dimension TensorRT accepts (dimensions are `int32_t`).
+const MAX_DIMENSION: i64 = i32::MAX as i64;
+
+/// Checks a list of profiles (top-level or one engine's) and converts them, keeping order.
+pub(crate) fn profiles(ck: &mut Checker<'_>, raw: &[Located<RawProfile>]) -> Option<Vec<Profile>> {
+    let errors_before = ck.diagnostics.len();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut result = Vec::new();
+    for (index, located) in raw.iter().enumerate() {
+        let profile = located.get();
+        let (name, name_span) = match &profile.name {
+            Some(name) => (name.get().clone(), name.span()),
+            None => (format!("profile{index}"), located.span()),
+        };
+        if name.trim().is_empty() {
+            ck.error(
+                name_span.clone(),
+                "profile name is empty",
+                Some("leave `name` out to get `profile<index>`".to_string()),
+            );
+        }
+        if let Some(&first) = seen.get(&name) {
+            let line = ck.line_of(first);
+            ck.error(name_span.clone(), format!("duplicate profile name `{name}`"), Some(format!("the first profile named `{name}` is on line {line}; profile names must be unique")));
+        } else {
+            seen.insert(name.clone(), name_span.start);
+        }
+        if profile.inputs.get().is_empty() {
+            ck.error(profile.inputs.span(), format!("profile `{name}` has no inputs"), Some("give `min`, `opt` and `max` for each dynamic input, or remove the profile for a static-shape model".to_string()));
+        }
+        let mut inputs = BTreeMap::new();
+        for (input, range) in profile.inputs.get() {
+            if let Some(range) = shape_range(ck, input.get(), range.get()) {
+                inputs.insert(input.get().clone(), range);
+            }
+        }
+        result.push(Profile { name, inputs });
+    }
+    (ck.diagnostics.len() == errors_before).then_some(result)
+}
+
+fn shape_range(ck: &mut Checker<'_>, input: &str, raw: &RawShapeRange) -> Option<ShapeRange> {
+    let errors_before = ck.diagnostics.len();
+    let shapes = [("min", &raw.min), ("opt", &raw.opt), ("max", &raw.max)];
+    for (which, shape) in shapes {
+        for (d, dim) in shape.get().iter().enumerate() {
+            let value = *dim.get();
+            if value < 1 {
+                ck.error(
+                    dim.span(),
+                    format!(
+                        "input `{input}`: {which}[{d}] is {value}; dimensions must be at least 1"
+                    ),
+                    Some(
+                        "profiles give concrete shapes: use 1 or more in every dimension"
+                            .to_string(),
+                    ),
+                );
+            } else if value > MAX_DIMENSION {
+                ck.error(
+                    dim.span(),
+                    format!(
+                        "input `{input}`: {which}[{d}] is {value}, larger than {MAX_DIMENSION}"
+                    ),
+                    Some("TensorRT dimensions are 32-bit".to_string()),
+                );
+            }
+        }
+    }
+    let min_rank = raw.min.get().len();
+    for (which, shape) in [("opt", &raw.opt), ("max", &raw.max)] {
+        let rank = shape.get().len();
+        if rank != min_rank {
+            ck.error(
+                shape.span(),
+                format!("input `{input}`: min has rank {min_rank} but {which} has rank {rank}"),
+                Some("min, opt and max must have the same number of dimensions".to_string()),
+            );
+        }
+    }
+    if ck.diagnostics.len() != errors_before {
+        return None;
+    }
+    let values = |shape: &Located<Vec<Located<i64>>>| -> Vec<i64> {
+        shape.get().iter().map(|d| *d.get()).collect()
+    };
+    let range = ShapeRange {
+        min: values(&raw.min),
+        opt: values(&raw.opt),
+        max: values(&raw.max),
+    };
+    for d in 0..min_rank {
+        let (min, opt, max) = (range.min[d], range.opt[d], range.max[d]);
+        if min > opt {
+            let span = raw.opt.get()[d].span();
+            ck.error(
+                span,
+                format!("input `{input}`: dimension {d} has min {min} > opt {opt}"),
+                Some("each dimension needs min <= opt <= max".to_string()),
+            );
+        } else if opt > max {
+            let span = raw.max.get()[d].span();
+            ck.error(
+                span,
+                format!("input `{input}`: dimension {d} has opt {opt} > max {max}"),
+                Some("each dimension needs min <= opt <= max".to_string()),
+            );
+        }
+    }
+    (ck.diagnostics.len() == errors_before).then_some(range)
+}

@@ -1,0 +1,223 @@
+//! From the raw TOML to the public [`Manifest`]: apply defaults, choose profiles, and collect
+//! every semantic error on the way.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::diagnostic::{Diagnostic, SourceFile, sort_and_dedup};
+use crate::model::{
+    Blake3Digest, Manifest, Model, ModelSpans, PluginLibrary, Variant, manifest_dir,
+};
+use crate::profiles::profiles;
+use crate::raw::{Located, Overlay, RawEngine, RawManifest, RawModel, RawSettings};
+use crate::validate::{Checker, build_settings};
+
+/// The only `schema_version` this release reads.
+pub const SUPPORTED_SCHEMA_VERSION: u32 = 1;
+
+/// Name of the variant built when the manifest has no `[[engine]]`.
+pub const IMPLICIT_VARIANT_NAME: &str = "default";
+
+pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, Vec<Diagnostic>> {
+    let mut ck = Checker::new(&source);
+    let schema_version = schema_version(&mut ck, raw.schema_version.as_ref());
+    let model = model(&mut ck, &source, raw.model.get());
+
+    let defaults = raw
+        .defaults
+        .as_ref()
+        .map(|d| d.get().clone())
+        .unwrap_or_default();
+    // Values in [defaults] are checked even where every engine overrides them.
+    build_settings(&mut ck, &defaults, None);
+    let shared_profiles = profiles(&mut ck, raw.profile.as_deref().unwrap_or_default());
+
+    let mut variants = Vec::new();
+    let engines = raw.engine.as_deref().unwrap_or_default();
+    if engines.is_empty() {
+        let anchor = raw.defaults.as_ref().map_or(0..0, Located::span);
+        let settings = build_settings(&mut ck, &defaults, Some((IMPLICIT_VARIANT_NAME, anchor)));
+        if let (Some(settings), Some(profiles)) = (settings, shared_profiles.clone()) {
+            variants.push(Variant {
+                name: IMPLICIT_VARIANT_NAME.to_string(),
+                output: None,
+                settings,
+                profiles,
+            });
+        }
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for engine in engines {
+        let variant = engine_variant(
+            &mut ck,
+            &source,
+            &defaults,
+            engine.get(),
+            shared_profiles.as_ref(),
+            &mut names,
+        );
+        variants.extend(variant);
+    }
+
+    let mut diagnostics = ck.diagnostics;
+    if !diagnostics.is_empty() {
+        sort_and_dedup(&mut diagnostics);
+        return Err(diagnostics);
+    }
+    match (schema_version, model) {
+        (Some(schema_version), Some(model)) => Ok(Manifest {
+            path: source.path().to_path_buf(),
+            schema_version,
+            model,
+            variants,
+            source,
+        }),
+        // Unreachable in practice: a `None` above always comes with a diagnostic.
+        _ => Err(vec![source.error(
+            0..0,
+            "manifest could not be resolved",
+            None,
+        )]),
+    }
+}
+
+fn schema_version(ck: &mut Checker<'_>, value: Option<&Located<i64>>) -> Option<u32> {
+    let Some(value) = value else {
+        ck.error(
+            0..0,
+            "missing `schema_version`",
+            Some(format!(
+                "add `schema_version = {SUPPORTED_SCHEMA_VERSION}` at the top of the file"
+            )),
+        );
+        return None;
+    };
+    if *value.get() == i64::from(SUPPORTED_SCHEMA_VERSION) {
+        Some(SUPPORTED_SCHEMA_VERSION)
+    } else {
+        ck.error(value.span(), format!("unsupported schema_version {}", value.get()), Some(format!("this trtfarm reads schema_version = {SUPPORTED_SCHEMA_VERSION}; a newer manifest needs a newer trtfarm")));
+        None
+    }
+}
+
+/// A path written in the manifest must be relative and non-empty. Returns whether it is.
+fn check_relative_path(ck: &mut Checker<'_>, value: &Located<String>, key: &str) -> bool {
+    let text = value.get();
+    if text.trim().is_empty() {
+        ck.error(
+            value.span(),
+            format!("`{key}` is empty"),
+            Some("give a path relative to the manifest's directory".to_string()),
+        );
+        return false;
+    }
+    let bytes = text.as_bytes();
+    let windows_drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    if text.starts_with('/') || text.starts_with('\\') || windows_drive {
+        ck.error(value.span(), format!("`{key}` is an absolute path"), Some("paths are relative to the manifest's directory, so the manifest can move with its model".to_string()));
+        return false;
+    }
+    true
+}
+
+fn model(ck: &mut Checker<'_>, source: &SourceFile, raw: &RawModel) -> Option<Model> {
+    let dir = manifest_dir(source.path());
+    let mut ok = check_relative_path(ck, &raw.path, "model.path");
+    let digest = match &raw.digest {
+        None => None,
+        Some(text) => match text.get().trim().parse::<Blake3Digest>() {
+            Ok(digest) => Some(digest),
+            Err(e) => {
+                ok = false;
+                ck.error(text.span(), e.to_string(), Some("write `blake3:` and the 64 hex digits `b3sum` prints for the model, or remove `digest`".to_string()));
+                None
+            }
+        },
+    };
+    let mut plugins = Vec::new();
+    for plugin in raw.plugins.as_deref().unwrap_or_default() {
+        ok &= check_relative_path(ck, plugin, "plugins");
+        plugins.push(PluginLibrary {
+            path: plugin.get().clone(),
+            resolved_path: dir.join(plugin.get()),
+            span: plugin.span(),
+        });
+    }
+    ok.then(|| Model {
+        path: raw.path.get().clone(),
+        resolved_path: dir.join(raw.path.get()),
+        digest,
+        plugins,
+        spans: ModelSpans {
+            path: raw.path.span(),
+            digest: raw.digest.as_ref().map(Located::span),
+        },
+    })
+}
+
+fn engine_name_is_valid(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn engine_variant<'r>(
+    ck: &mut Checker<'_>,
+    source: &SourceFile,
+    defaults: &RawSettings,
+    engine: &'r RawEngine,
+    shared_profiles: Option<&Vec<crate::model::Profile>>,
+    names: &mut HashMap<&'r str, usize>,
+) -> Option<Variant> {
+    let name = engine.name.get();
+    let name_span: Range<usize> = engine.name.span();
+    let mut ok = true;
+    if !engine_name_is_valid(name) {
+        ok = false;
+        ck.error(
+            name_span.clone(),
+            format!("invalid engine name `{name}`"),
+            Some("engine names use letters, digits, `.`, `_` and `-`".to_string()),
+        );
+    }
+    if let Some(&first) = names.get(name.as_str()) {
+        ok = false;
+        let line = ck.line_of(first);
+        ck.error(
+            name_span.clone(),
+            format!("duplicate engine name `{name}`"),
+            Some(format!(
+                "the first engine named `{name}` is on line {line}; engine names must be unique"
+            )),
+        );
+    } else {
+        names.insert(name, name_span.start);
+    }
+    let output = match &engine.output {
+        Some(output) if check_relative_path(ck, output, "output") => {
+            Some(manifest_dir(source.path()).join(output.get()))
+        }
+        Some(_) => {
+            ok = false;
+            None
+        }
+        None => None,
+    };
+    let own_profiles = engine.profile.as_deref().map(|list| profiles(ck, list));
+    let merged = defaults.overlay(&engine.settings());
+    let settings = build_settings(ck, &merged, Some((name, name_span)));
+    let profiles = match own_profiles {
+        Some(own) => own,
+        None => shared_profiles.cloned(),
+    };
+    if !ok {
+        return None;
+    }
+    Some(Variant {
+        name: name.clone(),
+        output,
+        settings: settings?,
+        profiles: profiles?,
+    })
+}
