@@ -1,0 +1,226 @@
+//! Every builder option trtfarm can set, as plain Rust data.
+//!
+//! `BuildConfig::default()` is TensorRT's own default configuration: no call is made for an
+//! option left at its default, so "unset" and "set to TensorRT's default" stay distinguishable.
+//! Which options a flavour accepts is decided in `calls.rs`.
+
+/// Options for one engine build.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildConfig {
+    /// Optimisation profiles, in order (profile 0 first). Needed when an input is dynamic.
+    pub profiles: Vec<OptimizationProfile>,
+    /// Builder optimisation level (0..=5; TensorRT's default is 3).
+    pub builder_optimization_level: Option<i32>,
+    /// Memory pool limits; `None` keeps TensorRT's default for that pool.
+    pub memory_pools: MemoryPoolLimits,
+    /// Maximum number of auxiliary streams.
+    pub max_aux_streams: Option<i32>,
+    /// Averaging iterations when timing tactics (Enterprise: RTX does not time tactics).
+    pub avg_timing_iterations: Option<i32>,
+    /// Tactic sources to allow; `None` keeps TensorRT's default set.
+    pub tactic_sources: Option<Vec<TacticSource>>,
+    /// Tiling optimisation level.
+    pub tiling_optimization_level: Option<TilingOptimizationLevel>,
+    /// Hardware compatibility level (Enterprise only).
+    pub hardware_compatibility_level: Option<HardwareCompatibilityLevel>,
+    /// Build a version-compatible engine (Enterprise only).
+    pub version_compatible: bool,
+    /// Leave the lean runtime out of a version-compatible plan (Enterprise only).
+    pub exclude_lean_runtime: bool,
+    /// Compute capabilities to build for (TensorRT-RTX only); empty keeps TensorRT's default.
+    pub compute_capabilities: Vec<ComputeCapability>,
+    /// Timing cache in/out (Enterprise only: TensorRT-RTX's timing cache calls are no-ops).
+    pub timing_cache: Option<TimingCacheConfig>,
+    /// BuilderFlag::kREFIT: weights can be refitted.
+    pub refit: bool,
+    /// BuilderFlag::kREFIT_INDIVIDUAL: only weights marked refittable can be refitted.
+    pub refit_individual: bool,
+    /// BuilderFlag::kREFIT_IDENTICAL: refit with identical weights (enables plan stripping).
+    pub refit_identical: bool,
+    /// BuilderFlag::kSTRIP_PLAN: leave refittable weights out of the plan.
+    pub strip_plan: bool,
+    /// BuilderFlag::kTF32: `Some(false)` forbids TF32 (TensorRT enables it by default).
+    pub tf32: Option<bool>,
+    /// Profiling verbosity stored in the plan (`Detailed` for full inspector output).
+    pub profiling_verbosity: Option<ProfilingVerbosity>,
+    /// After building, deserialise the plan and collect the engine inspector's layer JSON.
+    pub layer_info: bool,
+}
+
+/// One optimisation profile: dimensions for each dynamic input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptimizationProfile {
+    /// The inputs this profile constrains.
+    pub inputs: Vec<ProfileInput>,
+}
+
+/// Minimum, optimum and maximum dimensions of one network input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileInput {
+    /// Input tensor name, as in the ONNX graph.
+    pub name: String,
+    /// Smallest shape the engine must accept.
+    pub min: Vec<i64>,
+    /// Shape tactics are chosen for.
+    pub opt: Vec<i64>,
+    /// Largest shape the engine must accept.
+    pub max: Vec<i64>,
+}
+
+impl ProfileInput {
+    /// An input with the given name and shapes.
+    pub fn new(name: impl Into<String>, min: &[i64], opt: &[i64], max: &[i64]) -> ProfileInput {
+        ProfileInput {
+            name: name.into(),
+            min: min.to_vec(),
+            opt: opt.to_vec(),
+            max: max.to_vec(),
+        }
+    }
+
+    /// A static shape (min = opt = max).
+    pub fn fixed(name: impl Into<String>, shape: &[i64]) -> ProfileInput {
+        ProfileInput::new(name, shape, shape, shape)
+    }
+}
+
+/// Limits for TensorRT's memory pools, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryPoolLimits {
+    /// MemoryPoolType::kWORKSPACE.
+    pub workspace: Option<u64>,
+    /// MemoryPoolType::kTACTIC_DRAM.
+    pub tactic_dram: Option<u64>,
+    /// MemoryPoolType::kTACTIC_SHARED_MEMORY.
+    pub tactic_shared_memory: Option<u64>,
+}
+
+/// Timing cache input and output (Enterprise).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimingCacheConfig {
+    /// Serialised cache to start from; `None` starts from an empty cache.
+    pub input: Option<Vec<u8>>,
+    /// Return the cache after the build in `BuildOutput::timing_cache_out`.
+    pub write_output: bool,
+    /// BuilderFlag::kEDITABLE_TIMING_CACHE.
+    pub editable: bool,
+    /// BuilderFlag::kERROR_ON_TIMING_CACHE_MISS: fail instead of timing a new tactic.
+    pub error_on_miss: bool,
+    /// Accept a cache made on another device or TensorRT version (setTimingCache ignoreMismatch).
+    pub ignore_mismatch: bool,
+}
+
+/// A tactic source (nvinfer1::TacticSource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TacticSource {
+    /// kEDGE_MASK_CONVOLUTIONS.
+    EdgeMaskConvolutions = 0,
+    /// kJIT_CONVOLUTIONS.
+    JitConvolutions = 1,
+}
+
+/// nvinfer1::TilingOptimizationLevel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TilingOptimizationLevel {
+    /// No tiling.
+    None = 0,
+    /// Fast search.
+    Fast = 1,
+    /// Moderate search.
+    Moderate = 2,
+    /// Full search.
+    Full = 3,
+}
+
+/// nvinfer1::HardwareCompatibilityLevel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HardwareCompatibilityLevel {
+    /// Only the build GPU's architecture.
+    None = 0,
+    /// Any Ampere or newer GPU.
+    AmperePlus = 1,
+    /// Any GPU with the build GPU's compute capability.
+    SameComputeCapability = 2,
+}
+
+/// nvinfer1::ProfilingVerbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProfilingVerbosity {
+    /// Layer names only (TensorRT's default).
+    LayerNamesOnly = 0,
+    /// Nothing.
+    None = 1,
+    /// Everything the engine inspector can report.
+    Detailed = 2,
+}
+
+/// A TensorRT-RTX ahead-of-time target (nvinfer1::ComputeCapability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ComputeCapability {
+    /// The GPU of the build machine (needs one).
+    Current = 1,
+    /// Turing, sm_75.
+    Sm75 = 75,
+    /// Ampere, sm_80.
+    Sm80 = 80,
+    /// Ampere, sm_86.
+    Sm86 = 86,
+    /// Ada, sm_89.
+    Sm89 = 89,
+    /// Blackwell, sm_120.
+    Sm120 = 120,
+    /// Blackwell, sm_121.
+    Sm121 = 121,
+}
+
+impl ComputeCapability {
+    /// Every fixed target TensorRT-RTX 1.7's headers name.
+    pub const ALL: [ComputeCapability; 6] = [
+        ComputeCapability::Sm75,
+        ComputeCapability::Sm80,
+        ComputeCapability::Sm86,
+        ComputeCapability::Sm89,
+        ComputeCapability::Sm120,
+        ComputeCapability::Sm121,
+    ];
+
+    /// The target for "major.minor" written as major*10+minor (86 for 8.6), if TensorRT-RTX has it.
+    pub fn from_sm(sm: u32) -> Option<ComputeCapability> {
+        ComputeCapability::ALL.into_iter().find(|c| *c as u32 == sm)
+    }
+}
+
+impl std::fmt::Display for ComputeCapability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComputeCapability::Current => f.write_str("current"),
+            other => {
+                let sm = *other as u32;
+                write!(f, "{}.{}", sm / 10, sm % 10)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_capability_round_trips_through_sm_numbers() {
+        for cc in ComputeCapability::ALL {
+            assert_eq!(ComputeCapability::from_sm(cc as u32), Some(cc));
+        }
+        assert_eq!(ComputeCapability::from_sm(90), None);
+        assert_eq!(ComputeCapability::Sm86.to_string(), "8.6");
+        assert_eq!(ComputeCapability::Sm120.to_string(), "12.0");
+    }
+
+    #[test]
+    fn default_config_asks_for_nothing() {
+        let config = BuildConfig::default();
+        assert!(config.profiles.is_empty());
+        assert!(!config.layer_info);
+        assert_eq!(config.tf32, None);
+    }
+}
