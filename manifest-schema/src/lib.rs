@@ -9,6 +9,7 @@ mod diagnostic;
 mod enums;
 mod inputs;
 mod model;
+mod model_inputs;
 mod profiles;
 mod raw;
 mod render;
@@ -34,6 +35,7 @@ pub use model::{
     DigestParseError, Manifest, MemoryPools, Model, PluginLibrary, Profile, ShapeRange, Variant,
     Weights,
 };
+pub use model_inputs::{ModelDim, ModelInput};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};
 pub use schema::{json_schema, json_schema_text};
 pub use toolchain::{

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::diagnostic::SourceFile;
+use crate::diagnostic::{Diagnostic, ManifestErrors, SourceFile, sort_and_dedup};
 use crate::enums::{
     HardwareCompatibility, Precision, RefitMode, TacticSource, TilingLevel, TimingCachePolicy,
 };
+use crate::profiles::ProfileSpans;
 use crate::toolchain::ToolchainRequirement;
 
 /// A parsed and validated `engine.toml`.
@@ -25,6 +26,9 @@ pub struct Manifest {
     /// The model the engines are built from.
     pub model: Model,
     pub(crate) variants: Vec<Variant>,
+    /// Where each variant's profiles were written: `profile_spans[v][p]` belongs to
+    /// `variants[v].profiles[p]`.
+    pub(crate) profile_spans: Vec<Vec<ProfileSpans>>,
     pub(crate) source: SourceFile,
 }
 
@@ -48,6 +52,22 @@ impl Manifest {
     /// The manifest's source text.
     pub fn source_text(&self) -> &str {
         self.source.text()
+    }
+
+    /// Wraps diagnostics about this manifest (from [`Manifest::check_inputs`],
+    /// [`Manifest::check_against_model`] or [`Manifest::model_diagnostic`]) with its source, so
+    /// they render like parse errors ([`ManifestErrors::render_plain`],
+    /// [`ManifestErrors::render_fancy`]). Sorts them by position and drops repeats.
+    pub fn errors(&self, mut diagnostics: Vec<Diagnostic>) -> ManifestErrors {
+        sort_and_dedup(&mut diagnostics);
+        ManifestErrors::new(self.source.clone(), diagnostics)
+    }
+
+    /// An error about the model file itself (for example, it is not an ONNX model), located at
+    /// the `[model] path` value.
+    pub fn model_diagnostic(&self, message: impl Into<String>, hint: Option<String>) -> Diagnostic {
+        self.source
+            .error(self.model.spans.path.clone(), message, hint)
     }
 }
 

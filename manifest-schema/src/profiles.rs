@@ -1,6 +1,7 @@
 //! Checking optimization profiles.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use crate::model::{Profile, ShapeRange};
 use crate::raw::{Located, RawProfile, RawShapeRange};
@@ -9,11 +10,59 @@ use crate::validate::Checker;
 /// Largest dimension TensorRT accepts (dimensions are `int32_t`).
 const MAX_DIMENSION: i64 = i32::MAX as i64;
 
+/// A checked list of profiles with where each was written. `spans[i]` belongs to `profiles[i]`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CheckedProfiles {
+    pub(crate) profiles: Vec<Profile>,
+    pub(crate) spans: Vec<ProfileSpans>,
+}
+
+/// Where one profile's parts were written, for diagnostics against the model's inputs. Kept
+/// beside [`Profile`] rather than in it, so the public type (its equality, its fields) does not
+/// change with the manifest's layout.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProfileSpans {
+    /// The `inputs` key (`inputs.x = ...`, `inputs = {...}`) or `[profile.inputs]` header.
+    pub(crate) inputs: Range<usize>,
+    /// Per input name.
+    pub(crate) input: BTreeMap<String, InputSpans>,
+}
+
+/// Where one input of a profile was written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InputSpans {
+    /// The input's name, as a key.
+    pub(crate) key: Range<usize>,
+    /// `min`, `opt` and `max`, in that order.
+    pub(crate) shapes: [ShapeSpans; 3],
+}
+
+/// Where one shape (`min`, `opt` or `max`) was written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShapeSpans {
+    /// The whole array.
+    pub(crate) array: Range<usize>,
+    /// Each dimension's value.
+    pub(crate) dims: Vec<Range<usize>>,
+}
+
+impl ShapeSpans {
+    fn of(shape: &Located<Vec<Located<i64>>>) -> Self {
+        ShapeSpans {
+            array: shape.span(),
+            dims: shape.get().iter().map(Located::span).collect(),
+        }
+    }
+}
+
 /// Checks a list of profiles (top-level or one engine's) and converts them, keeping order.
-pub(crate) fn profiles(ck: &mut Checker<'_>, raw: &[Located<RawProfile>]) -> Option<Vec<Profile>> {
+pub(crate) fn profiles(
+    ck: &mut Checker<'_>,
+    raw: &[Located<RawProfile>],
+) -> Option<CheckedProfiles> {
     let errors_before = ck.diagnostics.len();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut result = Vec::new();
+    let mut result = CheckedProfiles::default();
     for (index, located) in raw.iter().enumerate() {
         let profile = located.get();
         let (name, name_span) = match &profile.name {
@@ -37,12 +86,23 @@ pub(crate) fn profiles(ck: &mut Checker<'_>, raw: &[Located<RawProfile>]) -> Opt
             ck.error(profile.inputs.span(), format!("profile `{name}` has no inputs"), Some("give `min`, `opt` and `max` for each dynamic input, or remove the profile for a static-shape model".to_string()));
         }
         let mut inputs = BTreeMap::new();
+        let mut spans = ProfileSpans {
+            inputs: profile.inputs.span(),
+            input: BTreeMap::new(),
+        };
         for (input, range) in profile.inputs.get() {
-            if let Some(range) = shape_range(ck, input.get(), range.get()) {
-                inputs.insert(input.get().clone(), range);
+            if let Some(shapes) = shape_range(ck, input.get(), range.get()) {
+                inputs.insert(input.get().clone(), shapes);
+                let raw = range.get();
+                let input_spans = InputSpans {
+                    key: input.span(),
+                    shapes: [&raw.min, &raw.opt, &raw.max].map(ShapeSpans::of),
+                };
+                spans.input.insert(input.get().clone(), input_spans);
             }
         }
-        result.push(Profile { name, inputs });
+        result.profiles.push(Profile { name, inputs });
+        result.spans.push(spans);
     }
     (ck.diagnostics.len() == errors_before).then_some(result)
 }

@@ -53,7 +53,12 @@ fn render_one_plain(out: &mut String, text: &str, d: &Diagnostic) -> fmt::Result
         writeln!(out, "{pad} | {prefix}{}", "^".repeat(carets))?;
     }
     if let Some(hint) = &d.hint {
-        writeln!(out, "{pad} = help: {hint}")?;
+        // Continuation lines of a multi-line hint (a snippet to paste) line up after `help: `.
+        let mut lines = hint.lines();
+        writeln!(out, "{pad} = help: {}", lines.next().unwrap_or(""))?;
+        for line in lines {
+            writeln!(out, "{pad}         {line}")?;
+        }
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::diagnostic::{Diagnostic, SourceFile, sort_and_dedup};
 use crate::model::{
     Blake3Digest, Manifest, Model, ModelSpans, PluginLibrary, Variant, manifest_dir,
 };
-use crate::profiles::profiles;
+use crate::profiles::{CheckedProfiles, ProfileSpans, profiles};
 use crate::raw::{Located, Overlay, RawEngine, RawManifest, RawModel, RawSettings};
 use crate::validate::{Checker, build_settings};
 
@@ -33,17 +33,19 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
     let shared_profiles = profiles(&mut ck, raw.profile.as_deref().unwrap_or_default());
 
     let mut variants = Vec::new();
+    let mut profile_spans = Vec::new();
     let engines = raw.engine.as_deref().unwrap_or_default();
     if engines.is_empty() {
         let anchor = raw.defaults.as_ref().map_or(0..0, Located::span);
         let settings = build_settings(&mut ck, &defaults, Some((IMPLICIT_VARIANT_NAME, anchor)));
-        if let (Some(settings), Some(profiles)) = (settings, shared_profiles.clone()) {
+        if let (Some(settings), Some(shared)) = (settings, shared_profiles.clone()) {
             variants.push(Variant {
                 name: IMPLICIT_VARIANT_NAME.to_string(),
                 output: None,
                 settings,
-                profiles,
+                profiles: shared.profiles,
             });
+            profile_spans.push(shared.spans);
         }
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -56,7 +58,10 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
             shared_profiles.as_ref(),
             &mut names,
         );
-        variants.extend(variant);
+        if let Some((variant, spans)) = variant {
+            variants.push(variant);
+            profile_spans.push(spans);
+        }
     }
 
     let mut diagnostics = ck.diagnostics;
@@ -70,6 +75,7 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
             schema_version,
             model,
             variants,
+            profile_spans,
             source,
         }),
         // Unreachable in practice: a `None` above always comes with a diagnostic.
@@ -167,9 +173,9 @@ fn engine_variant<'r>(
     source: &SourceFile,
     defaults: &RawSettings,
     engine: &'r RawEngine,
-    shared_profiles: Option<&Vec<crate::model::Profile>>,
+    shared_profiles: Option<&CheckedProfiles>,
     names: &mut HashMap<&'r str, usize>,
-) -> Option<Variant> {
+) -> Option<(Variant, Vec<ProfileSpans>)> {
     let name = engine.name.get();
     let name_span: Range<usize> = engine.name.span();
     let mut ok = true;
@@ -214,10 +220,12 @@ fn engine_variant<'r>(
     if !ok {
         return None;
     }
-    Some(Variant {
+    let CheckedProfiles { profiles, spans } = profiles?;
+    let variant = Variant {
         name: name.clone(),
         output,
         settings: settings?,
-        profiles: profiles?,
-    })
+        profiles,
+    };
+    Some((variant, spans))
 }
