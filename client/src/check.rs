@@ -1,0 +1,173 @@
+//! `trtfarm check`: validate manifests, the files they name, and their profiles against the
+//! model's inputs, without building anything.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use manifest_schema::{Diagnostic, Manifest, ManifestErrors, ModelDim, ModelInput, Severity};
+use serde::Serialize;
+
+use crate::discover::find_manifests;
+
+/// The outcome of checking one manifest.
+#[derive(Debug, Serialize)]
+pub struct ManifestReport {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// True when no diagnostic is an error.
+    pub ok: bool,
+    /// The engine variants the manifest resolves to (empty when it does not parse).
+    pub engines: Vec<EngineSummary>,
+    /// Every problem found, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The diagnostics rendered with their source snippets (not part of the JSON document).
+    #[serde(skip)]
+    errors: Option<ManifestErrors>,
+}
+
+/// One resolved engine variant, as `check --json` lists it.
+#[derive(Debug, Serialize)]
+pub struct EngineSummary {
+    /// The variant's name.
+    pub name: String,
+    /// The toolchain requirement, as written.
+    pub toolchain: String,
+    /// The precision the engine is built in.
+    pub precision: String,
+    /// Where the engine is written, if the manifest says.
+    pub output: Option<PathBuf>,
+}
+
+/// The whole `check --json` document.
+#[derive(Debug, Serialize)]
+struct CheckDocument<'a> {
+    ok: bool,
+    manifests: &'a [ManifestReport],
+}
+
+/// Runs `trtfarm check`. Returns whether every manifest is free of errors.
+pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
+    let manifests = find_manifests(paths)?;
+    let reports: Vec<ManifestReport> = manifests.iter().map(|path| check_manifest(path)).collect();
+    let ok = reports.iter().all(|report| report.ok);
+    if json {
+        let document = CheckDocument {
+            ok,
+            manifests: &reports,
+        };
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        print_human(&reports);
+    }
+    Ok(ok)
+}
+
+/// Checks one manifest: syntax and semantics, then the files it names, then its profiles
+/// against the model's inputs (only once the model is known to be readable).
+pub fn check_manifest(path: &Path) -> ManifestReport {
+    let manifest = match manifest_schema::load(path) {
+        Ok(manifest) => manifest,
+        Err(errors) => return report(path, Vec::new(), errors),
+    };
+    let engines = summarize(&manifest);
+    let mut diagnostics = manifest.check_inputs();
+    if diagnostics.is_empty() {
+        match onnx_graph::read_graph_inputs(&manifest.model.resolved_path) {
+            Ok(inputs) => {
+                let inputs: Vec<ModelInput> = inputs.into_iter().map(to_model_input).collect();
+                diagnostics.extend(manifest.check_against_model(&inputs));
+            }
+            Err(error) => diagnostics.push(manifest.model_diagnostic(
+                error.to_string(),
+                Some("`model.path` must name an ONNX model (a ModelProto file)".to_string()),
+            )),
+        }
+    }
+    report(path, engines, manifest.errors(diagnostics))
+}
+
+fn report(path: &Path, engines: Vec<EngineSummary>, errors: ManifestErrors) -> ManifestReport {
+    let diagnostics = errors.diagnostics().to_vec();
+    let ok = !diagnostics.iter().any(|d| d.severity == Severity::Error);
+    ManifestReport {
+        path: path.to_path_buf(),
+        ok,
+        engines,
+        errors: (!diagnostics.is_empty()).then_some(errors),
+        diagnostics,
+    }
+}
+
+fn summarize(manifest: &Manifest) -> Vec<EngineSummary> {
+    manifest
+        .variants()
+        .iter()
+        .map(|variant| EngineSummary {
+            name: variant.name.clone(),
+            toolchain: variant.settings.toolchain.to_string(),
+            precision: variant.settings.precision.as_str().to_string(),
+            output: variant.output.clone(),
+        })
+        .collect()
+}
+
+/// Converts the ONNX reader's view of an input into the manifest crate's neutral one.
+fn to_model_input(input: onnx_graph::GraphInput) -> ModelInput {
+    ModelInput {
+        name: input.name,
+        dims: input.dims.map(|dims| {
+            dims.into_iter()
+                .map(|dim| match dim {
+                    onnx_graph::Dim::Fixed(size) => ModelDim::Fixed(size),
+                    onnx_graph::Dim::Symbolic(name) => ModelDim::Symbolic(name),
+                    onnx_graph::Dim::Unknown => ModelDim::Unknown,
+                })
+                .collect()
+        }),
+    }
+}
+
+/// Diagnostics go to stderr (with colour and box drawing on a terminal), one status line per
+/// manifest and a summary to stdout.
+fn print_human(reports: &[ManifestReport]) {
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let color = stderr_is_terminal && std::env::var_os("NO_COLOR").is_none();
+    for report in reports {
+        if let Some(errors) = &report.errors {
+            let rendered = if stderr_is_terminal {
+                errors.render_fancy(color)
+            } else {
+                errors.render_plain()
+            };
+            eprint!("{rendered}");
+        }
+        let status = if report.ok { "ok  " } else { "FAIL" };
+        let names: Vec<&str> = report.engines.iter().map(|e| e.name.as_str()).collect();
+        let detail = match (report.ok, names.len()) {
+            (false, _) => plural(
+                report
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.severity == Severity::Error)
+                    .count(),
+                "error",
+            ),
+            (true, n) => format!("{}: {}", plural(n, "engine"), names.join(", ")),
+        };
+        println!("{status} {} ({detail})", report.path.display());
+    }
+    let failed = reports.iter().filter(|r| !r.ok).count();
+    println!(
+        "checked {}: {} ok, {failed} failed",
+        plural(reports.len(), "manifest"),
+        reports.len() - failed
+    );
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}

@@ -1,0 +1,187 @@
+//! From a resolved manifest variant to the exact TensorRT builder configuration.
+//!
+//! Everything the manifest asks for either maps to a builder option or is refused here with the
+//! reason; nothing is dropped on the way. (Which options a loaded flavour accepts is checked
+//! again, call by call, in `trt_ffi::plan_builder_calls`.)
+
+use manifest_schema::{
+    Flavour, HardwareCompatibility, Precision, RefitMode, TacticSource, TilingLevel,
+    TimingCachePolicy, Variant,
+};
+use trt_ffi::{
+    BuildConfig, ComputeCapability, HardwareCompatibilityLevel, MemoryPoolLimits,
+    OptimizationProfile, ProfileInput, ProfilingVerbosity, TilingOptimizationLevel,
+    TimingCacheConfig,
+};
+
+/// A manifest setting this build path cannot honour.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("engine `{variant}`: {setting} = {value}: {reason}")]
+pub struct ConfigError {
+    /// The variant's name.
+    pub variant: String,
+    /// The manifest key.
+    pub setting: &'static str,
+    /// The value the manifest gives.
+    pub value: String,
+    /// Why it cannot be built, and what to do instead.
+    pub reason: String,
+}
+
+/// The builder configuration for `variant`. Always asks for detailed profiling verbosity, so the
+/// engine inspector can report every layer; whether to run the inspector after the build (it
+/// needs a GPU) is the caller's choice, `layer_info`.
+pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
+    let settings = &variant.settings;
+    let error = |setting: &'static str, value: String, reason: &str| ConfigError {
+        variant: variant.name.clone(),
+        setting,
+        value,
+        reason: reason.to_string(),
+    };
+    let enterprise = settings.toolchain.flavour == Flavour::TensorRt;
+
+    let tf32 = match settings.precision {
+        Precision::Fp32 => Some(false),
+        Precision::Tf32 => Some(true),
+        Precision::Fp16 | Precision::Bf16 => {
+            return Err(error(
+                "precision",
+                quoted(settings.precision.as_str()),
+                "strongly typed TensorRT builds this only from a model converted to that type; \
+                 the farm's conversion pass is not in this release, and building fp32 instead \
+                 would be a lie. Convert the model yourself and use precision = \"fp32\"",
+            ));
+        }
+        Precision::Int8 | Precision::Fp8 | Precision::Fp4 => {
+            return Err(error(
+                "precision",
+                quoted(settings.precision.as_str()),
+                "quantized precisions need Q/DQ nodes in the model (e.g. from NVIDIA ModelOpt); \
+                 the check for them is not in this release",
+            ));
+        }
+    };
+
+    let timing_cache = match settings.timing_cache {
+        TimingCachePolicy::Off => None,
+        TimingCachePolicy::Record => Some(TimingCacheConfig {
+            write_output: true,
+            editable: true,
+            ..TimingCacheConfig::default()
+        }),
+        TimingCachePolicy::Locked => {
+            return Err(error(
+                "timing_cache.policy",
+                quoted("locked"),
+                "a locked build loads the cache pinned in engine.lock from the daemon's \
+                 timing-cache registry, which this build path does not have",
+            ));
+        }
+    };
+
+    let compute_capabilities = settings
+        .compatibility
+        .compute_capabilities
+        .iter()
+        .map(|cc| {
+            u32::from(cc.major)
+                .checked_mul(10)
+                .and_then(|sm| sm.checked_add(u32::from(cc.minor)))
+                .and_then(ComputeCapability::from_sm)
+                .ok_or_else(|| {
+                    let known: Vec<String> = ComputeCapability::ALL
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    error(
+                        "compatibility.compute_capabilities",
+                        quoted(&cc.to_string()),
+                        &format!("TensorRT-RTX targets only {}", known.join(", ")),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let tactic_sources = match &settings.tactic_sources {
+        None => None,
+        Some(sources) => Some(
+            sources
+                .iter()
+                .map(|source| match source {
+                    TacticSource::EdgeMaskConvolutions => {
+                        Ok(trt_ffi::TacticSource::EdgeMaskConvolutions)
+                    }
+                    TacticSource::JitConvolutions => Ok(trt_ffi::TacticSource::JitConvolutions),
+                    other => Err(error(
+                        "tactic_sources",
+                        quoted(other.as_str()),
+                        "TensorRT 10 and later no longer offer cuBLAS/cuDNN tactic sources; \
+                         keep edge-mask-convolutions and jit-convolutions",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+
+    Ok(BuildConfig {
+        profiles: variant
+            .profiles
+            .iter()
+            .map(|profile| OptimizationProfile {
+                inputs: profile
+                    .inputs
+                    .iter()
+                    .map(|(name, shapes)| {
+                        ProfileInput::new(name, &shapes.min, &shapes.opt, &shapes.max)
+                    })
+                    .collect(),
+            })
+            .collect(),
+        builder_optimization_level: Some(i32::from(settings.optimization_level)),
+        memory_pools: MemoryPoolLimits {
+            workspace: settings.memory_pools.workspace,
+            tactic_dram: settings.memory_pools.tactic_dram,
+            tactic_shared_memory: settings.memory_pools.tactic_shared_memory,
+        },
+        max_aux_streams: settings
+            .max_aux_streams
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        // TensorRT-RTX does not time tactics; the manifest refuses an explicit value for it.
+        avg_timing_iterations: enterprise
+            .then(|| i32::try_from(settings.avg_timing_iterations).unwrap_or(i32::MAX)),
+        tactic_sources,
+        tiling_optimization_level: match settings.tiling {
+            TilingLevel::None => None,
+            TilingLevel::Fast => Some(TilingOptimizationLevel::Fast),
+            TilingLevel::Moderate => Some(TilingOptimizationLevel::Moderate),
+            TilingLevel::Full => Some(TilingOptimizationLevel::Full),
+        },
+        hardware_compatibility_level: match settings.compatibility.hardware {
+            HardwareCompatibility::None => None,
+            HardwareCompatibility::AmperePlus => Some(HardwareCompatibilityLevel::AmperePlus),
+            HardwareCompatibility::SameComputeCapability => {
+                Some(HardwareCompatibilityLevel::SameComputeCapability)
+            }
+        },
+        version_compatible: settings.compatibility.version_compatible,
+        exclude_lean_runtime: settings.compatibility.exclude_lean_runtime,
+        compute_capabilities,
+        timing_cache,
+        refit: settings.weights.refit == RefitMode::All,
+        refit_individual: settings.weights.refit == RefitMode::Individual,
+        refit_identical: settings.weights.refit == RefitMode::Identical,
+        strip_plan: settings.weights.strip,
+        tf32,
+        profiling_verbosity: Some(ProfilingVerbosity::Detailed),
+        layer_info: false,
+    })
+}
+
+fn quoted(value: &str) -> String {
+    format!("\"{value}\"")
+}
+
+#[cfg(test)]
+#[path = "variant_config_tests.rs"]
+mod tests;

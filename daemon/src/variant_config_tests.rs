@@ -1,0 +1,129 @@
+//! How manifest settings become builder options, and which are refused.
+
+use std::path::Path;
+
+use super::*;
+
+/// The build config of the single engine of an RTX manifest with `extra` added to [defaults].
+fn rtx_config(extra: &str) -> Result<BuildConfig, ConfigError> {
+    config_of(&format!(
+        "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\n\
+         toolchain = \"tensorrt-rtx 1.7\"\ncompatibility.compute_capabilities = [\"8.6\", \"12.0\"]\n{extra}"
+    ))
+}
+
+fn config_of(toml: &str) -> Result<BuildConfig, ConfigError> {
+    let manifest = manifest_schema::parse(toml, Path::new("engine.toml"))
+        .unwrap_or_else(|errors| panic!("test manifest is invalid:\n{errors}"));
+    build_config(&manifest.variants()[0])
+}
+
+#[test]
+fn fp32_forbids_tf32_and_tf32_allows_it() {
+    assert_eq!(rtx_config("").unwrap().tf32, Some(false));
+    assert_eq!(rtx_config("precision = \"tf32\"").unwrap().tf32, Some(true));
+}
+
+#[test]
+fn reduced_precisions_are_refused_not_built_as_fp32() {
+    for precision in ["fp16", "bf16", "int8", "fp8", "fp4"] {
+        let error = rtx_config(&format!("precision = \"{precision}\"")).unwrap_err();
+        assert_eq!(error.setting, "precision");
+        assert!(error.value.contains(precision), "{error}");
+    }
+    let int8 = rtx_config("precision = \"int8\"").unwrap_err();
+    assert!(int8.reason.contains("Q/DQ"), "{int8}");
+}
+
+#[test]
+fn compute_capabilities_map_to_rtx_targets_in_order() {
+    let config = rtx_config("").unwrap();
+    assert_eq!(
+        config.compute_capabilities,
+        vec![ComputeCapability::Sm86, ComputeCapability::Sm120]
+    );
+}
+
+#[test]
+fn an_unknown_compute_capability_is_refused_with_the_known_ones() {
+    let error = config_of(
+        "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\n\
+         toolchain = \"tensorrt-rtx 1.7\"\ncompatibility.compute_capabilities = [\"9.0\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(error.setting, "compatibility.compute_capabilities");
+    assert!(error.reason.contains("8.6"), "{error}");
+}
+
+#[test]
+fn profiles_keep_order_and_shapes() {
+    let config = rtx_config(
+        "[[profile]]\ninputs.x = { min = [1, 3], opt = [4, 3], max = [8, 3] }\n\
+         [[profile]]\ninputs.x = { min = [8, 3], opt = [16, 3], max = [32, 3] }\n",
+    )
+    .unwrap();
+    assert_eq!(config.profiles.len(), 2);
+    assert_eq!(
+        config.profiles[1].inputs,
+        vec![ProfileInput::new("x", &[8, 3], &[16, 3], &[32, 3])]
+    );
+}
+
+#[test]
+fn builder_knobs_pass_through() {
+    let config = rtx_config(
+        "optimization_level = 5\nmax_aux_streams = 2\ntiling_optimization_level = \"moderate\"\n\
+         tactic_sources = [\"jit-convolutions\"]\nmemory_pools.workspace = \"1GiB\"\n\
+         weights.refit = \"identical\"\nweights.strip = true\n",
+    )
+    .unwrap();
+    assert_eq!(config.builder_optimization_level, Some(5));
+    assert_eq!(config.max_aux_streams, Some(2));
+    assert_eq!(
+        config.tiling_optimization_level,
+        Some(TilingOptimizationLevel::Moderate)
+    );
+    assert_eq!(
+        config.tactic_sources,
+        Some(vec![trt_ffi::TacticSource::JitConvolutions])
+    );
+    assert_eq!(config.memory_pools.workspace, Some(1 << 30));
+    assert!(config.refit_identical && config.strip_plan);
+    assert!(!config.refit && !config.refit_individual);
+    // RTX does not time tactics: no averaging call is made.
+    assert_eq!(config.avg_timing_iterations, None);
+    assert_eq!(
+        config.profiling_verbosity,
+        Some(ProfilingVerbosity::Detailed)
+    );
+}
+
+#[test]
+fn removed_tactic_sources_are_refused() {
+    let error = rtx_config("tactic_sources = [\"cublas\"]").unwrap_err();
+    assert_eq!(error.setting, "tactic_sources");
+}
+
+const ENTERPRISE: &str = "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\n\
+                          toolchain = \"tensorrt 11.4\"\navg_timing_iterations = 4\n";
+
+#[test]
+fn enterprise_record_builds_with_an_editable_cache_it_returns() {
+    let config = config_of(&format!(
+        "{ENTERPRISE}timing_cache.policy = \"record\"\ncompatibility.hardware = \"ampere+\"\n"
+    ))
+    .unwrap();
+    let cache = config.timing_cache.expect("record uses a timing cache");
+    assert!(cache.editable && cache.write_output && !cache.error_on_miss);
+    assert_eq!(config.avg_timing_iterations, Some(4));
+    assert_eq!(
+        config.hardware_compatibility_level,
+        Some(HardwareCompatibilityLevel::AmperePlus)
+    );
+}
+
+#[test]
+fn enterprise_locked_needs_the_registry_and_says_so() {
+    let error = config_of(&format!("{ENTERPRISE}timing_cache.policy = \"locked\"\n")).unwrap_err();
+    assert_eq!(error.setting, "timing_cache.policy");
+}

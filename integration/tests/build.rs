@@ -1,0 +1,134 @@
+//! `trtfarmd toolchains` and `trtfarmd build` as a user runs them: the real binary, the real
+//! TensorRT-RTX libraries (installed by scripts/setup), real example models.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use integration::{binary, examples_copy};
+
+fn trtfarmd(args: &[&str], cwd: &Path) -> Output {
+    Command::new(binary("trtfarmd"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run trtfarmd")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn file_digest(path: &Path) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(std::fs::File::open(path).expect("open plan"))
+        .expect("hash plan");
+    hasher.finalize().to_hex().to_string()
+}
+
+#[test]
+fn toolchains_reports_tensorrt_rtx_with_the_digest_of_its_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = trtfarmd(&["toolchains", "--json"], dir.path());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rtx = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["flavour"] == "TensorRT-RTX")
+        .expect("a TensorRT-RTX row");
+    let version = rtx["version"].as_str().unwrap_or_else(|| {
+        panic!(
+            "TensorRT-RTX not found (run scripts/setup): {}",
+            rtx["error"]
+        )
+    });
+    assert!(version.starts_with("1.7."), "{version}");
+    let library = Path::new(rtx["library"].as_str().unwrap());
+    assert_eq!(
+        rtx["library_digest"],
+        format!("blake3:{}", file_digest(library))
+    );
+}
+
+#[test]
+fn builds_an_example_engine_and_reports_its_real_digest() {
+    let examples = examples_copy();
+    let out = examples.path().join("out");
+
+    let output = trtfarmd(
+        &[
+            "build",
+            "cnn-dynamic-batch/engine.toml",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ],
+        examples.path(),
+    );
+
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+    let plan = out.join("fp32.engine");
+    let size = std::fs::metadata(&plan).expect("the plan exists").len();
+    assert!(size > 0);
+    assert!(
+        stdout.contains(&format!("blake3:{} {size} bytes", file_digest(&plan))),
+        "{stdout}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "fp32.engine")
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn refuses_reduced_precision_instead_of_building_fp32_and_builds_the_rest() {
+    let examples = examples_copy();
+    let out = examples.path().join("out");
+
+    let output = trtfarmd(
+        &[
+            "build",
+            "precision-fanout/engine.toml",
+            "--engine",
+            "fp32-sm86",
+            "--engine",
+            "fp16-sm89",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ],
+        examples.path(),
+    );
+
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("built  fp32-sm86"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED fp16-sm89") && stdout.contains("precision = \"fp16\""),
+        "{stdout}"
+    );
+    assert!(out.join("fp32-sm86.engine").is_file());
+    assert!(!out.join("fp16-sm89.engine").exists());
+}
+
+#[test]
+fn an_unknown_engine_name_lists_the_known_ones() {
+    let examples = examples_copy();
+    let output = trtfarmd(
+        &["build", "multi-input/engine.toml", "--engine", "nope"],
+        examples.path(),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("no engine `nope`") && stderr.contains("fp32"),
+        "{stderr}"
+    );
+}

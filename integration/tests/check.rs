@@ -1,0 +1,140 @@
+//! `trtfarm check` as a user runs it: the real binary on real manifests and models.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use integration::{binary, examples_copy};
+
+fn trtfarm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(binary("trtfarm"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run trtfarm")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_example_passes_check() {
+    let examples = examples_copy();
+
+    let output = trtfarm(&["check", "."], examples.path());
+
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("checked 5 manifests: 5 ok, 0 failed"),
+        "{stdout}"
+    );
+    for example in onnx_graph::example_models::EXAMPLES {
+        assert!(
+            stdout.contains(example.dir),
+            "{example:?} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn every_example_passes_check_as_json() {
+    let examples = examples_copy();
+
+    let output = trtfarm(&["check", "--json", "."], examples.path());
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
+    assert_eq!(document["ok"], true);
+    let manifests = document["manifests"].as_array().expect("manifests array");
+    assert_eq!(manifests.len(), 5);
+    let fanout = manifests
+        .iter()
+        .find(|m| {
+            m["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("precision-fanout"))
+        })
+        .expect("precision-fanout is listed");
+    assert!(fanout["engines"].as_array().is_some_and(|e| e.len() > 1));
+}
+
+#[test]
+fn a_broken_manifest_fails_with_its_location_and_hint() {
+    let examples = examples_copy();
+    let manifest = examples.path().join("cnn-dynamic-batch/engine.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let broken = original.replacen("[defaults]\n", "[defaults]\nprecison = \"fp16\"\n", 1);
+    assert_ne!(broken, original, "the example has a [defaults] table");
+    std::fs::write(&manifest, &broken).unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("precison"))
+        .unwrap()
+        + 1;
+
+    let output = trtfarm(&["check", "."], examples.path());
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cnn-dynamic-batch/engine.toml:{line}:1")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("precision"), "{stderr}");
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("4 ok, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn a_profile_for_an_input_the_model_lacks_is_reported() {
+    let examples = examples_copy();
+    let manifest = examples.path().join("cnn-dynamic-batch/engine.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let broken = original.replace("inputs.images", "inputs.image");
+    assert_ne!(broken, original, "the example profiles `images`");
+    std::fs::write(&manifest, broken).unwrap();
+
+    let output = trtfarm(&["check", "--json", "cnn-dynamic-batch"], examples.path());
+
+    assert_eq!(output.status.code(), Some(1));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let messages: Vec<&str> = document["manifests"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["message"].as_str())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("`image`")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_onnx_is_reported_at_the_model_path() {
+    let examples = examples_copy();
+    let model = examples.path().join("multi-input/ranker.onnx");
+    std::fs::write(&model, "this is not a protobuf").unwrap();
+
+    let output = trtfarm(&["check", "multi-input"], examples.path());
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("not an ONNX model"), "{stderr}");
+    assert!(stderr.contains("multi-input/engine.toml:"), "{stderr}");
+}
+
+#[test]
+fn a_missing_path_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = trtfarm(&["check", "nowhere"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("nowhere"));
+}
