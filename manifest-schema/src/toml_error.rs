@@ -7,9 +7,6 @@
 use crate::diagnostic::{Diagnostic, SourceFile};
 use crate::suggest::{did_you_mean, quoted_list, unknown_value_hint};
 
-/// Longest list of valid keys we print when nothing is close to the unknown key.
-const MAX_LISTED_KEYS: usize = 6;
-
 /// The one diagnostic for a TOML syntax or type error.
 pub(crate) fn toml_diagnostic(source: &SourceFile, error: &toml::de::Error) -> Diagnostic {
     let span = error.span().unwrap_or(0..0);
@@ -74,11 +71,10 @@ fn unknown_diagnostic(
         let hint = match did_you_mean(unknown.value, &unknown.expected) {
             Some(best) => Some(format!("did you mean `{best}`?")),
             None if unknown.expected.is_empty() => Some("this table takes no keys".to_string()),
-            None if unknown.expected.len() <= MAX_LISTED_KEYS => Some(format!(
+            None => Some(format!(
                 "valid keys here: {}",
                 quoted_list(&unknown.expected)
             )),
-            None => Some("see docs/manifest.md for the keys of this table".to_string()),
         };
         return source.error(span, format!("unknown key `{}`", unknown.value), hint);
     }

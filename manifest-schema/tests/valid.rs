@@ -20,38 +20,27 @@ fn cc(major: u16, minor: u16) -> ComputeCapability {
     ComputeCapability { major, minor }
 }
 
-const DOC_EXAMPLE: &str = r#"#:schema ../../manifest-schema/engine.schema.json
-schema_version = 1
-
-[model]
-path = "resnet50.onnx"
-plugins = ["plugins/libroi_align.so"]
-
-[defaults]
-toolchain = "tensorrt-rtx 1.7"
-precision = "fp16"
-optimization_level = 3
-build_timeout = "20m"
-
-[defaults.compatibility]
-compute_capabilities = ["8.6", "8.9", "12.0"]
-
-[[profile]]
-inputs.images = { min = [1, 3, 224, 224], opt = [8, 3, 224, 224], max = [32, 3, 224, 224] }
-
-[[engine]]
-name = "fp16"
-output = "build/resnet50.fp16.engine"
-
-[[engine]]
-name = "fp32-ada"
-precision = "fp32"
-compatibility.compute_capabilities = ["8.9"]
-"#;
+/// The example at the top of the manifest reference in README.md, so the documentation cannot
+/// drift from what the parser accepts.
+fn doc_example() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap_or_else(|e| panic!("read README.md: {e}"));
+    let reference = readme
+        .split_once("## Manifest reference")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("README.md has a manifest reference section"));
+    let (_, block) = reference
+        .split_once("```toml\n")
+        .unwrap_or_else(|| panic!("the manifest reference has a TOML example"));
+    let (example, _) = block
+        .split_once("```")
+        .unwrap_or_else(|| panic!("the TOML example is closed"));
+    example.to_string()
+}
 
 #[test]
 fn the_reference_example_parses() {
-    let m = ok(DOC_EXAMPLE);
+    let m = ok(&doc_example());
     assert_eq!(m.schema_version, 1);
     assert_eq!(m.dir(), Path::new("models/resnet"));
     assert_eq!(m.model.path, "resnet50.onnx");
@@ -286,7 +275,7 @@ fn load_reads_from_disk() {
         panic!("tempdir")
     };
     let path = dir.path().join("engine.toml");
-    if let Err(e) = std::fs::write(&path, DOC_EXAMPLE) {
+    if let Err(e) = std::fs::write(&path, doc_example()) {
         panic!("{e}");
     }
     match manifest_schema::load(&path) {
