@@ -382,6 +382,32 @@ void* resolve(void* library, char const* name, char const* path, std::string& er
     return symbol;
 }
 
+// Runs one C entry point's body so that no C++ exception crosses the C boundary: an exception
+// becomes TRTFARM_E_INTERNAL with its message.
+template <typename Body>
+int32_t guarded(char* message, size_t message_size, Body&& body)
+{
+    try
+    {
+        return body();
+    }
+    catch (std::bad_alloc const&)
+    {
+        setMessage(message, message_size, "out of memory");
+        return TRTFARM_E_INTERNAL;
+    }
+    catch (std::exception const& e)
+    {
+        setMessage(message, message_size, std::string("internal error: ") + e.what());
+        return TRTFARM_E_INTERNAL;
+    }
+    catch (...)
+    {
+        setMessage(message, message_size, "internal error");
+        return TRTFARM_E_INTERNAL;
+    }
+}
+
 } // namespace
 
 TRTFARM_API int32_t trtfarm_shim_abi_version(void)
@@ -407,8 +433,7 @@ TRTFARM_API int32_t trtfarm_toolchain_open(char const* builder_library, char con
         return TRTFARM_E_INVALID;
     }
     *out = nullptr;
-    try
-    {
+    return guarded(message, message_size, [&]() -> int32_t {
         // RTLD_LOCAL: the other flavour's shim may live in the same process with its own TensorRT.
         void* builderLib = dlopen(builder_library, RTLD_NOW | RTLD_LOCAL);
         if (builderLib == nullptr)
@@ -470,17 +495,7 @@ TRTFARM_API int32_t trtfarm_toolchain_open(char const* builder_library, char con
         tc->logger = &sharedLogger();
         *out = tc;
         return TRTFARM_OK;
-    }
-    catch (std::exception const& e)
-    {
-        setMessage(message, message_size, std::string("internal error: ") + e.what());
-        return TRTFARM_E_INTERNAL;
-    }
-    catch (...)
-    {
-        setMessage(message, message_size, "internal error");
-        return TRTFARM_E_INTERNAL;
-    }
+    });
 }
 
 TRTFARM_API void trtfarm_toolchain_version(trtfarm_toolchain const* toolchain, trtfarm_version* out)
@@ -506,29 +521,13 @@ TRTFARM_API int32_t trtfarm_build_engine(
         setMessage(message, message_size, "null argument");
         return TRTFARM_E_INVALID;
     }
-    try
-    {
+    return guarded(message, message_size, [&]() -> int32_t {
         std::lock_guard<std::mutex> lock(processBuildMutex());
         std::string error;
         int32_t const status = buildEngine(*toolchain, *params, error);
         setMessage(message, message_size, error);
         return status;
-    }
-    catch (std::bad_alloc const&)
-    {
-        setMessage(message, message_size, "out of memory");
-        return TRTFARM_E_INTERNAL;
-    }
-    catch (std::exception const& e)
-    {
-        setMessage(message, message_size, std::string("internal error: ") + e.what());
-        return TRTFARM_E_INTERNAL;
-    }
-    catch (...)
-    {
-        setMessage(message, message_size, "internal error");
-        return TRTFARM_E_INTERNAL;
-    }
+    });
 }
 
 TRTFARM_API int32_t trtfarm_inspect_plan(trtfarm_toolchain* toolchain, void const* plan, size_t plan_size,
@@ -539,22 +538,11 @@ TRTFARM_API int32_t trtfarm_inspect_plan(trtfarm_toolchain* toolchain, void cons
         setMessage(message, message_size, "null argument");
         return TRTFARM_E_INVALID;
     }
-    try
-    {
+    return guarded(message, message_size, [&]() -> int32_t {
         std::lock_guard<std::mutex> lock(processBuildMutex());
         std::string error;
         int32_t const status = inspectPlan(*toolchain, plan, plan_size, log, write, user, error);
         setMessage(message, message_size, error);
         return status;
-    }
-    catch (std::exception const& e)
-    {
-        setMessage(message, message_size, std::string("internal error: ") + e.what());
-        return TRTFARM_E_INTERNAL;
-    }
-    catch (...)
-    {
-        setMessage(message, message_size, "internal error");
-        return TRTFARM_E_INTERNAL;
-    }
+    });
 }
