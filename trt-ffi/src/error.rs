@@ -11,9 +11,10 @@ use crate::toolchain::Flavour;
 pub enum LoadError {
     /// No directory held the library.
     #[error(
-        "{flavour}: none of [{}] found in any of these directories:\n{}\n(run scripts/setup, or pass the directory that holds them)",
+        "{flavour}: none of [{}] found in any of these directories:\n{}\n({})",
         .libraries.join(", "),
-        .searched.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n")
+        .searched.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n"),
+        .flavour.install_hint()
     )]
     NotFound {
         /// Flavour being loaded.

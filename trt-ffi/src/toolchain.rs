@@ -54,6 +54,21 @@ impl Flavour {
         }
     }
 
+    /// What a user can do when this flavour's libraries are not found.
+    pub fn install_hint(self) -> String {
+        let vars = [self.lib_dir_vars(), self.root_vars()]
+            .concat()
+            .join(" or ");
+        match self {
+            Flavour::TensorRtRtx => format!(
+                "run scripts/setup (it installs TensorRT-RTX from PyPI), set {vars}, or pass the directory that holds them"
+            ),
+            Flavour::TensorRt => format!(
+                "install TensorRT (NVIDIA ships it outside public package registries, so scripts/setup cannot), then set {vars} or pass the directory that holds them"
+            ),
+        }
+    }
+
     /// Where scripts/setup puts this flavour's libraries under the trtfarm cache.
     fn cache_subdir(self) -> &'static str {
         match self {
