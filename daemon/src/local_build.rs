@@ -6,30 +6,39 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use manifest_schema::{Manifest, Variant};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use manifest_schema::{Flavour, Manifest, Variant};
 use trt_ffi::{
     BuildObserver, BuildOutput, BuildRequest, Control, LogMessage, OnnxSource, ProgressEvent,
+    Toolchain,
 };
 
 use crate::toolchains;
 use crate::variant_config::build_config;
 
 /// Options of `trtfarmd build`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct LocalBuildOptions {
-    /// The manifest.
+    /// The engine.toml to build.
     pub manifest: PathBuf,
-    /// Variants to build; empty means all.
+    /// Build only this engine variant (repeatable; default: all).
+    #[arg(long = "engine", short = 'e')]
     pub engines: Vec<String>,
-    /// Directory for the plans; default: each variant's `output`, else `build/<name>.engine`
-    /// beside the manifest.
+    /// Write plans to DIR/<engine>.engine instead of each engine's `output` (default:
+    /// `build/<engine>.engine` beside the manifest).
+    #[arg(long)]
     pub out_dir: Option<PathBuf>,
-    /// Where the TensorRT libraries are, if not in the default places.
+    /// Directory holding the TensorRT libraries (default: search the usual places).
+    #[arg(long)]
     pub lib_dir: Option<PathBuf>,
-    /// Print TensorRT's informational messages too, not only warnings and errors.
+    /// Also print TensorRT's informational messages, not only warnings and errors.
+    #[arg(long, short)]
     pub verbose: bool,
-    /// Run the engine inspector after the build and write its JSON beside the plan (needs a
-    /// GPU: TensorRT cannot deserialize a plan without one).
+    /// Write the engine inspector's layer JSON beside each plan (needs a GPU: TensorRT cannot
+    /// deserialize a plan without one).
+    #[arg(long)]
     pub layer_info: bool,
 }
 
@@ -42,11 +51,13 @@ pub fn run(options: &LocalBuildOptions) -> anyhow::Result<bool> {
         anyhow::bail!("{}", manifest.errors(problems));
     }
     let variants = select(&manifest, &options.engines)?;
+    // dlopen once per flavour, not once per variant; the version check stays per variant.
+    let mut loaded: HashMap<Flavour, Toolchain> = HashMap::new();
     let mut all_ok = true;
     for variant in variants {
         let plan_path = plan_path(&manifest, variant, options.out_dir.as_deref());
         let started = Instant::now();
-        match build_variant(&manifest, variant, &plan_path, options) {
+        match build_variant(&manifest, variant, &plan_path, options, &mut loaded) {
             Ok(output) => {
                 println!(
                     "built  {}: blake3:{} {} bytes in {:.2} s -> {}",
@@ -108,10 +119,19 @@ fn build_variant(
     variant: &Variant,
     plan_path: &Path,
     options: &LocalBuildOptions,
+    loaded: &mut HashMap<Flavour, Toolchain>,
 ) -> anyhow::Result<BuildOutput> {
     let mut config = build_config(variant)?;
     config.layer_info = options.layer_info;
-    let toolchain = toolchains::resolve(&variant.settings.toolchain, options.lib_dir.as_deref())?;
+    let requirement = &variant.settings.toolchain;
+    let toolchain = match loaded.entry(requirement.flavour) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => entry.insert(toolchains::load(
+            requirement.flavour,
+            options.lib_dir.as_deref(),
+        )?),
+    };
+    toolchains::check_version(toolchain, requirement)?;
     if let Some(parent) = plan_path.parent() {
         std::fs::create_dir_all(parent)?;
     }

@@ -30,45 +30,13 @@ enum Command {
         json: bool,
     },
     /// Build a manifest's engines here and now, without queue or store.
-    Build {
-        /// The engine.toml to build.
-        manifest: PathBuf,
-        /// Build only this engine variant (repeatable).
-        #[arg(long = "engine", short = 'e')]
-        engines: Vec<String>,
-        /// Write plans to DIR/<engine>.engine instead of each engine's `output`.
-        #[arg(long)]
-        out_dir: Option<PathBuf>,
-        /// Directory holding the TensorRT libraries (default: search the usual places).
-        #[arg(long)]
-        lib_dir: Option<PathBuf>,
-        /// Also print TensorRT's informational messages.
-        #[arg(long, short)]
-        verbose: bool,
-        /// Write the engine inspector's layer JSON beside each plan (needs a GPU).
-        #[arg(long)]
-        layer_info: bool,
-    },
+    Build(local_build::LocalBuildOptions),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Toolchains { json } => list_toolchains(json).map(|()| true),
-        Command::Build {
-            manifest,
-            engines,
-            out_dir,
-            lib_dir,
-            verbose,
-            layer_info,
-        } => local_build::run(&local_build::LocalBuildOptions {
-            manifest,
-            engines,
-            out_dir,
-            lib_dir,
-            verbose,
-            layer_info,
-        }),
+        Command::Build(options) => local_build::run(&options),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -13,13 +13,16 @@ pub fn ffi_flavour(flavour: Flavour) -> trt_ffi::Flavour {
     }
 }
 
-/// Loads the toolchain `requirement` names (from `lib_dir` when given) and checks that its
-/// version satisfies the requirement.
-pub fn resolve(
+/// Loads the toolchain of `flavour` (from `lib_dir` when given).
+pub fn load(flavour: Flavour, lib_dir: Option<&Path>) -> anyhow::Result<Toolchain> {
+    Ok(Toolchain::load(ffi_flavour(flavour), lib_dir)?)
+}
+
+/// Fails unless the loaded `toolchain`'s version satisfies `requirement`.
+pub fn check_version(
+    toolchain: &Toolchain,
     requirement: &ToolchainRequirement,
-    lib_dir: Option<&Path>,
-) -> anyhow::Result<Toolchain> {
-    let toolchain = Toolchain::load(ffi_flavour(requirement.flavour), lib_dir)?;
+) -> anyhow::Result<()> {
     let loaded = toolchain.version();
     let version: Version = loaded.to_string().parse()?;
     anyhow::ensure!(
@@ -28,5 +31,5 @@ pub fn resolve(
         toolchain.flavour(),
         toolchain.library_path().display(),
     );
-    Ok(toolchain)
+    Ok(())
 }

@@ -58,5 +58,5 @@ fn is_source_file(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("toml" | "md")
-    ) && path.file_name().is_some_and(|name| name != "engine.lock")
+    )
 }

@@ -15,19 +15,9 @@ use trt_ffi::{
     BuildConfig, BuildRequest, ComputeCapability, Flavour, IgnoreProgress, OnnxSource, Toolchain,
 };
 
-fn deps_dir() -> PathBuf {
-    std::env::var_os("TRTFARM_DEPS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            dirs::cache_dir()
-                .expect("no cache directory")
-                .join("trtfarm/deps")
-        })
-}
-
-fn env_or(var: &str, default: PathBuf) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or(default)
-}
+// The tests' helpers locate the set-up models, venv and libraries the same way.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -40,10 +30,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let model_name = std::env::var("TRTFARM_BENCH_MODEL").unwrap_or_else(|_| "squeezenet".into());
-    let models = env_or("TRTFARM_ONNX_TEST_MODELS", deps_dir().join("onnx/light"));
-    let model = models.join(format!("light_{model_name}.onnx"));
-    let python = env_or("TRTFARM_PYTHON", deps_dir().join("venv/bin/python"));
-    let lib_dir = env_or("TRTFARM_RTX_LIB_DIR", deps_dir().join("lib/tensorrt-rtx"));
+    let model = common::light_model(&model_name);
+    let python = common::python();
+    let lib_dir = common::rtx_lib_dir();
     let dir = tempfile::tempdir().expect("temp dir");
 
     let load_start = Instant::now();

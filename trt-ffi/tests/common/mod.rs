@@ -8,28 +8,17 @@ use std::process::Command;
 
 use trt_ffi::{BuildObserver, Control, Flavour, LogMessage, ProgressEvent, Toolchain};
 
+/// The set-up deps directory, found the way every trtfarm crate finds it (`onnx_graph::deps`).
 fn deps_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TRTFARM_DEPS_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME must be set to find the trtfarm cache");
-    cache.join("trtfarm/deps")
-}
-
-fn from_env_or(var: &str, default: PathBuf) -> PathBuf {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or(default)
+    onnx_graph::deps::deps_dir()
+        .expect("HOME or XDG_CACHE_HOME must be set to find the trtfarm cache")
 }
 
 /// The TensorRT-RTX library directory; panics with instructions if it is missing.
 pub fn rtx_lib_dir() -> PathBuf {
-    let dir = from_env_or("TRTFARM_RTX_LIB_DIR", deps_dir().join("lib/tensorrt-rtx"));
+    let dir = std::env::var_os("TRTFARM_RTX_LIB_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| deps_dir().join("lib/tensorrt-rtx"), PathBuf::from);
     assert!(
         dir.join("libtensorrt_rtx.so.1").is_file(),
         "TensorRT-RTX is not installed: {} has no libtensorrt_rtx.so.1. Run scripts/setup \
@@ -48,7 +37,7 @@ pub fn rtx() -> Toolchain {
 
 /// One of the tiny models from the onnx wheel (e.g. "squeezenet").
 pub fn light_model(name: &str) -> PathBuf {
-    let dir = from_env_or("TRTFARM_ONNX_TEST_MODELS", deps_dir().join("onnx/light"));
+    let dir = onnx_graph::deps::onnx_test_models().unwrap_or_else(deps_dir);
     let path = dir.join(format!("light_{name}.onnx"));
     assert!(
         path.is_file(),
@@ -60,7 +49,7 @@ pub fn light_model(name: &str) -> PathBuf {
 
 /// The Python interpreter of the set-up venv (onnx + tensorrt_rtx bindings).
 pub fn python() -> PathBuf {
-    let path = from_env_or("TRTFARM_PYTHON", deps_dir().join("venv/bin/python"));
+    let path = onnx_graph::deps::python().unwrap_or_else(deps_dir);
     assert!(
         path.is_file(),
         "Python venv missing at {}. Run scripts/setup (or set TRTFARM_PYTHON).",
