@@ -1,17 +1,15 @@
 //! `trtfarmd`, the build daemon.
 //!
-//! This release has the build path (toolchain discovery and local builds); the gRPC server,
-//! queue and store follow.
+//! A thin command-line layer over the `trtfarmd` library.
 
-mod local_build;
-mod toolchains;
-mod variant_config;
+use trtfarmd::local_build;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde::Serialize;
+use manifest_schema::Flavour;
+use trtfarmd::inventory::ToolchainRow;
 
 /// trtfarmd: the trtfarm build daemon.
 #[derive(Debug, Parser)]
@@ -28,15 +26,42 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Load TensorRT-RTX from this directory only.
+        #[arg(long)]
+        tensorrt_rtx_lib_dir: Option<PathBuf>,
+        /// Load TensorRT Enterprise from this directory only.
+        #[arg(long)]
+        tensorrt_lib_dir: Option<PathBuf>,
     },
+    /// Run the build daemon: gRPC on `listen`, jobs in `state_dir`, results in the store.
+    Serve(trtfarmd::config::ServeArgs),
     /// Build a manifest's engines here and now, without queue or store.
     Build(local_build::LocalBuildOptions),
+    /// Run one build in the current directory (a scratch dir the daemon prepared). Started by
+    /// the daemon with a fixed argv and environment; not for people.
+    #[command(hide = true)]
+    Worker,
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
-        Command::Toolchains { json } => list_toolchains(json).map(|()| true),
+    let command = Cli::parse().command;
+    if let Command::Worker = command {
+        return trtfarmd::worker::worker_main();
+    }
+    let result = match command {
+        Command::Toolchains {
+            json,
+            tensorrt_rtx_lib_dir,
+            tensorrt_lib_dir,
+        } => list_toolchains(
+            json,
+            tensorrt_rtx_lib_dir.as_deref(),
+            tensorrt_lib_dir.as_deref(),
+        )
+        .map(|()| true),
         Command::Build(options) => local_build::run(&options),
+        Command::Serve(args) => serve(&args).map(|()| true),
+        Command::Worker => unreachable!("handled above"),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -48,20 +73,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// One row of `trtfarmd toolchains`.
-#[derive(Debug, Serialize)]
-struct ToolchainRow {
-    flavour: String,
-    version: Option<String>,
-    library: Option<PathBuf>,
-    library_digest: Option<String>,
-    error: Option<String>,
-}
-
-fn list_toolchains(json: bool) -> anyhow::Result<()> {
-    let rows: Vec<ToolchainRow> = [trt_ffi::Flavour::TensorRtRtx, trt_ffi::Flavour::TensorRt]
-        .into_iter()
-        .map(|flavour| match trt_ffi::Toolchain::load(flavour, None) {
+fn list_toolchains(
+    json: bool,
+    rtx_lib_dir: Option<&Path>,
+    enterprise_lib_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    // Rows name flavours as manifests spell them (`tensorrt-rtx`), the daemon's probe parses them.
+    let rows: Vec<ToolchainRow> = [
+        (Flavour::TensorRtRtx, rtx_lib_dir),
+        (Flavour::TensorRt, enterprise_lib_dir),
+    ]
+    .into_iter()
+    .map(
+        |(flavour, lib_dir)| match trtfarmd::toolchains::load(flavour, lib_dir) {
             Ok(toolchain) => {
                 let digest = toolchain.library_digest();
                 ToolchainRow {
@@ -82,10 +106,11 @@ fn list_toolchains(json: bool) -> anyhow::Result<()> {
                 version: None,
                 library: None,
                 library_digest: None,
-                error: Some(error.to_string()),
+                error: Some(format!("{error:#}")),
             },
-        })
-        .collect();
+        },
+    )
+    .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -105,4 +130,19 @@ fn list_toolchains(json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn serve(args: &trtfarmd::config::ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRTFARMD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = trtfarmd::config::DaemonConfig::load(args)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(trtfarmd::server::serve(config))
 }

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: locating the workspace's binaries and preparing
 //! private copies of the examples.
 
+pub mod daemon;
+pub mod farm;
+pub mod models;
+
 use std::path::{Path, PathBuf};
 
 /// The repository root.

@@ -1,0 +1,4 @@
+//! The trtfarm client library: what the `trtfarm` CLI (and anything else that talks to a
+//! `trtfarmd`) uses to move blobs and follow builds.
+
+pub mod transfer;

@@ -1,0 +1,136 @@
+//! Moving blobs to and from a daemon: uploads that send only what is missing and resume where
+//! an interrupted one stopped; downloads verified while they stream and written atomically.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tonic::transport::Channel;
+use trtfarm_proto::v1;
+use trtfarm_proto::v1::farm_client::FarmClient;
+
+/// Bytes per upload message.
+const CHUNK: usize = 1 << 20;
+
+/// blake3 and size of a local file, streamed.
+pub fn digest_file(path: &Path) -> anyhow::Result<v1::Digest> {
+    let mut hasher = blake3::Hasher::new();
+    let size = hasher
+        .update_reader(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .count();
+    Ok(v1::Digest {
+        blake3: hasher.finalize().to_hex().to_string(),
+        size_bytes: size,
+    })
+}
+
+/// Uploads `path` (whose digest is `digest`) unless the daemon already has it, resuming a
+/// partial upload. Returns whether bytes were sent.
+pub async fn upload_file(
+    client: &mut FarmClient<Channel>,
+    path: &Path,
+    digest: &v1::Digest,
+) -> anyhow::Result<bool> {
+    let status = client
+        .get_upload_status(v1::GetUploadStatusRequest {
+            digest: Some(digest.clone()),
+        })
+        .await?
+        .into_inner();
+    if status.complete {
+        return Ok(false);
+    }
+    let offset = status.committed_bytes;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let header = v1::UploadHeader {
+        digest: Some(digest.clone()),
+        offset,
+    };
+    let messages = futures::stream::unfold((file, Some(header)), |(mut file, header)| async move {
+        let mut buffer = vec![0u8; CHUNK];
+        let n = match file.read(&mut buffer).await {
+            Ok(n) => n,
+            // The daemon sees a short upload and refuses it; the error surfaces there.
+            Err(_) => return None,
+        };
+        if n == 0 && header.is_none() {
+            return None;
+        }
+        buffer.truncate(n);
+        let message = v1::UploadBlobRequest {
+            header,
+            data: buffer.into(),
+        };
+        Some((message, (file, None)))
+    });
+    client.upload_blob(messages).await?;
+    Ok(true)
+}
+
+/// Streams a blob into `dest`: written to a temporary file beside it, checked against the
+/// digest, then renamed into place. On any error nothing is left at `dest`.
+pub async fn download_to_file(
+    client: &mut FarmClient<Channel>,
+    digest: &v1::Digest,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(dir).await?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.{}.partial",
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
+        std::process::id()
+    ));
+    let result = download_into(client, digest, &tmp).await;
+    match result {
+        Ok(()) => {
+            tokio::fs::rename(&tmp, dest).await?;
+            Ok(())
+        }
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(error)
+        }
+    }
+}
+
+async fn download_into(
+    client: &mut FarmClient<Channel>,
+    digest: &v1::Digest,
+    tmp: &Path,
+) -> anyhow::Result<()> {
+    let mut stream = client
+        .download_blob(v1::DownloadBlobRequest {
+            digest: Some(digest.clone()),
+            offset: 0,
+        })
+        .await?
+        .into_inner();
+    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(tmp).await?);
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.message().await? {
+        hasher.update(&chunk.data);
+        size += chunk.data.len() as u64;
+        file.write_all(&chunk.data).await?;
+    }
+    file.flush().await?;
+    file.into_inner().sync_all().await?;
+    let actual = hasher.finalize().to_hex().to_string();
+    anyhow::ensure!(
+        actual == digest.blake3 && size == digest.size_bytes,
+        "downloaded bytes are blake3:{actual} ({size} bytes), not the requested blake3:{} ({} bytes); refused",
+        digest.blake3,
+        digest.size_bytes
+    );
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The action key: the one place the farm decides whether two builds are the same build.
+//!
+//! blake3 over a framed encoding of everything that can change the engine (DESIGN.md, "The
+//! action key"): key version and farm salt, the variant's canonical settings, the digest of every
+//! input file, the toolchain that was actually loaded, the target, and the timing cache used as
+//! input. Absolute paths, host names, times and the model's file name never enter it.
+//!
+//! Layout: `MAGIC`, `ACTION_KEY_VERSION` (u32 LE), then fields in a fixed order, each
+//! `tag: u16 LE`, `length: u64 LE`, `payload`. Bump the version whenever a field's meaning
+//! changes; results are only shared between equal versions.
+
+use trtfarm_store::{ActionKey, BlobDigest};
+
+use crate::inventory::ToolchainIdentity;
+
+/// Version of the action-key encoding.
+pub const ACTION_KEY_VERSION: u32 = 1;
+
+const MAGIC: &[u8] = b"trtfarm.action\0";
+
+/// Field tags. Never reuse a retired number.
+mod tag {
+    pub(super) const SALT: u16 = 1;
+    pub(super) const VARIANT: u16 = 2;
+    pub(super) const INPUTS: u16 = 3;
+    pub(super) const TOOLCHAIN: u16 = 4;
+    pub(super) const TARGET: u16 = 5;
+    pub(super) const TIMING_CACHE: u16 = 6;
+}
+
+/// What an input file is to the build. The model's own path is not part of the key (renaming
+/// a model does not change its engine); an external-data file's path is, because the model
+/// refers to it by that name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyInput {
+    /// The ONNX model.
+    Model(BlobDigest),
+    /// An external-data file, by its path relative to the model.
+    ExternalData {
+        /// Path as the model refers to it.
+        path: String,
+        /// Its content.
+        digest: BlobDigest,
+    },
+    /// A plugin library, by its position in `[model] plugins` (load order matters).
+    Plugin {
+        /// Index in the manifest's plugin list.
+        index: u32,
+        /// Its content.
+        digest: BlobDigest,
+    },
+}
+
+/// Where the engine will run, beyond what the variant's settings already say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// TensorRT-RTX builds ahead of time for the variant's compute-capability list, which the
+    /// variant encoding already carries.
+    AheadOfTime,
+    /// TensorRT Enterprise builds for the GPU it times tactics on.
+    Gpu {
+        /// Marketing name, e.g. `NVIDIA H100 80GB HBM3`.
+        model: String,
+        /// e.g. `9.0`.
+        compute_capability: String,
+    },
+}
+
+/// Everything the key is computed from.
+#[derive(Debug, Clone)]
+pub struct KeyMaterial<'a> {
+    /// Farm-wide salt from the daemon config (`None`: no salt).
+    pub salt: Option<&'a str>,
+    /// `Variant::canonical_encoding()` of the variant being built.
+    pub variant_encoding: &'a [u8],
+    /// Every input file. Order does not matter; the encoding sorts them.
+    pub inputs: &'a [KeyInput],
+    /// The loaded toolchain.
+    pub toolchain: &'a ToolchainIdentity,
+    /// The target.
+    pub target: &'a Target,
+    /// The timing cache loaded as input (locked policy), if any.
+    pub timing_cache: Option<&'a BlobDigest>,
+}
+
+/// Computes the action key.
+pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
+    let mut e = Encoder::default();
+    e.bytes.extend_from_slice(MAGIC);
+    e.bytes.extend_from_slice(&ACTION_KEY_VERSION.to_le_bytes());
+    e.field(tag::SALT, |e| match material.salt {
+        None => e.u8(0),
+        Some(salt) => {
+            e.u8(1);
+            e.str(salt);
+        }
+    });
+    e.field(tag::VARIANT, |e| e.bytes_field(material.variant_encoding));
+    e.field(tag::INPUTS, |e| {
+        let mut inputs: Vec<&KeyInput> = material.inputs.iter().collect();
+        inputs.sort();
+        inputs.dedup();
+        e.len(inputs.len());
+        for input in inputs {
+            match input {
+                KeyInput::Model(digest) => {
+                    e.u8(1);
+                    e.digest(digest);
+                }
+                KeyInput::ExternalData { path, digest } => {
+                    e.u8(2);
+                    e.str(path);
+                    e.digest(digest);
+                }
+                KeyInput::Plugin { index, digest } => {
+                    e.u8(3);
+                    e.u64(u64::from(*index));
+                    e.digest(digest);
+                }
+            }
+        }
+    });
+    e.field(tag::TOOLCHAIN, |e| {
+        e.str(&material.toolchain.flavour);
+        e.str(&material.toolchain.version);
+        e.str(&material.toolchain.library_digest);
+    });
+    e.field(tag::TARGET, |e| match material.target {
+        Target::AheadOfTime => e.u8(0),
+        Target::Gpu {
+            model,
+            compute_capability,
+        } => {
+            e.u8(1);
+            e.str(model);
+            e.str(compute_capability);
+        }
+    });
+    e.field(tag::TIMING_CACHE, |e| match material.timing_cache {
+        None => e.u8(0),
+        Some(digest) => {
+            e.u8(1);
+            e.digest(digest);
+        }
+    });
+    ActionKey(*blake3::hash(&e.bytes).as_bytes())
+}
+
+/// Appends length-framed values.
+#[derive(Default)]
+struct Encoder {
+    bytes: Vec<u8>,
+}
+
+impl Encoder {
+    fn u8(&mut self, v: u8) {
+        self.bytes.push(v);
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+
+    fn bytes_field(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.bytes.extend_from_slice(b);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.bytes_field(s.as_bytes());
+    }
+
+    fn digest(&mut self, d: &BlobDigest) {
+        self.bytes.extend_from_slice(&d.hash);
+        self.u64(d.size);
+    }
+
+    fn field(&mut self, tag: u16, write: impl FnOnce(&mut Self)) {
+        self.bytes.extend_from_slice(&tag.to_le_bytes());
+        let length_at = self.bytes.len();
+        self.u64(0);
+        let start = self.bytes.len();
+        write(self);
+        let length = (self.bytes.len() - start) as u64;
+        self.bytes[length_at..start].copy_from_slice(&length.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+#[path = "action_key_tests.rs"]
+mod tests;

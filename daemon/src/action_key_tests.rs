@@ -1,0 +1,263 @@
+//! One test per input of the action key: changing it changes the key; irrelevant changes do
+//! not.
+
+use std::path::Path;
+
+use super::*;
+
+fn digest(byte: u8, size: u64) -> BlobDigest {
+    BlobDigest {
+        hash: [byte; 32],
+        size,
+    }
+}
+
+fn toolchain() -> ToolchainIdentity {
+    ToolchainIdentity {
+        flavour: "tensorrt-rtx".into(),
+        version: "1.7.1.116".into(),
+        library_digest: "ab".repeat(32),
+    }
+}
+
+/// A baseline material; each test changes one thing.
+struct Base {
+    variant: Vec<u8>,
+    inputs: Vec<KeyInput>,
+    toolchain: ToolchainIdentity,
+    target: Target,
+    salt: Option<String>,
+    timing_cache: Option<BlobDigest>,
+}
+
+impl Base {
+    fn new() -> Base {
+        Base {
+            variant: b"variant-encoding".to_vec(),
+            inputs: vec![
+                KeyInput::Model(digest(1, 100)),
+                KeyInput::ExternalData {
+                    path: "weights.bin".into(),
+                    digest: digest(2, 200),
+                },
+            ],
+            toolchain: toolchain(),
+            target: Target::AheadOfTime,
+            salt: None,
+            timing_cache: None,
+        }
+    }
+
+    fn key(&self) -> ActionKey {
+        action_key(&KeyMaterial {
+            salt: self.salt.as_deref(),
+            variant_encoding: &self.variant,
+            inputs: &self.inputs,
+            toolchain: &self.toolchain,
+            target: &self.target,
+            timing_cache: self.timing_cache.as_ref(),
+        })
+    }
+}
+
+fn changes_key(change: impl FnOnce(&mut Base)) {
+    let base = Base::new();
+    let mut changed = Base::new();
+    change(&mut changed);
+    assert_ne!(base.key(), changed.key());
+}
+
+#[test]
+fn same_material_same_key() {
+    assert_eq!(Base::new().key(), Base::new().key());
+}
+
+#[test]
+fn salt_changes_key() {
+    changes_key(|b| b.salt = Some("poisoned-2026-11".into()));
+}
+
+#[test]
+fn empty_salt_differs_from_no_salt() {
+    changes_key(|b| b.salt = Some(String::new()));
+}
+
+#[test]
+fn variant_settings_change_key() {
+    changes_key(|b| b.variant.push(0));
+}
+
+#[test]
+fn model_content_changes_key() {
+    changes_key(|b| b.inputs[0] = KeyInput::Model(digest(9, 100)));
+}
+
+#[test]
+fn model_size_changes_key() {
+    changes_key(|b| b.inputs[0] = KeyInput::Model(digest(1, 101)));
+}
+
+#[test]
+fn external_data_content_and_name_change_key() {
+    changes_key(|b| {
+        b.inputs[1] = KeyInput::ExternalData {
+            path: "weights.bin".into(),
+            digest: digest(3, 200),
+        }
+    });
+    changes_key(|b| {
+        b.inputs[1] = KeyInput::ExternalData {
+            path: "other.bin".into(),
+            digest: digest(2, 200),
+        }
+    });
+}
+
+#[test]
+fn plugin_content_and_order_change_key() {
+    changes_key(|b| {
+        b.inputs.push(KeyInput::Plugin {
+            index: 0,
+            digest: digest(4, 10),
+        })
+    });
+    let mut a = Base::new();
+    a.inputs.push(KeyInput::Plugin {
+        index: 0,
+        digest: digest(4, 10),
+    });
+    a.inputs.push(KeyInput::Plugin {
+        index: 1,
+        digest: digest(5, 10),
+    });
+    let mut b = Base::new();
+    b.inputs.push(KeyInput::Plugin {
+        index: 0,
+        digest: digest(5, 10),
+    });
+    b.inputs.push(KeyInput::Plugin {
+        index: 1,
+        digest: digest(4, 10),
+    });
+    assert_ne!(a.key(), b.key(), "plugin load order is part of the key");
+}
+
+#[test]
+fn toolchain_flavour_version_and_library_change_key() {
+    changes_key(|b| b.toolchain.flavour = "tensorrt".into());
+    changes_key(|b| b.toolchain.version = "1.7.1.117".into());
+    changes_key(|b| b.toolchain.library_digest = "cd".repeat(32));
+}
+
+#[test]
+fn target_changes_key() {
+    let gpu = |model: &str, cc: &str| Target::Gpu {
+        model: model.into(),
+        compute_capability: cc.into(),
+    };
+    changes_key(|b| b.target = gpu("NVIDIA H100 80GB HBM3", "9.0"));
+    let mut h100 = Base::new();
+    h100.target = gpu("NVIDIA H100 80GB HBM3", "9.0");
+    let mut h200 = Base::new();
+    h200.target = gpu("NVIDIA H200", "9.0");
+    assert_ne!(h100.key(), h200.key());
+}
+
+#[test]
+fn timing_cache_changes_key() {
+    changes_key(|b| b.timing_cache = Some(digest(7, 4096)));
+    let mut one = Base::new();
+    one.timing_cache = Some(digest(7, 4096));
+    let mut other = Base::new();
+    other.timing_cache = Some(digest(8, 4096));
+    assert_ne!(one.key(), other.key());
+}
+
+#[test]
+fn input_order_does_not_change_key() {
+    let base = Base::new();
+    let mut reversed = Base::new();
+    reversed.inputs.reverse();
+    assert_eq!(base.key(), reversed.key());
+}
+
+#[test]
+fn framing_keeps_adjacent_strings_apart() {
+    // "ab" + "c" and "a" + "bc" must not collide.
+    let mut one = Base::new();
+    one.toolchain.flavour = "ab".into();
+    one.toolchain.version = "c".into();
+    let mut other = Base::new();
+    other.toolchain.flavour = "a".into();
+    other.toolchain.version = "bc".into();
+    assert_ne!(one.key(), other.key());
+}
+
+const MANIFEST: &str = r#"
+schema_version = 1
+
+[model]
+path = "model.onnx"
+
+[defaults]
+toolchain = "tensorrt-rtx 1.7"
+optimization_level = 3
+
+[defaults.compatibility]
+compute_capabilities = ["8.6", "8.9"]
+
+[[profile]]
+inputs.images = { min = [1, 3, 64, 64], opt = [4, 3, 64, 64], max = [8, 3, 64, 64] }
+"#;
+
+/// The same manifest with keys reordered, comments added, another model file name, and a
+/// different location on disk.
+const MANIFEST_REWRITTEN: &str = r#"
+# Comments never matter.
+schema_version = 1
+
+[defaults]
+optimization_level = 3
+toolchain = "tensorrt-rtx 1.7"
+
+[defaults.compatibility]
+compute_capabilities = ["8.9", "8.6"]   # order of a set
+
+[[profile]]
+name = "a profile name is not part of the key"
+inputs.images = { opt = [4, 3, 64, 64], min = [1, 3, 64, 64], max = [8, 3, 64, 64] }
+
+[model]
+path = "../elsewhere/renamed.onnx"
+"#;
+
+fn key_of_manifest(text: &str, path: &str) -> ActionKey {
+    let manifest = manifest_schema::parse(text, Path::new(path)).expect("manifest parses");
+    let variant = &manifest.variants()[0];
+    let encoding = variant.canonical_encoding();
+    action_key(&KeyMaterial {
+        salt: None,
+        variant_encoding: &encoding,
+        inputs: &[KeyInput::Model(digest(1, 100))],
+        toolchain: &toolchain(),
+        target: &Target::AheadOfTime,
+        timing_cache: None,
+    })
+}
+
+#[test]
+fn manifest_layout_comments_model_name_and_location_do_not_change_key() {
+    assert_eq!(
+        key_of_manifest(MANIFEST, "a/engine.toml"),
+        key_of_manifest(MANIFEST_REWRITTEN, "/somewhere/else/engine.toml"),
+    );
+}
+
+#[test]
+fn a_manifest_setting_changes_key() {
+    let changed = MANIFEST.replace("optimization_level = 3", "optimization_level = 4");
+    assert_ne!(
+        key_of_manifest(MANIFEST, "engine.toml"),
+        key_of_manifest(&changed, "engine.toml"),
+    );
+}

@@ -1,0 +1,176 @@
+//! `trtfarmd serve` flags: one per `daemon.toml` setting, each with a `TRTFARMD_*` environment
+//! variable named after the flag. clap gives a flag precedence over its variable; both override
+//! the file in [`ServeArgs::apply_to`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::values::{parse_duration, parse_size, parse_socket_addr, parse_store_option};
+use super::{ConfigError, DaemonConfig, resolve_path, resolve_store_url};
+
+/// Flags and environment variables of `trtfarmd serve`. Every field is optional: what is not
+/// given comes from the config file, else the built-in default (see `docs/daemon-config.md`).
+///
+/// Derives [`clap::Parser`] (which includes [`clap::Args`]), so it can be flattened into the
+/// binary's subcommand and parsed on its own in tests with `ServeArgs::try_parse_from`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Parser)]
+pub struct ServeArgs {
+    /// Config file [default: $XDG_CONFIG_HOME/trtfarm/daemon.toml if it exists, else built-in
+    /// defaults].
+    #[arg(long, env = "TRTFARMD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// gRPC listen address (`listen`) [default: 127.0.0.1:50051].
+    #[arg(long, env = "TRTFARMD_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub listen: Option<SocketAddr>,
+
+    /// Prometheus /metrics listen address (`metrics_listen`) [default: none, off].
+    #[arg(long, env = "TRTFARMD_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Jobs database, staging and scratch directory (`state_dir`) [default:
+    /// $XDG_STATE_HOME/trtfarm/daemon].
+    #[arg(long, env = "TRTFARMD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Text mixed into every action key (`action_key_salt`) [default: none].
+    #[arg(long, env = "TRTFARMD_ACTION_KEY_SALT", value_name = "TEXT")]
+    pub action_key_salt: Option<String>,
+
+    /// How long shutdown waits for running builds (`drain_timeout`) [default: 30s].
+    #[arg(long, env = "TRTFARMD_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+
+    /// Store URL or local directory (`store.url`) [default: file://<cache dir>/trtfarm/store].
+    #[arg(long, env = "TRTFARMD_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Store backend option, repeatable; env: comma-separated (`store.options`).
+    #[arg(
+        long = "store-option",
+        env = "TRTFARMD_STORE_OPTION",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = parse_store_option
+    )]
+    pub store_options: Vec<(String, String)>,
+
+    /// Concurrent TensorRT-RTX (CPU) builds (`slots.cpu`) [default: half the CPUs, at least 1].
+    #[arg(long, env = "TRTFARMD_CPU_SLOTS", value_name = "N")]
+    pub cpu_slots: Option<usize>,
+
+    /// Concurrent TensorRT builds per GPU (`slots.gpu_builds_per_gpu`) [default: 1].
+    #[arg(long, env = "TRTFARMD_GPU_BUILDS_PER_GPU", value_name = "N")]
+    pub gpu_builds_per_gpu: Option<usize>,
+
+    /// Most jobs waiting for a slot (`limits.max_queued_jobs`) [default: 1024].
+    #[arg(long, env = "TRTFARMD_MAX_QUEUED_JOBS", value_name = "N")]
+    pub max_queued_jobs: Option<usize>,
+
+    /// Largest uploaded blob (`limits.max_blob_size`) [default: 64GiB].
+    #[arg(long, env = "TRTFARMD_MAX_BLOB_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub max_blob_size: Option<u64>,
+
+    /// Most input files per build (`limits.max_inputs`) [default: 4096].
+    #[arg(long, env = "TRTFARMD_MAX_INPUTS", value_name = "N")]
+    pub max_inputs: Option<usize>,
+
+    /// Build timeout when the manifest sets none (`limits.default_build_timeout`) [default: 1h].
+    #[arg(long, env = "TRTFARMD_DEFAULT_BUILD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub default_build_timeout: Option<Duration>,
+
+    /// Longest build timeout a manifest may ask for (`limits.max_build_timeout`) [default: 6h].
+    #[arg(long, env = "TRTFARMD_MAX_BUILD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_build_timeout: Option<Duration>,
+
+    /// RLIMIT_AS per build worker (`limits.worker_memory`) [default: none, unlimited].
+    #[arg(long, env = "TRTFARMD_WORKER_MEMORY", value_name = "SIZE", value_parser = parse_size)]
+    pub worker_memory: Option<u64>,
+
+    /// Most build log kept per job (`limits.max_log_size`) [default: 16MiB].
+    #[arg(long, env = "TRTFARMD_MAX_LOG_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub max_log_size: Option<u64>,
+
+    /// Finished jobs kept in the database (`limits.job_history`) [default: 10000].
+    #[arg(long, env = "TRTFARMD_JOB_HISTORY", value_name = "N")]
+    pub job_history: Option<u64>,
+
+    /// Directory of libtensorrt_rtx.so (`toolchains.tensorrt_rtx_lib_dir`) [default: search].
+    #[arg(long, env = "TRTFARMD_TENSORRT_RTX_LIB_DIR", value_name = "DIR")]
+    pub tensorrt_rtx_lib_dir: Option<PathBuf>,
+
+    /// Directory of libnvinfer.so (`toolchains.tensorrt_lib_dir`) [default: search].
+    #[arg(long, env = "TRTFARMD_TENSORRT_LIB_DIR", value_name = "DIR")]
+    pub tensorrt_lib_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Overrides `config` with every setting given here; relative paths are resolved against
+    /// the working directory. Does not validate the result.
+    pub fn apply_to(&self, config: &mut DaemonConfig) -> Result<(), ConfigError> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        self.apply_to_with_base(config, &cwd)
+    }
+
+    /// [`ServeArgs::apply_to`] with relative paths resolved against `base`.
+    pub(crate) fn apply_to_with_base(
+        &self,
+        config: &mut DaemonConfig,
+        base: &Path,
+    ) -> Result<(), ConfigError> {
+        overlay(&mut config.listen, self.listen);
+        overlay(&mut config.drain_timeout, self.drain_timeout);
+        overlay(&mut config.slots.cpu, self.cpu_slots);
+        overlay(
+            &mut config.slots.gpu_builds_per_gpu,
+            self.gpu_builds_per_gpu,
+        );
+        let limits = &mut config.limits;
+        overlay(&mut limits.max_queued_jobs, self.max_queued_jobs);
+        overlay(&mut limits.max_blob_size, self.max_blob_size);
+        overlay(&mut limits.max_inputs, self.max_inputs);
+        overlay(
+            &mut limits.default_build_timeout,
+            self.default_build_timeout,
+        );
+        overlay(&mut limits.max_build_timeout, self.max_build_timeout);
+        overlay(&mut limits.max_log_size, self.max_log_size);
+        overlay(&mut limits.job_history, self.job_history);
+        // Settings whose default is "none": a flag can set them, not unset them.
+        if self.metrics_listen.is_some() {
+            config.metrics_listen = self.metrics_listen;
+        }
+        if self.action_key_salt.is_some() {
+            config.action_key_salt.clone_from(&self.action_key_salt);
+        }
+        if self.worker_memory.is_some() {
+            config.limits.worker_memory = self.worker_memory;
+        }
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = resolve_path("state_dir", dir, base)?;
+        }
+        if let Some(dir) = &self.tensorrt_rtx_lib_dir {
+            let dir = resolve_path("toolchains.tensorrt_rtx_lib_dir", dir, base)?;
+            config.toolchains.tensorrt_rtx_lib_dir = Some(dir);
+        }
+        if let Some(dir) = &self.tensorrt_lib_dir {
+            let dir = resolve_path("toolchains.tensorrt_lib_dir", dir, base)?;
+            config.toolchains.tensorrt_lib_dir = Some(dir);
+        }
+        if let Some(url) = &self.store {
+            config.store.url = resolve_store_url(url, base)?;
+        }
+        for (key, value) in &self.store_options {
+            config.store.options.insert(key.clone(), value.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `field` with the flag's value when the flag was given.
+fn overlay<T>(field: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *field = value;
+    }
+}

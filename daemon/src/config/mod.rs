@@ -1,0 +1,532 @@
+//! The daemon's configuration: `daemon.toml`, overlaid by environment variables and flags.
+//!
+//! These structs are the documentation (`docs/daemon-config.md` is written from them, and a
+//! test keeps the two in step). Precedence, highest first: flag, environment variable, file,
+//! built-in default. Sizes are text like `"2GiB"`, durations text like `"90s"` or `"1h"`.
+//! Relative paths in the file are resolved against the file's directory; relative paths given
+//! by flag or environment against the working directory. A leading `~/` means the home
+//! directory.
+//!
+//! - [`DaemonConfig`]: the resolved settings, every field concrete.
+//! - [`ServeArgs`]: `trtfarmd serve` flags and their `TRTFARMD_*` environment variables.
+//! - [`ConfigError`]: what went wrong, with file, line and column.
+
+mod args;
+mod error;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use args::ServeArgs;
+pub use error::{BuildTimeoutTooLong, ConfigError};
+
+/// Where `trtfarmd serve` looks for its config file when `--config` is not given, below the
+/// user's config directory (`$XDG_CONFIG_HOME`, usually `~/.config`).
+pub const DEFAULT_CONFIG_FILE: &str = "trtfarm/daemon.toml";
+
+/// Smallest accepted `limits.worker_memory`: below this TensorRT cannot even load.
+const MIN_WORKER_MEMORY: u64 = 256 * 1024 * 1024;
+
+/// Everything `trtfarmd serve` needs to know, resolved: defaults applied, paths absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Address the gRPC server listens on.
+    ///
+    /// Default: `"127.0.0.1:50051"`, reachable from this machine only. Example:
+    /// `listen = "0.0.0.0:50051"`. A non-loopback address is accepted with a warning: there is
+    /// no authentication yet, so anyone who can reach the port can submit builds and read
+    /// results. Flag `--listen`, env `TRTFARMD_LISTEN`.
+    #[serde(deserialize_with = "values::de_socket_addr")]
+    pub listen: SocketAddr,
+
+    /// Address of the Prometheus endpoint (`GET /metrics`, `GET /healthz`), if any.
+    ///
+    /// Default: none (no metrics server). Example: `metrics_listen = "127.0.0.1:9464"`.
+    /// Flag `--metrics-listen`, env `TRTFARMD_METRICS_LISTEN`.
+    #[serde(deserialize_with = "values::de_opt_socket_addr")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Directory for the jobs database, upload staging and per-build scratch directories.
+    ///
+    /// Default: `$XDG_STATE_HOME/trtfarm/daemon` (usually `~/.local/state/trtfarm/daemon`);
+    /// where the platform has no state directory, `<cache dir>/trtfarm/daemon`. Example:
+    /// `state_dir = "/var/lib/trtfarm"`. Flag `--state-dir`, env `TRTFARMD_STATE_DIR`.
+    pub state_dir: PathBuf,
+
+    /// Text mixed into every action key, so results built before a change of salt are never
+    /// served again (to disown poisoned or suspect results without deleting the store).
+    ///
+    /// Default: none. Example: `action_key_salt = "2026-11-incident-42"`. Must not be empty.
+    /// Flag `--action-key-salt`, env `TRTFARMD_ACTION_KEY_SALT`.
+    pub action_key_salt: Option<String>,
+
+    /// How long shutdown waits for running builds to finish before killing their workers.
+    /// Queued jobs stay in the database and resume on the next start.
+    ///
+    /// Default: `"30s"`. Example: `drain_timeout = "5m"`. `"0s"` kills at once.
+    /// Flag `--drain-timeout`, env `TRTFARMD_DRAIN_TIMEOUT`.
+    #[serde(deserialize_with = "values::de_duration")]
+    pub drain_timeout: Duration,
+
+    /// `[store]`: where blobs and action results live.
+    pub store: StoreConfig,
+
+    /// `[slots]`: how many builds run at once.
+    pub slots: SlotsConfig,
+
+    /// `[limits]`: what one client or one build may use.
+    pub limits: LimitsConfig,
+
+    /// `[toolchains]`: where the TensorRT libraries are.
+    pub toolchains: ToolchainsConfig,
+
+    /// The file these settings were read from, if any. Not a setting; for logs and messages.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// `[store]`: the content-addressed store and action cache.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Store URL; the scheme picks the backend: `file://`, `s3://`, `az://`, `gs://`,
+    /// `memory://`. A plain path (no `scheme://`) means a local directory.
+    ///
+    /// Default: `file://<cache dir>/trtfarm/store` (usually `~/.cache/trtfarm/store`). Example:
+    /// `url = "s3://ml-engines/trtfarm"`. Always a URL once resolved.
+    /// Flag `--store`, env `TRTFARMD_STORE`.
+    pub url: String,
+
+    /// Backend options as string key/values, passed to the backend unchanged (object_store
+    /// configuration keys such as `aws_endpoint`, `aws_region`, `aws_allow_http`). Prefer the
+    /// backend's own environment variables for credentials.
+    ///
+    /// Default: empty. Example: `options = { aws_endpoint = "http://minio:9000" }`.
+    /// Flag `--store-option KEY=VALUE` (repeatable), env `TRTFARMD_STORE_OPTION`
+    /// (comma-separated `KEY=VALUE` pairs); these add to the file's options, replacing equal keys.
+    pub options: BTreeMap<String, String>,
+}
+
+/// `[slots]`: build concurrency.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlotsConfig {
+    /// Concurrent TensorRT-RTX builds (CPU-only, ahead of time). At least 1.
+    ///
+    /// Default: half the available CPUs, at least 1. Example: `cpu = 8`.
+    /// Flag `--cpu-slots`, env `TRTFARMD_CPU_SLOTS`.
+    pub cpu: usize,
+
+    /// Concurrent TensorRT (Enterprise) builds on one GPU. At least 1.
+    ///
+    /// Default: `1`: NVIDIA advises against parallel builds on one GPU because they distort
+    /// tactic timing, and with it the engine. Example: `gpu_builds_per_gpu = 2`.
+    /// Flag `--gpu-builds-per-gpu`, env `TRTFARMD_GPU_BUILDS_PER_GPU`.
+    pub gpu_builds_per_gpu: usize,
+}
+
+/// `[limits]`: bounds on what clients and builds may use.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Jobs waiting for a slot; a submit beyond this is refused (resource exhausted). At least 1.
+    ///
+    /// Default: `1024`. Example: `max_queued_jobs = 256`.
+    /// Flag `--max-queued-jobs`, env `TRTFARMD_MAX_QUEUED_JOBS`.
+    pub max_queued_jobs: usize,
+
+    /// Largest blob (model, external data, plugin) a client may upload, in bytes.
+    ///
+    /// Default: `"64GiB"`. Example: `max_blob_size = "8GiB"`.
+    /// Flag `--max-blob-size`, env `TRTFARMD_MAX_BLOB_SIZE`.
+    #[serde(deserialize_with = "values::de_size")]
+    pub max_blob_size: u64,
+
+    /// Most input files (model, external data, plugins) one build request may name. At least 1.
+    ///
+    /// Default: `4096`. Example: `max_inputs = 512`.
+    /// Flag `--max-inputs`, env `TRTFARMD_MAX_INPUTS`.
+    pub max_inputs: usize,
+
+    /// Build timeout when the manifest does not set one.
+    ///
+    /// Default: `"1h"`. Example: `default_build_timeout = "20m"`. Not longer than
+    /// `max_build_timeout`. Flag `--default-build-timeout`, env `TRTFARMD_DEFAULT_BUILD_TIMEOUT`.
+    #[serde(deserialize_with = "values::de_duration")]
+    pub default_build_timeout: Duration,
+
+    /// Longest build timeout a manifest may ask for. Longer requests are refused at submit,
+    /// not clamped (see [`LimitsConfig::build_timeout`]).
+    ///
+    /// Default: `"6h"`. Example: `max_build_timeout = "12h"`.
+    /// Flag `--max-build-timeout`, env `TRTFARMD_MAX_BUILD_TIMEOUT`.
+    #[serde(deserialize_with = "values::de_duration")]
+    pub max_build_timeout: Duration,
+
+    /// Address-space limit (`RLIMIT_AS`) of each build worker, in bytes. At least 256MiB.
+    /// CUDA reserves large virtual ranges when it starts, so a tight limit breaks Enterprise
+    /// (GPU) builds first; it suits CPU-only TensorRT-RTX builds best.
+    ///
+    /// Default: none (unlimited). Example: `worker_memory = "32GiB"`.
+    /// Flag `--worker-memory`, env `TRTFARMD_WORKER_MEMORY`.
+    #[serde(deserialize_with = "values::de_opt_size")]
+    pub worker_memory: Option<u64>,
+
+    /// Most build log kept per job, in bytes; the rest is cut with a marker saying so.
+    ///
+    /// Default: `"16MiB"`. Example: `max_log_size = "1MiB"`.
+    /// Flag `--max-log-size`, env `TRTFARMD_MAX_LOG_SIZE`.
+    #[serde(deserialize_with = "values::de_size")]
+    pub max_log_size: u64,
+
+    /// Finished jobs kept in the jobs database (oldest forgotten first); their results stay in
+    /// the store. `0` forgets a job as soon as it finishes.
+    ///
+    /// Default: `10000`. Example: `job_history = 1000`.
+    /// Flag `--job-history`, env `TRTFARMD_JOB_HISTORY`.
+    pub job_history: u64,
+}
+
+/// `[toolchains]`: where to find the TensorRT libraries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolchainsConfig {
+    /// Directory holding `libtensorrt_rtx.so*` and its ONNX parser. When set, only this
+    /// directory is searched: it pins the library.
+    ///
+    /// Default: none, meaning trt-ffi's search (`TRTFARM_RTX_LIB_DIR`, `TENSORRT_RTX_LIB_DIR`,
+    /// `$TENSORRT_RTX_ROOT/lib`, `LD_LIBRARY_PATH`, the system library directories, trtfarm's
+    /// cache). Example: `tensorrt_rtx_lib_dir = "/opt/tensorrt-rtx/lib"`.
+    /// Flag `--tensorrt-rtx-lib-dir`, env `TRTFARMD_TENSORRT_RTX_LIB_DIR`.
+    pub tensorrt_rtx_lib_dir: Option<PathBuf>,
+
+    /// Directory holding `libnvinfer.so*` (TensorRT Enterprise) and its ONNX parser. When set,
+    /// only this directory is searched.
+    ///
+    /// Default: none, meaning trt-ffi's search (`TRTFARM_ENTERPRISE_LIB_DIR`, `TENSORRT_LIB_DIR`,
+    /// `$TENSORRT_ROOT/lib`, `LD_LIBRARY_PATH`, the system library directories, trtfarm's
+    /// cache). Example: `tensorrt_lib_dir = "/opt/tensorrt/lib"`.
+    /// Flag `--tensorrt-lib-dir`, env `TRTFARMD_TENSORRT_LIB_DIR`.
+    pub tensorrt_lib_dir: Option<PathBuf>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 50051)),
+            metrics_listen: None,
+            state_dir: default_state_dir(),
+            action_key_salt: None,
+            drain_timeout: Duration::from_secs(30),
+            store: StoreConfig::default(),
+            slots: SlotsConfig::default(),
+            limits: LimitsConfig::default(),
+            toolchains: ToolchainsConfig::default(),
+            config_file: None,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: file_url(&user_dir(dirs::cache_dir()).join("trtfarm").join("store")),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for SlotsConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        SlotsConfig {
+            cpu: (cpus / 2).max(1),
+            gpu_builds_per_gpu: 1,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        LimitsConfig {
+            max_queued_jobs: 1024,
+            max_blob_size: 64 * 1024 * MIB,
+            max_inputs: 4096,
+            default_build_timeout: Duration::from_secs(60 * 60),
+            max_build_timeout: Duration::from_secs(6 * 60 * 60),
+            worker_memory: None,
+            max_log_size: 16 * MIB,
+            job_history: 10_000,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The built-in defaults, for this user and machine.
+    pub fn defaults() -> Self {
+        Self::default()
+    }
+
+    /// Parses and validates the text of a `daemon.toml`; `origin` names the file in errors and
+    /// anchors relative paths (relative to the working directory itself if it is relative).
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config = Self::parse_file(text, origin)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads the configuration for `trtfarmd serve`: the file named by `--config` (or
+    /// `$XDG_CONFIG_HOME/trtfarm/daemon.toml` when that exists, else built-in defaults), then
+    /// the environment variables and flags in `args` on top. Warns when `listen` is not loopback.
+    pub fn load(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let default_file = dirs::config_dir().map(|dir| dir.join(DEFAULT_CONFIG_FILE));
+        let config = Self::load_with_default_file(args, default_file.as_deref())?;
+        if !config.is_loopback() {
+            tracing::warn!(
+                listen = %config.listen,
+                "listening on a non-loopback address without authentication: anyone who can \
+                 reach it can submit builds and read results"
+            );
+        }
+        Ok(config)
+    }
+
+    /// [`DaemonConfig::load`] with the fallback config file given, so tests need not touch the
+    /// real one.
+    pub(crate) fn load_with_default_file(
+        args: &ServeArgs,
+        default_file: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let file = match (&args.config, default_file) {
+            (Some(path), _) => Some(path.as_path()),
+            (None, Some(path)) if path.is_file() => Some(path),
+            (None, _) => None,
+        };
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::parse_file(&text, path)?
+            }
+            None => Self::defaults(),
+        };
+        args.apply_to(&mut config)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Whether `listen` is a loopback address, i.e. only this machine can reach the daemon.
+    pub fn is_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
+    /// Parses a file without validating, so flags can still fix what the file got wrong.
+    fn parse_file(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let origin = std::path::absolute(origin).unwrap_or_else(|_| origin.to_path_buf());
+        let mut config: DaemonConfig = toml::from_str(text)
+            .map_err(|error| ConfigError::from_toml(&error, text, origin.clone()))?;
+        let base = origin.parent().unwrap_or(Path::new("/"));
+        config.resolve_paths(base)?;
+        config.config_file = Some(origin);
+        Ok(config)
+    }
+
+    /// Makes every path (and a plain-path store URL) absolute against `base`.
+    fn resolve_paths(&mut self, base: &Path) -> Result<(), ConfigError> {
+        self.state_dir = resolve_path("state_dir", &self.state_dir, base)?;
+        if let Some(dir) = &self.toolchains.tensorrt_rtx_lib_dir {
+            let dir = resolve_path("toolchains.tensorrt_rtx_lib_dir", dir, base)?;
+            self.toolchains.tensorrt_rtx_lib_dir = Some(dir);
+        }
+        if let Some(dir) = &self.toolchains.tensorrt_lib_dir {
+            let dir = resolve_path("toolchains.tensorrt_lib_dir", dir, base)?;
+            self.toolchains.tensorrt_lib_dir = Some(dir);
+        }
+        self.store.url = resolve_store_url(&self.store.url, base)?;
+        Ok(())
+    }
+
+    /// Checks the settings can work together; the message says what would be valid.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
+        let limits = &self.limits;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return invalid(
+                "metrics_listen",
+                format!(
+                    "is the same address as `listen` ({}); pick another port",
+                    self.listen
+                ),
+            );
+        }
+        if self.action_key_salt.as_deref() == Some("") {
+            return invalid(
+                "action_key_salt",
+                "is empty; leave it out for no salt".into(),
+            );
+        }
+        if !self.store.url.contains("://") {
+            return invalid(
+                "store.url",
+                format!(
+                    "{:?} has no scheme; expected file://, s3://, az://, gs:// or memory://",
+                    self.store.url
+                ),
+            );
+        }
+        for (field, value) in [
+            ("slots.cpu", self.slots.cpu),
+            ("slots.gpu_builds_per_gpu", self.slots.gpu_builds_per_gpu),
+            ("limits.max_queued_jobs", limits.max_queued_jobs),
+            ("limits.max_inputs", limits.max_inputs),
+        ] {
+            if value == 0 {
+                return invalid(field, "is 0; it must be at least 1".into());
+            }
+        }
+        for (field, value) in [
+            ("limits.max_blob_size", limits.max_blob_size),
+            ("limits.max_log_size", limits.max_log_size),
+        ] {
+            if value == 0 {
+                return invalid(field, "is 0 bytes; give a size like \"16MiB\"".into());
+            }
+        }
+        for (field, value) in [
+            ("limits.default_build_timeout", limits.default_build_timeout),
+            ("limits.max_build_timeout", limits.max_build_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "is 0; give a duration like \"1h\"".into());
+            }
+        }
+        if limits.default_build_timeout > limits.max_build_timeout {
+            return invalid(
+                "limits.default_build_timeout",
+                format!(
+                    "({}) is longer than `limits.max_build_timeout` ({}); lower it or raise the maximum",
+                    humantime::format_duration(limits.default_build_timeout),
+                    humantime::format_duration(limits.max_build_timeout)
+                ),
+            );
+        }
+        if let Some(bytes) = limits.worker_memory
+            && bytes < MIN_WORKER_MEMORY
+        {
+            return invalid(
+                "limits.worker_memory",
+                format!(
+                    "({}) is below the minimum of 256MiB; TensorRT needs gigabytes, e.g. \"16GiB\"",
+                    bytesize::ByteSize(bytes).display().iec()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    /// The deadline for one build: `requested` (from the manifest), or `default_build_timeout`
+    /// when the manifest sets none. A request above `max_build_timeout` is refused, not clamped.
+    pub fn build_timeout(
+        &self,
+        requested: Option<Duration>,
+    ) -> Result<Duration, BuildTimeoutTooLong> {
+        match requested {
+            None => Ok(self.default_build_timeout),
+            Some(requested) if requested <= self.max_build_timeout => Ok(requested),
+            Some(requested) => Err(BuildTimeoutTooLong {
+                requested,
+                max: self.max_build_timeout,
+            }),
+        }
+    }
+}
+
+/// The default `state_dir`: the platform state dir, else the cache dir, under `trtfarm/daemon`.
+fn default_state_dir() -> PathBuf {
+    user_dir(dirs::state_dir().or_else(dirs::cache_dir))
+        .join("trtfarm")
+        .join("daemon")
+}
+
+/// A per-user base directory, or the temp dir for an account with no home directory at all.
+fn user_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(std::env::temp_dir)
+}
+
+/// Expands a leading `~/` and makes `path` absolute against `base`; `field` names it in errors.
+pub(crate) fn resolve_path(
+    field: &'static str,
+    path: &Path,
+    base: &Path,
+) -> Result<PathBuf, ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::Invalid {
+            field,
+            message: "is an empty path".into(),
+        });
+    }
+    if let Ok(rest) = path.strip_prefix("~") {
+        let home = dirs::home_dir().ok_or_else(|| ConfigError::Invalid {
+            field,
+            message: format!(
+                "{} starts with `~` but there is no home directory",
+                path.display()
+            ),
+        })?;
+        return Ok(home.join(rest));
+    }
+    Ok(base.join(path))
+}
+
+/// A store URL as given, or a plain path turned into a `file://` URL (relative to `base`).
+pub(crate) fn resolve_store_url(url: &str, base: &Path) -> Result<String, ConfigError> {
+    if url.contains("://") {
+        return Ok(url.to_string());
+    }
+    // `s3:/bucket` or `file:store` is a mistyped URL, not a directory named `s3:`.
+    let looks_like_scheme = url.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if looks_like_scheme {
+        return Err(ConfigError::Invalid {
+            field: "store.url",
+            message: format!(
+                "{url:?} is not a URL (no `scheme://`) nor a path; expected file://, s3://, \
+                 az://, gs://, memory:// or a directory path"
+            ),
+        });
+    }
+    Ok(file_url(&resolve_path("store.url", Path::new(url), base)?))
+}
+
+/// `file://` URL of an absolute path, escaping the characters a URL parser would misread.
+fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => url.push_str("%25"),
+            '#' => url.push_str("%23"),
+            '?' => url.push_str("%3F"),
+            ' ' => url.push_str("%20"),
+            c => url.push(c),
+        }
+    }
+    url
+}

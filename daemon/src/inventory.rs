@@ -1,0 +1,168 @@
+//! What this daemon can build with: the TensorRT toolchains it found at start-up.
+//!
+//! The daemon never loads TensorRT into its own process: it asks a child (`trtfarmd
+//! toolchains --json`) which libraries load, their versions and digests. A crashing or hanging
+//! library then costs a failed probe, not the daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use manifest_schema::Flavour;
+use serde::{Deserialize, Serialize};
+
+/// The toolchain a build runs with, as loaded, not as requested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolchainIdentity {
+    /// `tensorrt-rtx` or `tensorrt`.
+    pub flavour: String,
+    /// Full version, e.g. `1.7.1.116`.
+    pub version: String,
+    /// blake3 of the builder library, hex.
+    pub library_digest: String,
+}
+
+/// One row of `trtfarmd toolchains --json`: a flavour, loaded or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolchainRow {
+    /// `tensorrt-rtx` or `tensorrt`.
+    pub flavour: String,
+    /// Full version when the library loaded.
+    pub version: Option<String>,
+    /// The builder library that loaded.
+    pub library: Option<PathBuf>,
+    /// `blake3:<hex>` of that library.
+    pub library_digest: Option<String>,
+    /// Why it did not load.
+    pub error: Option<String>,
+}
+
+/// A toolchain the daemon can build with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailableToolchain {
+    /// Which flavour.
+    pub flavour: Flavour,
+    /// Identity that goes into action keys.
+    pub identity: ToolchainIdentity,
+    /// The directory workers load it from (pinned, so a worker loads the same library).
+    pub library_dir: Option<PathBuf>,
+}
+
+/// All toolchains, as probed.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Every probed flavour, loaded or not (for the capabilities RPC).
+    pub rows: Vec<ToolchainRow>,
+    /// The loaded ones.
+    pub available: Vec<AvailableToolchain>,
+}
+
+impl Inventory {
+    /// The loaded toolchain of `flavour`, or why there is none.
+    pub fn get(&self, flavour: Flavour) -> Result<&AvailableToolchain, String> {
+        if let Some(found) = self.available.iter().find(|t| t.flavour == flavour) {
+            return Ok(found);
+        }
+        let reason = self
+            .rows
+            .iter()
+            .find(|row| row.flavour == flavour.as_str())
+            .and_then(|row| row.error.clone())
+            .unwrap_or_else(|| "it was not probed".into());
+        Err(format!("this daemon has no {flavour} toolchain: {reason}"))
+    }
+
+    /// Builds the inventory from probe rows.
+    pub fn from_rows(rows: Vec<ToolchainRow>) -> Inventory {
+        let available = rows.iter().filter_map(available_from_row).collect();
+        Inventory { rows, available }
+    }
+}
+
+fn available_from_row(row: &ToolchainRow) -> Option<AvailableToolchain> {
+    let flavour: Flavour = row.flavour.parse().ok()?;
+    let version = row.version.clone()?;
+    let digest = row.library_digest.as_deref()?;
+    let library_digest = digest.strip_prefix("blake3:").unwrap_or(digest).to_string();
+    Some(AvailableToolchain {
+        flavour,
+        identity: ToolchainIdentity {
+            flavour: flavour.as_str().to_string(),
+            version,
+            library_digest,
+        },
+        library_dir: row
+            .library
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf),
+    })
+}
+
+/// Probes the toolchains by running `program toolchains --json` with the configured library
+/// directories. Hashing a TensorRT library takes a moment; a probe that hangs is stopped.
+pub async fn probe(
+    program: &Path,
+    rtx_lib_dir: Option<&Path>,
+    enterprise_lib_dir: Option<&Path>,
+) -> anyhow::Result<Inventory> {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(["toolchains", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(dir) = rtx_lib_dir {
+        command.arg("--tensorrt-rtx-lib-dir").arg(dir);
+    }
+    if let Some(dir) = enterprise_lib_dir {
+        command.arg("--tensorrt-lib-dir").arg(dir);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .map_err(|_| anyhow::anyhow!("the toolchain probe did not finish in 120 s"))??;
+    anyhow::ensure!(
+        output.status.success(),
+        "the toolchain probe failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let rows: Vec<ToolchainRow> = serde_json::from_slice(&output.stdout)?;
+    Ok(Inventory::from_rows(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(flavour: &str, loaded: bool) -> ToolchainRow {
+        ToolchainRow {
+            flavour: flavour.into(),
+            version: loaded.then(|| "1.7.1.116".into()),
+            library: loaded.then(|| PathBuf::from("/opt/trt/lib/libtensorrt_rtx.so.1")),
+            library_digest: loaded.then(|| format!("blake3:{}", "ab".repeat(32))),
+            error: (!loaded).then(|| "libnvinfer.so.11: cannot open shared object file".into()),
+        }
+    }
+
+    #[test]
+    fn loaded_rows_become_available_with_their_directory() {
+        let inventory = Inventory::from_rows(vec![row("tensorrt-rtx", true)]);
+        let rtx = inventory
+            .get(Flavour::TensorRtRtx)
+            .expect("rtx is available");
+        assert_eq!(rtx.identity.version, "1.7.1.116");
+        assert_eq!(rtx.identity.library_digest, "ab".repeat(32));
+        assert_eq!(rtx.library_dir.as_deref(), Some(Path::new("/opt/trt/lib")));
+    }
+
+    #[test]
+    fn a_missing_flavour_says_why() {
+        let inventory =
+            Inventory::from_rows(vec![row("tensorrt-rtx", true), row("tensorrt", false)]);
+        let error = inventory.get(Flavour::TensorRt).unwrap_err();
+        assert!(error.contains("no tensorrt toolchain"), "{error}");
+        assert!(error.contains("cannot open shared object"), "{error}");
+    }
+}

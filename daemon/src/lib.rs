@@ -1,0 +1,26 @@
+//! `trtfarmd`, the trtfarm build daemon, as a library: the binary in `main.rs` is a thin
+//! command-line layer over these modules.
+//!
+//! Where things are:
+//! - `config`: `daemon.toml`, flags and environment.
+//! - `server` and `service`: the gRPC server and the `trtfarm.v1.Farm` implementation.
+//! - `action_key`: the one place the cache key is computed.
+//! - `jobs`: the persistent job table and the scheduler.
+//! - `worker`: build worker subprocesses, the daemon side and the worker side.
+//! - `metrics`: Prometheus metrics over HTTP.
+//! - `local_build`, `toolchains`, `variant_config`: turning a manifest variant into a TensorRT
+//!   build, shared by `trtfarmd build` and the workers.
+
+pub mod action_key;
+pub mod config;
+pub mod inventory;
+pub mod jobs;
+pub mod local_build;
+pub mod metrics;
+pub mod provenance;
+pub mod request;
+pub mod server;
+pub mod service;
+pub mod toolchains;
+pub mod variant_config;
+pub mod worker;

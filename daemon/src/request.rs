@@ -1,0 +1,293 @@
+//! From a client's `SubmitRequest` to a build the daemon can run: parse and check the manifest
+//! itself, check every input path and digest, pick the toolchain, compute the action key.
+//!
+//! Nothing the client computed is trusted: the key comes from the manifest text and the input
+//! digests (whose bytes the store verified on upload).
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use manifest_schema::{Flavour, Variant};
+use tonic::Status;
+use trtfarm_proto::v1;
+use trtfarm_store::{ActionKey, BlobDigest};
+
+use crate::action_key::{KeyInput, KeyMaterial, Target, action_key};
+use crate::inventory::{Inventory, ToolchainIdentity};
+use crate::variant_config::build_config;
+use crate::worker::protocol::MODEL_FILE;
+
+/// Limits and settings request preparation needs from the daemon config.
+#[derive(Debug, Clone)]
+pub struct RequestPolicy {
+    /// Farm-wide action-key salt.
+    pub salt: Option<String>,
+    /// Most input files per request.
+    pub max_inputs: usize,
+    /// Largest input blob.
+    pub max_blob_size: u64,
+    /// Upper bound for any build deadline.
+    pub max_build_timeout: Duration,
+}
+
+/// A checked request: everything needed to run, persist and describe the build.
+#[derive(Debug, Clone)]
+pub struct PreparedBuild {
+    /// The daemon-computed action key.
+    pub key: ActionKey,
+    /// The request as received (persisted with the job, re-prepared after a restart).
+    pub request: v1::SubmitRequest,
+    /// The resolved variant (settings go into the provenance).
+    pub variant: Variant,
+    /// The toolchain that will build it.
+    pub toolchain: ToolchainIdentity,
+    /// Its flavour.
+    pub flavour: Flavour,
+    /// Where workers load it from.
+    pub library_dir: Option<PathBuf>,
+    /// Blobs to place in the scratch directory, at paths relative to it.
+    pub materialize: Vec<(BlobDigest, PathBuf)>,
+    /// What went into the key, for the provenance record.
+    pub key_inputs: Vec<KeyInput>,
+    /// Where the engine will run.
+    pub target: Target,
+    /// The build's deadline.
+    pub timeout: Duration,
+}
+
+impl PreparedBuild {
+    /// Every blob the build reads.
+    pub fn input_digests(&self) -> Vec<BlobDigest> {
+        self.materialize.iter().map(|(digest, _)| *digest).collect()
+    }
+}
+
+/// Checks `request` and computes its action key. Errors are the gRPC statuses the client gets.
+pub fn prepare(
+    request: v1::SubmitRequest,
+    inventory: &Inventory,
+    policy: &RequestPolicy,
+) -> Result<PreparedBuild, Status> {
+    let manifest_msg = request
+        .manifest
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("the request has no manifest"))?;
+    let manifest_path = if manifest_msg.path.is_empty() {
+        "engine.toml"
+    } else {
+        manifest_msg.path.as_str()
+    };
+    let manifest = manifest_schema::parse(&manifest_msg.toml, Path::new(manifest_path))
+        .map_err(|errors| Status::invalid_argument(errors.render_plain()))?;
+    let variant = manifest
+        .variant(&request.variant)
+        .ok_or_else(|| {
+            let known: Vec<&str> = manifest
+                .variants()
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect();
+            Status::invalid_argument(format!(
+                "{manifest_path} has no engine `{}` (it has: {})",
+                request.variant,
+                known.join(", ")
+            ))
+        })?
+        .clone();
+    // Refuse settings this farm cannot build now, not after a queue wait.
+    build_config(&variant).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if !manifest.model.plugins.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{manifest_path}: plugin libraries are not supported by this daemon yet; \
+             remove `[model] plugins` or build locally with `trtfarmd build`"
+        )));
+    }
+
+    if request.inputs.len() > policy.max_inputs {
+        return Err(Status::resource_exhausted(format!(
+            "the request names {} input files; this daemon accepts at most {}",
+            request.inputs.len(),
+            policy.max_inputs
+        )));
+    }
+    let mut materialize = Vec::with_capacity(request.inputs.len());
+    let mut key_inputs = Vec::with_capacity(request.inputs.len());
+    let mut model_digest = None;
+    for input in &request.inputs {
+        let digest = parse_digest(input.digest.as_ref(), &input.path)?;
+        if digest.size > policy.max_blob_size {
+            return Err(Status::resource_exhausted(format!(
+                "input `{}` is {} bytes; this daemon accepts at most {}",
+                input.path, digest.size, policy.max_blob_size
+            )));
+        }
+        match v1::InputRole::try_from(input.role) {
+            Ok(v1::InputRole::Model) => {
+                if normalize(&input.path) != normalize(&manifest.model.path) {
+                    return Err(Status::invalid_argument(format!(
+                        "the model input is `{}`, but {manifest_path} names `{}`",
+                        input.path, manifest.model.path
+                    )));
+                }
+                if model_digest.replace(digest).is_some() {
+                    return Err(Status::invalid_argument("the request names two models"));
+                }
+                materialize.push((digest, PathBuf::from(MODEL_FILE)));
+                key_inputs.push(KeyInput::Model(digest));
+            }
+            Ok(v1::InputRole::ExternalData) => {
+                let relative = safe_relative(&input.path)?;
+                let path = relative.to_string_lossy().into_owned();
+                if Some(relative.as_os_str()) == Path::new(MODEL_FILE).file_name() {
+                    return Err(Status::invalid_argument(format!(
+                        "external-data file `{path}` would overwrite the model"
+                    )));
+                }
+                materialize.push((digest, Path::new(MODEL_FILE).with_file_name(&relative)));
+                key_inputs.push(KeyInput::ExternalData { path, digest });
+            }
+            Ok(v1::InputRole::Plugin) | Ok(v1::InputRole::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "input `{}` has role {}, which this daemon does not take",
+                    input.path, input.role
+                )));
+            }
+        }
+    }
+    let Some(model_digest) = model_digest else {
+        return Err(Status::invalid_argument(format!(
+            "the request carries no model; {manifest_path} names `{}`",
+            manifest.model.path
+        )));
+    };
+    if let Some(pinned) = manifest.model.digest
+        && pinned.0 != model_digest.hash
+    {
+        return Err(Status::invalid_argument(format!(
+            "{manifest_path} pins the model to blake3:{}, but the uploaded model is blake3:{}",
+            pinned.to_hex(),
+            model_digest.hex()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (_, path) in &materialize {
+        if !seen.insert(path) {
+            return Err(Status::invalid_argument(format!(
+                "two inputs go to the same place: {}",
+                path.display()
+            )));
+        }
+    }
+
+    let requirement = &variant.settings.toolchain;
+    let available = inventory
+        .get(requirement.flavour)
+        .map_err(Status::failed_precondition)?;
+    let loaded: manifest_schema::Version = available
+        .identity
+        .version
+        .parse()
+        .map_err(|e| Status::internal(format!("the probed toolchain version: {e}")))?;
+    if !requirement.matches(&loaded) {
+        return Err(Status::failed_precondition(format!(
+            "engine `{}` asks for `{requirement}`, but this daemon has {} {}",
+            variant.name, available.identity.flavour, available.identity.version
+        )));
+    }
+    let target = match requirement.flavour {
+        Flavour::TensorRtRtx => Target::AheadOfTime,
+        Flavour::TensorRt => {
+            return Err(Status::failed_precondition(
+                "TensorRT Enterprise builds time tactics on the GPU they target, and this \
+                 daemon has no GPU inventory yet; no daemon here can serve this request",
+            ));
+        }
+    };
+
+    let mut timeout = variant.settings.build_timeout.min(policy.max_build_timeout);
+    if request.timeout_seconds > 0 {
+        timeout = timeout.min(Duration::from_secs(request.timeout_seconds));
+    }
+    let encoding = variant.canonical_encoding();
+    let key = action_key(&KeyMaterial {
+        salt: policy.salt.as_deref(),
+        variant_encoding: &encoding,
+        inputs: &key_inputs,
+        toolchain: &available.identity,
+        target: &target,
+        timing_cache: None,
+    });
+    Ok(PreparedBuild {
+        key,
+        variant,
+        toolchain: available.identity.clone(),
+        flavour: available.flavour,
+        library_dir: available.library_dir.clone(),
+        materialize,
+        key_inputs,
+        target,
+        timeout,
+        request,
+    })
+}
+
+/// Parses a wire digest, naming the input it belongs to.
+pub fn parse_digest(digest: Option<&v1::Digest>, what: &str) -> Result<BlobDigest, Status> {
+    let digest =
+        digest.ok_or_else(|| Status::invalid_argument(format!("`{what}` has no digest")))?;
+    BlobDigest::parse(&digest.blake3, digest.size_bytes)
+        .map_err(|e| Status::invalid_argument(format!("`{what}`: {e}")))
+}
+
+/// The wire form of a digest.
+pub fn wire_digest(digest: &BlobDigest) -> v1::Digest {
+    v1::Digest {
+        blake3: digest.hex(),
+        size_bytes: digest.size,
+    }
+}
+
+/// `path` as a relative path that stays inside the directory it is joined to: no root, no
+/// `..`, no empty name.
+fn safe_relative(path: &str) -> Result<PathBuf, Status> {
+    let refuse = |why: &str| {
+        Err(Status::invalid_argument(format!(
+            "input path `{path}` {why}; input paths are relative to the model and stay below it"
+        )))
+    };
+    if path.is_empty() || path.contains('\0') || path.contains('\\') {
+        return refuse("is empty or has a NUL or backslash");
+    }
+    let mut out = PathBuf::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(name) => out.push(name),
+            Component::CurDir => {}
+            Component::ParentDir => return refuse("climbs out with `..`"),
+            Component::RootDir | Component::Prefix(_) => return refuse("is absolute"),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return refuse("names no file");
+    }
+    Ok(out)
+}
+
+/// Lexically normalised `/`-separated form, for comparing two spellings of a model path.
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|last| *last != "..") => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

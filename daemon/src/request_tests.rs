@@ -1,0 +1,228 @@
+//! Request preparation: what the daemon refuses, and what does not change the key.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::inventory::{Inventory, ToolchainRow};
+
+const MANIFEST: &str = r#"
+schema_version = 1
+
+[model]
+path = "models/net.onnx"
+
+[defaults]
+toolchain = "tensorrt-rtx 1.7"
+
+[defaults.compatibility]
+compute_capabilities = ["8.6"]
+
+[[profile]]
+inputs.images = { min = [1, 3, 8, 8], opt = [2, 3, 8, 8], max = [4, 3, 8, 8] }
+
+[[engine]]
+name = "fp32"
+"#;
+
+fn inventory() -> Inventory {
+    Inventory::from_rows(vec![ToolchainRow {
+        flavour: "tensorrt-rtx".into(),
+        version: Some("1.7.1.116".into()),
+        library: Some(PathBuf::from("/opt/rtx/libtensorrt_rtx.so.1")),
+        library_digest: Some(format!("blake3:{}", "cd".repeat(32))),
+        error: None,
+    }])
+}
+
+fn policy() -> RequestPolicy {
+    RequestPolicy {
+        salt: None,
+        max_inputs: 8,
+        max_blob_size: 1 << 30,
+        max_build_timeout: Duration::from_secs(6 * 3600),
+    }
+}
+
+fn digest(byte: u8) -> v1::Digest {
+    v1::Digest {
+        blake3: format!("{byte:02x}").repeat(32),
+        size_bytes: 1000,
+    }
+}
+
+fn input(path: &str, byte: u8, role: v1::InputRole) -> v1::InputFile {
+    v1::InputFile {
+        path: path.into(),
+        digest: Some(digest(byte)),
+        role: role as i32,
+    }
+}
+
+fn request(toml: &str, inputs: Vec<v1::InputFile>) -> v1::SubmitRequest {
+    v1::SubmitRequest {
+        manifest: Some(v1::Manifest {
+            path: "team/engine.toml".into(),
+            toml: toml.into(),
+        }),
+        variant: "fp32".into(),
+        inputs,
+        ..v1::SubmitRequest::default()
+    }
+}
+
+fn model() -> v1::InputFile {
+    input("models/net.onnx", 1, v1::InputRole::Model)
+}
+
+fn refused(request: v1::SubmitRequest) -> Status {
+    prepare(request, &inventory(), &policy()).expect_err("the request is refused")
+}
+
+#[test]
+fn a_good_request_places_the_model_under_its_fixed_name() {
+    let prepared = prepare(request(MANIFEST, vec![model()]), &inventory(), &policy()).unwrap();
+    assert_eq!(prepared.materialize.len(), 1);
+    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_FILE));
+    assert_eq!(prepared.toolchain.version, "1.7.1.116");
+    assert_eq!(prepared.library_dir, Some(PathBuf::from("/opt/rtx")));
+}
+
+#[test]
+fn external_data_goes_beside_the_model_and_into_the_key() {
+    let with = prepare(
+        request(
+            MANIFEST,
+            vec![
+                model(),
+                input("weights/w.bin", 2, v1::InputRole::ExternalData),
+            ],
+        ),
+        &inventory(),
+        &policy(),
+    )
+    .unwrap();
+    assert_eq!(with.materialize[1].1, PathBuf::from("inputs/weights/w.bin"));
+    let without = prepare(request(MANIFEST, vec![model()]), &inventory(), &policy()).unwrap();
+    assert_ne!(with.key, without.key);
+}
+
+#[test]
+fn paths_that_climb_out_or_are_absolute_are_refused() {
+    for path in ["../secret", "/etc/passwd", "a/../../b", "", "a\\b"] {
+        let status = refused(request(
+            MANIFEST,
+            vec![model(), input(path, 2, v1::InputRole::ExternalData)],
+        ));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{path}");
+    }
+}
+
+#[test]
+fn external_data_may_not_overwrite_the_model() {
+    let status = refused(request(
+        MANIFEST,
+        vec![model(), input("model.onnx", 2, v1::InputRole::ExternalData)],
+    ));
+    assert!(
+        status.message().contains("overwrite"),
+        "{}",
+        status.message()
+    );
+}
+
+#[test]
+fn the_model_input_must_be_the_manifests_model() {
+    let status = refused(request(
+        MANIFEST,
+        vec![input("other.onnx", 1, v1::InputRole::Model)],
+    ));
+    assert!(
+        status.message().contains("models/net.onnx"),
+        "{}",
+        status.message()
+    );
+    let status = refused(request(MANIFEST, vec![]));
+    assert!(
+        status.message().contains("no model"),
+        "{}",
+        status.message()
+    );
+    // Another spelling of the same path is fine.
+    prepare(
+        request(
+            MANIFEST,
+            vec![input("./models/x/../net.onnx", 1, v1::InputRole::Model)],
+        ),
+        &inventory(),
+        &policy(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_pinned_model_digest_must_match_the_upload() {
+    let pinned = MANIFEST.replace(
+        "path = \"models/net.onnx\"",
+        &format!(
+            "path = \"models/net.onnx\"\ndigest = \"blake3:{}\"",
+            "99".repeat(32)
+        ),
+    );
+    let status = refused(request(&pinned, vec![model()]));
+    assert!(
+        status.message().contains("pins the model"),
+        "{}",
+        status.message()
+    );
+}
+
+#[test]
+fn manifest_errors_come_back_rendered_with_their_location() {
+    let status = refused(request(
+        "schema_version = 1\n[model]\npaht = 1\n",
+        vec![model()],
+    ));
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("team/engine.toml:3"),
+        "{}",
+        status.message()
+    );
+}
+
+#[test]
+fn a_toolchain_this_daemon_lacks_is_a_failed_precondition() {
+    let status = refused(request(
+        &MANIFEST.replace("tensorrt-rtx 1.7", "tensorrt-rtx 1.8"),
+        vec![model()],
+    ));
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("1.7.1.116"),
+        "{}",
+        status.message()
+    );
+}
+
+#[test]
+fn too_many_inputs_is_resource_exhausted() {
+    let inputs = (0..9)
+        .map(|i| input(&format!("w{i}.bin"), i as u8, v1::InputRole::ExternalData))
+        .collect();
+    assert_eq!(
+        refused(request(MANIFEST, inputs)).code(),
+        tonic::Code::ResourceExhausted
+    );
+}
+
+#[test]
+fn the_manifests_own_path_and_the_models_name_do_not_change_the_key() {
+    let a = prepare(request(MANIFEST, vec![model()]), &inventory(), &policy()).unwrap();
+    let mut moved = request(
+        &MANIFEST.replace("models/net.onnx", "renamed.onnx"),
+        vec![input("renamed.onnx", 1, v1::InputRole::Model)],
+    );
+    moved.manifest.as_mut().unwrap().path = "elsewhere/engine.toml".into();
+    let b = prepare(moved, &inventory(), &policy()).unwrap();
+    assert_eq!(a.key, b.key);
+}

@@ -1,0 +1,174 @@
+//! `trtfarmd serve`: wire the store, the farm, the gRPC service, health, reflection and metrics
+//! together, and shut down by draining.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use trtfarm_proto::v1;
+
+use crate::config::DaemonConfig;
+use crate::inventory;
+use crate::jobs::queue::Resource;
+use crate::jobs::{Farm, FarmSettings};
+use crate::metrics::Metrics;
+use crate::request::RequestPolicy;
+use crate::service::{FarmService, ServiceLimits};
+use crate::worker::ProcessLauncher;
+
+/// The daemon's info file in its state directory, written atomically once it listens.
+pub const INFO_FILE: &str = "daemon.json";
+
+/// Runs the daemon until SIGINT or SIGTERM, then drains.
+pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
+    if !config.is_loopback() {
+        tracing::warn!(listen = %config.listen, "listening beyond loopback without authentication");
+    }
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            config.state_dir.display()
+        )
+    })?;
+    let program = std::env::current_exe().context("cannot find the trtfarmd executable")?;
+    let inventory = inventory::probe(
+        &program,
+        config.toolchains.tensorrt_rtx_lib_dir.as_deref(),
+        config.toolchains.tensorrt_lib_dir.as_deref(),
+    )
+    .await?;
+    for row in &inventory.rows {
+        match (&row.version, &row.error) {
+            (Some(version), _) => tracing::info!(flavour = %row.flavour, %version, "toolchain"),
+            (None, error) => {
+                tracing::info!(flavour = %row.flavour, error = error.as_deref().unwrap_or(""), "toolchain unavailable")
+            }
+        }
+    }
+    let store_options: Vec<(String, String)> = config.store.options.clone().into_iter().collect();
+    let store = trtfarm_store::open(&config.store.url, &store_options)
+        .with_context(|| format!("cannot open the store {}", config.store.url))?;
+    let metrics = Arc::new(Metrics::new());
+    let settings = FarmSettings {
+        state_dir: config.state_dir.clone(),
+        slots: vec![(Resource::Cpu, config.slots.cpu as u32)],
+        max_queued_jobs: config.limits.max_queued_jobs,
+        max_log_size: config.limits.max_log_size,
+        worker_memory: config.limits.worker_memory,
+        job_history: config.limits.job_history as usize,
+        policy: RequestPolicy {
+            salt: config.action_key_salt.clone(),
+            max_inputs: config.limits.max_inputs,
+            max_blob_size: config.limits.max_blob_size,
+            max_build_timeout: config.limits.max_build_timeout,
+        },
+        worker_program: program,
+    };
+    let farm = Farm::start(
+        settings,
+        Arc::clone(&store),
+        Arc::new(ProcessLauncher),
+        inventory,
+        Arc::clone(&metrics),
+    )
+    .await?;
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = config.metrics_listen {
+        let mut stop = shutdown_rx.clone();
+        let (bound, _task) = crate::metrics::serve(Arc::clone(&metrics), addr, async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        println!("trtfarmd metrics on http://{bound}/metrics");
+    }
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<v1::farm_server::FarmServer<FarmService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = FarmService::new(
+        Arc::clone(&farm),
+        Arc::clone(&metrics),
+        ServiceLimits {
+            max_blob_size: config.limits.max_blob_size,
+            max_queued_jobs: config.limits.max_queued_jobs as u32,
+            max_build_timeout_seconds: config.limits.max_build_timeout.as_secs(),
+            max_log_size: config.limits.max_log_size,
+            max_inputs: config.limits.max_inputs as u32,
+        },
+        config.state_dir.join("uploads"),
+    );
+    write_info_file(&config.state_dir, bound)?;
+    // The one line scripts and tests wait for.
+    println!("trtfarmd listening on http://{bound}");
+
+    let drain_timeout = config.drain_timeout;
+    let shutdown = {
+        let farm = Arc::clone(&farm);
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: draining running builds");
+            health
+                .set_not_serving::<v1::farm_server::FarmServer<FarmService>>()
+                .await;
+            farm.drain(drain_timeout).await;
+            let _ = shutdown_tx.send(true);
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            v1::farm_server::FarmServer::new(service)
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    let _ = std::fs::remove_file(config.state_dir.join(INFO_FILE));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Writes `{pid, endpoint, version}` to the info file: temp file, then rename, so a reader
+/// never sees half of it.
+fn write_info_file(state_dir: &Path, bound: SocketAddr) -> anyhow::Result<()> {
+    let info = serde_json::json!({
+        "pid": std::process::id(),
+        "endpoint": format!("http://{bound}"),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let tmp = state_dir.join(format!("{INFO_FILE}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::rename(&tmp, state_dir.join(INFO_FILE))?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

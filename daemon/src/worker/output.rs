@@ -1,0 +1,349 @@
+//! The daemon reading a worker's stdout and stderr: bounded lines, protocol messages turned into
+//! events, and the tail of the log kept for the report.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::protocol::{MAX_LINE, ProgressKind, WORKER_SEVERITY, WorkerDone, WorkerMessage};
+
+/// How many log lines a [`super::WorkerReport`] keeps.
+pub const LOG_TAIL_LINES: usize = 50;
+
+/// Something a running worker reported, streamed to the daemon while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// The worker process started; always the first event. Its pid is also its process group.
+    Spawned {
+        /// The worker's process id.
+        pid: u32,
+    },
+    /// A log line: TensorRT's (severity "error", "warning", ...) or the worker's own stderr and
+    /// stray stdout (severity "worker").
+    Log {
+        /// TensorRT's severity, or "worker".
+        severity: String,
+        /// The line.
+        text: String,
+    },
+    /// An event of TensorRT's progress monitor.
+    Progress {
+        /// Which kind of event.
+        kind: ProgressKind,
+        /// The phase it concerns.
+        phase: String,
+        /// The enclosing phase, for a nested phase start.
+        parent: Option<String>,
+        /// Steps completed so far.
+        step: i32,
+        /// Steps the phase announced (0 when unknown).
+        steps: i32,
+    },
+}
+
+/// The worker's final word, if it gave one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WorkerResult {
+    /// It reported `Done`.
+    Done(WorkerDone),
+    /// It reported `Failed` with this message.
+    Failed(String),
+}
+
+/// What the readers of both streams gather, shared between them.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    /// The last [`LOG_TAIL_LINES`] log lines, oldest first.
+    pub(crate) tail: VecDeque<String>,
+    /// The last result message on stdout.
+    pub(crate) result: Option<WorkerResult>,
+}
+
+impl Collected {
+    fn push_log(&mut self, severity: &str, text: &str) {
+        if self.tail.len() == LOG_TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(format!("{severity}: {text}"));
+    }
+}
+
+/// Outcome of reading one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineRead {
+    /// The stream ended before any byte of a new line.
+    Eof,
+    /// A line (possibly unterminated at the end of the stream).
+    Line {
+        /// True if bytes beyond the limit were dropped.
+        truncated: bool,
+    },
+}
+
+/// Reads the next line into `line` (without the newline), keeping at most `max` bytes and
+/// dropping the rest of a longer line.
+pub(crate) async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    line.clear();
+    let mut truncated = false;
+    let mut any = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if any {
+                LineRead::Line { truncated }
+            } else {
+                LineRead::Eof
+            });
+        }
+        any = true;
+        let (content, used, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(newline) => (&available[..newline], newline + 1, true),
+            None => (available, available.len(), false),
+        };
+        let room = max - line.len();
+        if content.len() > room {
+            truncated = true;
+        }
+        line.extend_from_slice(&content[..content.len().min(room)]);
+        reader.consume(used);
+        if complete {
+            return Ok(LineRead::Line { truncated });
+        }
+    }
+}
+
+/// The text of a line as a person should see it.
+fn line_text(line: &[u8], truncated: bool) -> String {
+    let text = String::from_utf8_lossy(line);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    if truncated {
+        format!("{text} [line truncated at {MAX_LINE} bytes]")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// What one stdout line means: a protocol message, or (anything else) a worker log line.
+pub(crate) fn parse_stdout_line(line: &[u8], truncated: bool) -> WorkerMessage {
+    if !truncated && let Ok(message) = serde_json::from_slice::<WorkerMessage>(line) {
+        return message;
+    }
+    WorkerMessage::Log {
+        severity: WORKER_SEVERITY.to_owned(),
+        text: line_text(line, truncated),
+    }
+}
+
+/// Reads the worker's stdout to its end, forwarding log and progress and keeping the result.
+pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
+    mut reader: R,
+    events: &UnboundedSender<WorkerEvent>,
+    collected: &Mutex<Collected>,
+) {
+    let mut line = Vec::new();
+    // A read error means the pipe is unusable; the exit status still tells what happened.
+    while let Ok(LineRead::Line { truncated }) =
+        read_line_bounded(&mut reader, &mut line, MAX_LINE).await
+    {
+        if line.is_empty() {
+            continue;
+        }
+        let event = match parse_stdout_line(&line, truncated) {
+            WorkerMessage::Log { severity, text } => {
+                lock(collected).push_log(&severity, &text);
+                WorkerEvent::Log { severity, text }
+            }
+            WorkerMessage::Progress {
+                kind,
+                phase,
+                parent,
+                step,
+                steps,
+            } => WorkerEvent::Progress {
+                kind,
+                phase,
+                parent,
+                step,
+                steps,
+            },
+            WorkerMessage::Done(done) => {
+                lock(collected).result = Some(WorkerResult::Done(done));
+                continue;
+            }
+            WorkerMessage::Failed { message } => {
+                lock(collected).result = Some(WorkerResult::Failed(message));
+                continue;
+            }
+        };
+        // The receiver going away only means nobody watches the stream; keep collecting.
+        let _ = events.send(event);
+    }
+}
+
+/// Reads the worker's stderr to its end; every line is a worker log line.
+pub(crate) async fn read_stderr<R: AsyncBufRead + Unpin>(
+    mut reader: R,
+    events: &UnboundedSender<WorkerEvent>,
+    collected: &Mutex<Collected>,
+) {
+    let mut line = Vec::new();
+    while let Ok(LineRead::Line { truncated }) =
+        read_line_bounded(&mut reader, &mut line, MAX_LINE).await
+    {
+        let text = line_text(&line, truncated);
+        if text.trim().is_empty() {
+            continue;
+        }
+        lock(collected).push_log(WORKER_SEVERITY, &text);
+        let _ = events.send(WorkerEvent::Log {
+            severity: WORKER_SEVERITY.to_owned(),
+            text,
+        });
+    }
+}
+
+/// Locks the collector; a poisoned lock still holds usable lines.
+pub(crate) fn lock(collected: &Mutex<Collected>) -> std::sync::MutexGuard<'_, Collected> {
+    collected.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<(String, bool)> {
+        let mut reader = input;
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        while let LineRead::Line { truncated } = read_line_bounded(&mut reader, &mut line, max)
+            .await
+            .unwrap()
+        {
+            out.push((String::from_utf8(line.clone()).unwrap(), truncated));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_bounded() {
+        let got = lines(b"short\n0123456789abc\n\nlast", 10).await;
+        let expected = [
+            ("short", false),
+            ("0123456789", true),
+            ("", false),
+            ("last", false),
+        ];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(s, t)| (s.to_string(), *t)).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_reader_buffer_is_cut_at_the_limit() {
+        let mut input = vec![b'x'; 3 * MAX_LINE];
+        input.extend_from_slice(b"\nnext\n");
+        // A small BufReader forces the line to arrive in many chunks.
+        let mut reader = tokio::io::BufReader::with_capacity(1000, &input[..]);
+        let mut line = Vec::new();
+        let first = read_line_bounded(&mut reader, &mut line, MAX_LINE).await;
+        assert_eq!(first.unwrap(), LineRead::Line { truncated: true });
+        assert_eq!(line.len(), MAX_LINE);
+        let second = read_line_bounded(&mut reader, &mut line, MAX_LINE).await;
+        assert_eq!(second.unwrap(), LineRead::Line { truncated: false });
+        assert_eq!(line, b"next");
+        let end = read_line_bounded(&mut reader, &mut line, MAX_LINE).await;
+        assert_eq!(end.unwrap(), LineRead::Eof);
+    }
+
+    #[test]
+    fn stdout_lines_parse_as_messages_or_become_worker_logs() {
+        let log = parse_stdout_line(br#"{"type":"log","severity":"warning","text":"hm"}"#, false);
+        assert_eq!(
+            log,
+            WorkerMessage::Log {
+                severity: "warning".into(),
+                text: "hm".into()
+            }
+        );
+        let stray = parse_stdout_line(b"Segmentation hint: not json\r", false);
+        assert_eq!(
+            stray,
+            WorkerMessage::Log {
+                severity: WORKER_SEVERITY.into(),
+                text: "Segmentation hint: not json".into()
+            }
+        );
+        // A truncated line is never trusted as a message, even if the cut left valid JSON.
+        let cut = parse_stdout_line(br#"{"type":"failed","message":"x"}"#, true);
+        match cut {
+            WorkerMessage::Log { severity, text } => {
+                assert_eq!(severity, WORKER_SEVERITY);
+                assert!(text.ends_with("[line truncated at 65536 bytes]"), "{text}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stdout_reader_forwards_events_and_keeps_the_last_result() {
+        let input = concat!(
+            r#"{"type":"log","severity":"info","text":"parsing"}"#,
+            "\n",
+            r#"{"type":"progress","kind":"step","phase":"p","parent":null,"step":1,"steps":2}"#,
+            "\nnot json\n",
+            r#"{"type":"failed","message":"first"}"#,
+            "\n",
+            r#"{"type":"failed","message":"second"}"#,
+            "\n"
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let collected = Mutex::new(Collected::default());
+        read_stdout(input.as_bytes(), &tx, &collected).await;
+        drop(tx);
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(event);
+        }
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(
+            &events[1],
+            WorkerEvent::Progress {
+                step: 1,
+                steps: 2,
+                ..
+            }
+        ));
+        let collected = collected.into_inner().unwrap();
+        assert_eq!(
+            collected.result,
+            Some(WorkerResult::Failed("second".into()))
+        );
+        assert_eq!(
+            Vec::from(collected.tail),
+            vec!["info: parsing".to_string(), "worker: not json".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_log_tail_keeps_only_the_last_lines() {
+        let input: String = (0..LOG_TAIL_LINES + 7)
+            .map(|i| format!("line {i}\n"))
+            .collect();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let collected = Mutex::new(Collected::default());
+        read_stderr(input.as_bytes(), &tx, &collected).await;
+        let tail = collected.into_inner().unwrap().tail;
+        assert_eq!(tail.len(), LOG_TAIL_LINES);
+        assert_eq!(tail.front().unwrap(), "worker: line 7");
+        assert_eq!(
+            tail.back().unwrap(),
+            &format!("worker: line {}", LOG_TAIL_LINES + 6)
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! The daemon side: starting a worker process in its scratch directory, streaming what it says,
+//! enforcing the deadline and cancellation, and reporting how it ended.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::io::BufReader;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
+
+use super::outcome::{WorkerOutcome, WorkerReport, classify};
+use super::output::{Collected, WorkerEvent, lock, read_stderr, read_stdout};
+
+/// The only environment a worker sees besides [`WorkerCommand::extra_env`]: plans depend on the
+/// process layout, so nothing of the daemon's own environment may leak in.
+pub const BASE_ENV: [(&str, &str); 2] = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LC_ALL", "C")];
+
+/// The argument that makes `trtfarmd` a worker.
+pub const WORKER_ARG: &str = "worker";
+
+/// How long the daemon waits for a finished worker's pipes to close before giving up on the
+/// rest of its output (a process that left the group could hold them open forever).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to start one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerCommand {
+    /// The `trtfarmd` binary; it runs as `[program, "worker"]`. Its path is part of the process
+    /// layout, so it must not vary between builds that should give identical plans.
+    pub program: PathBuf,
+    /// The prepared scratch directory (`task.json`, `inputs/`, empty `out/`), the worker's cwd.
+    /// Paths of equal length give identical plans; the daemon must keep the length fixed.
+    pub scratch: PathBuf,
+    /// Address-space limit (RLIMIT_AS) in bytes; None: unlimited. Unsuitable for CUDA builds,
+    /// which reserve far more address space than they use.
+    pub memory_limit: Option<u64>,
+    /// Wall-clock time the worker may run before its process group is killed.
+    pub deadline: Duration,
+    /// Variables added to [`BASE_ENV`] (e.g. `CUDA_VISIBLE_DEVICES`); they override it on a
+    /// name clash. Their values must be fixed per build action for reproducible plans.
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// Starts worker processes; a trait so the scheduler can be tested without processes.
+pub trait WorkerLauncher: Send + Sync {
+    /// Runs one worker to its end, sending its events to `events` (the first is
+    /// [`WorkerEvent::Spawned`]); setting `cancel` to true kills it.
+    fn launch(
+        &self,
+        command: WorkerCommand,
+        events: UnboundedSender<WorkerEvent>,
+        cancel: watch::Receiver<bool>,
+    ) -> BoxFuture<'static, io::Result<WorkerReport>>;
+}
+
+/// The real launcher: one `trtfarmd worker` process per build, via [`run_worker`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessLauncher;
+
+impl WorkerLauncher for ProcessLauncher {
+    fn launch(
+        &self,
+        command: WorkerCommand,
+        events: UnboundedSender<WorkerEvent>,
+        cancel: watch::Receiver<bool>,
+    ) -> BoxFuture<'static, io::Result<WorkerReport>> {
+        Box::pin(async move { run_worker(&command, events, cancel).await })
+    }
+}
+
+/// Why the wait for a worker ended.
+#[derive(Clone, Copy)]
+enum Ending {
+    Exited(std::process::ExitStatus),
+    Deadline,
+    Cancelled,
+}
+
+/// Runs one worker: spawns it, forwards its log and progress to `events` while it runs, and
+/// kills its whole process group when `deadline` passes or `cancel` becomes true. An `Err`
+/// means the worker could not be started (or waited for); every way a started worker can end
+/// is a [`WorkerOutcome`].
+///
+/// Call it from a long-lived thread such as a tokio runtime worker: the worker's parent-death
+/// signal follows the thread that spawned it, not the daemon process.
+pub async fn run_worker(
+    command: &WorkerCommand,
+    events: UnboundedSender<WorkerEvent>,
+    mut cancel: watch::Receiver<bool>,
+) -> io::Result<WorkerReport> {
+    let mut child = spawn(command)?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("the worker vanished right after it was started"))?;
+    let _ = events.send(WorkerEvent::Spawned { pid });
+
+    let collected = Mutex::new(Collected::default());
+    let stdout = child.stdout.take().map(BufReader::new);
+    let stderr = child.stderr.take().map(BufReader::new);
+    let output = async {
+        let stdout = async {
+            if let Some(stdout) = stdout {
+                read_stdout(stdout, &events, &collected).await;
+            }
+        };
+        let stderr = async {
+            if let Some(stderr) = stderr {
+                read_stderr(stderr, &events, &collected).await;
+            }
+        };
+        tokio::join!(stdout, stderr);
+    };
+    tokio::pin!(output);
+    let deadline = tokio::time::sleep(command.deadline);
+    tokio::pin!(deadline);
+
+    let mut output_done = false;
+    let ending = loop {
+        tokio::select! {
+            // Keep reading while waiting, or a chatty worker blocks on a full pipe.
+            () = &mut output, if !output_done => output_done = true,
+            status = child.wait() => match status {
+                Ok(status) => break Ending::Exited(status),
+                Err(error) => {
+                    // Not knowing whether it still runs, make sure it does not.
+                    kill_group(pid);
+                    return Err(error);
+                }
+            },
+            () = &mut deadline => break Ending::Deadline,
+            () = cancelled(&mut cancel) => break Ending::Cancelled,
+        }
+    };
+    match ending {
+        // The group is gone unless the worker left helpers behind; they would outlive the build
+        // and hold the pipes open. (The leader is reaped already, but a group id stays taken
+        // while any member lives, so this cannot hit an unrelated group.)
+        Ending::Exited(_) => kill_group(pid),
+        Ending::Deadline | Ending::Cancelled => {
+            // Kill before reaping, so TensorRT's helpers die with the worker.
+            kill_group(pid);
+            child.wait().await?;
+        }
+    }
+    if !output_done {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut output).await;
+    }
+    let collected = std::mem::take(&mut *lock(&collected));
+    let outcome = match ending {
+        Ending::Exited(status) => classify(status, collected.result, command.memory_limit),
+        Ending::Deadline => WorkerOutcome::DeadlineExceeded,
+        Ending::Cancelled => WorkerOutcome::Cancelled,
+    };
+    Ok(WorkerReport {
+        outcome,
+        log_tail: collected.tail.into(),
+        pid,
+    })
+}
+
+/// Resolves once `cancel` is true; never, if its sender is gone without cancelling.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    loop {
+        if *cancel.borrow_and_update() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// SIGKILLs the worker's process group (its pid: the worker is a session leader).
+fn kill_group(pid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill has no memory effects. ESRCH (nothing left) is the normal case after an exit.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// The exact environment of a worker: [`BASE_ENV`] plus `extra`, sorted by name.
+pub fn worker_env(extra: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = BASE_ENV
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    env.extend(extra.iter().cloned());
+    env
+}
+
+/// Starts the worker process with its fixed argv, environment and process setup.
+fn spawn(command: &WorkerCommand) -> io::Result<Child> {
+    let mut process = Command::new(&command.program);
+    process
+        .arg(WORKER_ARG)
+        .env_clear()
+        .envs(worker_env(&command.extra_env))
+        .current_dir(&command.scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A safety net for a dropped future; the normal paths kill the whole group themselves.
+        .kill_on_drop(true);
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    let memory_limit = command.memory_limit;
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // system calls through libc; it allocates nothing (io::Error from an errno does not).
+    unsafe {
+        process.pre_exec(move || prepare_child(parent, memory_limit));
+    }
+    process.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot start the build worker {} in {}: {e} (the worker needs \
+                 personality(ADDR_NO_RANDOMIZE), setsid, prctl(PR_SET_PDEATHSIG) and setrlimit; \
+                 a seccomp profile may forbid personality)",
+                command.program.display(),
+                command.scratch.display()
+            ),
+        )
+    })
+}
+
+/// The child's set-up between fork and exec. Runs in a forked copy of a multi-threaded
+/// process: only raw system calls, no allocation, no locks.
+fn prepare_child(parent: libc::pid_t, memory_limit: Option<u64>) -> io::Result<()> {
+    // SAFETY: plain system calls on this process with valid arguments.
+    unsafe {
+        // Identical plans need identical addresses: no ASLR for the program exec'ed next.
+        let persona = libc::personality(0xffff_ffff);
+        if persona == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let persona = persona as libc::c_ulong | libc::ADDR_NO_RANDOMIZE as libc::c_ulong;
+        if libc::personality(persona) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // Own session and process group, so one kill reaches TensorRT's helpers too.
+        if libc::setsid() == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // A worker dies with the daemon instead of building for nobody.
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == -1
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // The daemon may have died before the prctl took effect; then no signal will come.
+        if libc::getppid() != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        if let Some(bytes) = memory_limit {
+            let limit = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // A crashing build must not write multi-GB core files into the scratch directory.
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::setrlimit(libc::RLIMIT_CORE, &no_core) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The build worker end to end: real `trtfarmd worker` processes building with TensorRT-RTX,
+//! and `/bin/sh` scripts standing in for a worker where a test needs exact control of what the
+//! process does (crashes, helpers, stray output).
+//!
+//! TensorRT-RTX and the example models must be set up (scripts/setup); a missing piece fails
+//! the test with instructions, because CI always sets up and a silent skip would hide breakage.
+
+mod worker_support;
+
+use std::time::Duration;
+
+use trtfarmd::worker::protocol::{LAYERS_FILE, PLAN_FILE, WorkerTask};
+use trtfarmd::worker::{ProgressKind, WorkerEvent, WorkerOutcome};
+use worker_support::{
+    Scratch, example_manifest, example_model, live_group_members, rtx_command, rtx_task, run,
+    send_kill,
+};
+
+const VARIANT: &str = "fp32";
+
+fn rtx_scratch() -> Scratch {
+    let scratch = Scratch::new();
+    scratch.write_task(&rtx_task(VARIANT));
+    scratch.write_model(&std::fs::read(example_model()).expect("read the example model"));
+    scratch
+}
+
+#[tokio::test]
+async fn worker_builds_a_real_engine_and_reports_its_plan_and_progress() {
+    let scratch = rtx_scratch();
+    let (report, events) = run(&rtx_command(&scratch), |_, _| {}).await;
+    let done = match &report.outcome {
+        WorkerOutcome::Succeeded(done) => done.clone(),
+        other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
+    };
+    let plan = std::fs::read(scratch.path().join(PLAN_FILE)).expect("the plan exists");
+    assert_eq!(plan.len() as u64, done.plan_size);
+    assert_eq!(blake3::hash(&plan).to_hex().as_str(), done.plan_blake3);
+    assert!(done.toolchain_version.starts_with("1.7."), "{done:?}");
+    assert_eq!(done.library_blake3.len(), 64, "{done:?}");
+    assert!(!done.layer_info && !done.timing_cache, "{done:?}");
+
+    assert_eq!(
+        events.first(),
+        Some(&WorkerEvent::Spawned { pid: report.pid })
+    );
+    let phase_starts = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                WorkerEvent::Progress {
+                    kind: ProgressKind::PhaseStart,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(phase_starts > 0, "no progress events: {events:?}");
+    let tensorrt_logs = events
+        .iter()
+        .filter(|e| matches!(e, WorkerEvent::Log { severity, .. } if severity == "info"))
+        .count();
+    assert!(tensorrt_logs > 0, "no TensorRT log lines: {events:?}");
+    assert!(!report.log_tail.is_empty() && report.log_tail.len() <= 50);
+}
+
+#[tokio::test]
+async fn worker_writes_layer_info_or_says_why_it_could_not() {
+    let scratch = rtx_scratch();
+    let mut task = rtx_task(VARIANT);
+    task.layer_info = true;
+    scratch.write_task(&task);
+    let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
+    let WorkerOutcome::Succeeded(done) = &report.outcome else {
+        panic!(
+            "{:?}\nlog tail:\n{}",
+            report.outcome,
+            report.log_tail.join("\n")
+        );
+    };
+    let layers = scratch.path().join(LAYERS_FILE);
+    // TensorRT can only inspect a plan it can deserialise, which needs a GPU it supports.
+    if done.layer_info {
+        let json = std::fs::read_to_string(&layers).expect("layers.json is written");
+        serde_json::from_str::<serde_json::Value>(&json).expect("layers.json is JSON");
+        assert_eq!(done.layer_info_error, None);
+    } else {
+        assert!(!layers.exists());
+        let error = done.layer_info_error.as_deref().unwrap_or_default();
+        assert!(!error.is_empty(), "no layer info and no reason: {done:?}");
+    }
+}
+
+#[tokio::test]
+async fn worker_gives_identical_plans_for_the_same_task_in_scratch_dirs_of_equal_length() {
+    let first = rtx_scratch();
+    let second = rtx_scratch();
+    assert_eq!(
+        first.path().as_os_str().len(),
+        second.path().as_os_str().len(),
+        "the scratch paths must have the same length for this property"
+    );
+    assert_ne!(first.path(), second.path());
+    let mut plans = Vec::new();
+    for scratch in [&first, &second] {
+        let (report, _) = run(&rtx_command(scratch), |_, _| {}).await;
+        assert!(
+            matches!(report.outcome, WorkerOutcome::Succeeded(_)),
+            "{:?}",
+            report.outcome
+        );
+        plans.push(std::fs::read(scratch.path().join(PLAN_FILE)).unwrap());
+    }
+    let differing = plans[0]
+        .iter()
+        .zip(&plans[1])
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        plans[0] == plans[1],
+        "plans differ: sizes {} and {}, {differing} differing bytes",
+        plans[0].len(),
+        plans[1].len()
+    );
+}
+
+#[tokio::test]
+async fn worker_reports_a_model_tensorrt_rejects_as_a_build_failure_with_the_parsers_words() {
+    let scratch = Scratch::new();
+    scratch.write_task(&rtx_task(VARIANT));
+    // Half a model: arbitrary bytes are often read as an empty protobuf, which the parser
+    // accepts (the builder then fails on a network without outputs).
+    let model = std::fs::read(example_model()).unwrap();
+    scratch.write_model(&model[..model.len() / 2]);
+    let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
+    match &report.outcome {
+        WorkerOutcome::BuildFailed { message } => {
+            assert!(
+                message.contains("the ONNX parser rejected the model"),
+                "{message}"
+            );
+            assert!(
+                message.contains("Failed to parse the ONNX model"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
+    }
+    assert!(!scratch.path().join(PLAN_FILE).exists());
+}
+
+#[tokio::test]
+async fn worker_reports_a_manifest_error_as_a_build_failure_with_the_diagnostic() {
+    let scratch = Scratch::new();
+    let mut task = rtx_task(VARIANT);
+    task.manifest_toml = task.manifest_toml.replace(
+        "toolchain = \"tensorrt-rtx 1.7\"",
+        "toolchain = \"tensorrt-rtx 1.7\"\nprecision = \"fp64\"",
+    );
+    assert!(
+        task.manifest_toml.contains("fp64"),
+        "the example manifest changed"
+    );
+    scratch.write_task(&task);
+    scratch.write_model(&std::fs::read(example_model()).unwrap());
+    let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
+    match &report.outcome {
+        WorkerOutcome::BuildFailed { message } => {
+            assert!(message.contains("unknown precision `fp64`"), "{message}");
+            assert!(message.contains(&task.manifest_path), "{message}");
+        }
+        other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
+    }
+}
+
+#[tokio::test]
+async fn worker_reports_an_unknown_variant_naming_the_known_ones() {
+    let scratch = rtx_scratch();
+    scratch.write_task(&rtx_task("fp33"));
+    let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
+    match &report.outcome {
+        WorkerOutcome::BuildFailed { message } => {
+            assert!(
+                message.contains("has no engine `fp33` (it has: fp32)"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn worker_killed_right_after_spawn_crashed_with_sigkill() {
+    let scratch = rtx_scratch();
+    let (report, _) = run(&rtx_command(&scratch), |event, _| {
+        if let WorkerEvent::Spawned { pid } = event {
+            send_kill(*pid, libc::SIGKILL);
+        }
+    })
+    .await;
+    match &report.outcome {
+        WorkerOutcome::Crashed { description } => {
+            assert!(
+                description.starts_with("killed by signal 9 (SIGKILL)"),
+                "{description}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!scratch.path().join(PLAN_FILE).exists());
+}
+
+#[tokio::test]
+async fn worker_past_its_deadline_is_killed_with_its_process_group() {
+    let scratch = rtx_scratch();
+    let mut command = rtx_command(&scratch);
+    command.deadline = Duration::from_millis(5);
+    let (report, _) = run(&command, |_, _| {}).await;
+    assert_eq!(report.outcome, WorkerOutcome::DeadlineExceeded);
+    assert_eq!(live_group_members(report.pid), Vec::<u32>::new());
+    assert!(!scratch.path().join(PLAN_FILE).exists());
+}
+
+#[tokio::test]
+async fn worker_cancelled_mid_build_is_killed_and_reported_cancelled() {
+    let scratch = rtx_scratch();
+    let (report, _) = run(&rtx_command(&scratch), |event, cancel| {
+        if let WorkerEvent::Spawned { .. } = event {
+            cancel.send_replace(true);
+        }
+    })
+    .await;
+    assert_eq!(report.outcome, WorkerOutcome::Cancelled);
+    assert_eq!(live_group_members(report.pid), Vec::<u32>::new());
+    assert!(!scratch.path().join(PLAN_FILE).exists());
+}
+
+#[test]
+fn worker_task_round_trips_through_json() {
+    let task = rtx_task(VARIANT);
+    let json = serde_json::to_string(&task).unwrap();
+    assert!(json.contains(r#""flavour":"tensorrt-rtx""#), "{json}");
+    assert_eq!(serde_json::from_str::<WorkerTask>(&json).unwrap(), task);
+    assert!(example_manifest().is_file());
+}

@@ -1,0 +1,198 @@
+//! What the worker tests share: scratch directories, the TensorRT-RTX set-up, running a worker
+//! while reacting to its events, and looking at process groups through /proc.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use trtfarmd::worker::protocol::{INPUTS_DIR, MODEL_FILE, OUT_DIR, TASK_FILE, WorkerTask};
+use trtfarmd::worker::{WorkerCommand, WorkerEvent, WorkerReport, run_worker};
+
+/// A scratch directory laid out the way the daemon prepares it; removed on drop.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// An empty scratch dir with `inputs/` and `out/`. tempfile's names have a fixed length,
+    /// so two scratch dirs have paths of equal length.
+    pub fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("create a scratch dir");
+        std::fs::create_dir(dir.path().join(INPUTS_DIR)).unwrap();
+        std::fs::create_dir(dir.path().join(OUT_DIR)).unwrap();
+        Scratch { dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `task.json`.
+    pub fn write_task(&self, task: &WorkerTask) {
+        let json = serde_json::to_vec_pretty(task).unwrap();
+        std::fs::write(self.path().join(TASK_FILE), json).unwrap();
+    }
+
+    /// Writes `inputs/model.onnx`.
+    pub fn write_model(&self, bytes: &[u8]) {
+        std::fs::write(self.path().join(MODEL_FILE), bytes).unwrap();
+    }
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The TensorRT-RTX library directory, found the way trt-ffi's tests find it; panics with
+/// instructions if it is missing.
+pub fn rtx_lib_dir() -> PathBuf {
+    let deps = || {
+        env_path("TRTFARM_DEPS_DIR")
+            .or_else(|| env_path("TRTFARM_CACHE_DIR").map(|c| c.join("deps")))
+            .or_else(|| {
+                env_path("XDG_CACHE_HOME")
+                    .or_else(|| env_path("HOME").map(|h| h.join(".cache")))
+                    .map(|c| c.join("trtfarm").join("deps"))
+            })
+            .expect("HOME or XDG_CACHE_HOME must be set to find the trtfarm cache")
+    };
+    let dir = env_path("TRTFARM_RTX_LIB_DIR").unwrap_or_else(|| deps().join("lib/tensorrt-rtx"));
+    assert!(
+        dir.join("libtensorrt_rtx.so.1").is_file(),
+        "TensorRT-RTX is not installed: {} has no libtensorrt_rtx.so.1. Run scripts/setup \
+         (or set TRTFARM_RTX_LIB_DIR).",
+        dir.display()
+    );
+    dir
+}
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests/cnn-dynamic-batch")
+}
+
+/// The example manifest the real builds use.
+pub fn example_manifest() -> PathBuf {
+    example_dir().join("engine.toml")
+}
+
+/// Its model; panics with instructions if it was not generated.
+pub fn example_model() -> PathBuf {
+    let path = example_dir().join("classifier.onnx");
+    assert!(
+        path.is_file(),
+        "{} is missing. Run scripts/setup, or: cargo run -p onnx-graph --bin \
+         trtfarm-example-models -- examples/manifests",
+        path.display()
+    );
+    path
+}
+
+/// A task building `variant` of the example manifest with TensorRT-RTX.
+pub fn rtx_task(variant: &str) -> WorkerTask {
+    WorkerTask {
+        flavour: manifest_schema::Flavour::TensorRtRtx,
+        library_dir: Some(rtx_lib_dir()),
+        manifest_path: "examples/manifests/cnn-dynamic-batch/engine.toml".to_owned(),
+        manifest_toml: std::fs::read_to_string(example_manifest()).expect("read the manifest"),
+        variant: variant.to_owned(),
+        layer_info: false,
+    }
+}
+
+/// The real worker binary on `scratch`, with a generous deadline.
+pub fn rtx_command(scratch: &Scratch) -> WorkerCommand {
+    // The worker writes TensorRT's shim under the trtfarm cache; keep it where the tests' is.
+    let extra_env = env_path("TRTFARM_CACHE_DIR")
+        .map(|dir| vec![("TRTFARM_CACHE_DIR".to_owned(), dir.display().to_string())])
+        .unwrap_or_default();
+    WorkerCommand {
+        program: PathBuf::from(env!("CARGO_BIN_EXE_trtfarmd")),
+        scratch: scratch.path().to_path_buf(),
+        memory_limit: None,
+        deadline: Duration::from_secs(300),
+        extra_env,
+    }
+}
+
+/// Runs a worker to its end, calling `on_event` for every event as it arrives (with the cancel
+/// switch), and returns the report and all events.
+pub async fn run(
+    command: &WorkerCommand,
+    mut on_event: impl FnMut(&WorkerEvent, &watch::Sender<bool>),
+) -> (WorkerReport, Vec<WorkerEvent>) {
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let worker = run_worker(command, events_tx, cancel_rx);
+    let watcher = async {
+        let mut events = Vec::new();
+        while let Some(event) = events_rx.recv().await {
+            on_event(&event, &cancel_tx);
+            events.push(event);
+        }
+        events
+    };
+    let (report, events) = tokio::join!(worker, watcher);
+    (report.expect("the worker starts"), events)
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send_kill(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory effects.
+    let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(result, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+}
+
+/// (pid, process group, state) of every process, from /proc.
+fn processes() -> Vec<(u32, u32, char)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses: fields follow the last ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let state = fields.first()?.chars().next()?;
+            let pgrp = fields.get(2)?.parse().ok()?;
+            Some((pid, pgrp, state))
+        })
+        .collect()
+}
+
+/// Waits (up to 10 s, for SIGKILL to be delivered) until no live process is left in group
+/// `pgid`, and returns those still there. Zombies count as dead: their reaping is up to pid 1.
+pub fn live_group_members(pgid: u32) -> Vec<u32> {
+    let started = Instant::now();
+    loop {
+        let live: Vec<u32> = processes()
+            .into_iter()
+            .filter(|&(_, group, state)| group == pgid && state != 'Z' && state != 'X')
+            .map(|(pid, _, _)| pid)
+            .collect();
+        if live.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            return live;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` is a live (non-zombie) process, after waiting up to 10 s for it to die.
+pub fn is_alive(pid: u32) -> bool {
+    let started = Instant::now();
+    loop {
+        let alive = processes()
+            .iter()
+            .any(|&(p, _, state)| p == pid && state != 'Z' && state != 'X');
+        if !alive || started.elapsed() > Duration::from_secs(10) {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

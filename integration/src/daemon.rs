@@ -1,0 +1,161 @@
+//! A real `trtfarmd serve` process on a loopback port, with its state and a `file://` store in
+//! a directory the test owns, and a gRPC client for it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use tonic::transport::Channel;
+use trtfarm_proto::v1::farm_client::FarmClient;
+
+use crate::binary;
+
+/// A running daemon. Killed (SIGKILL) when dropped.
+pub struct Daemon {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// `http://127.0.0.1:<port>` of `/metrics`.
+    pub metrics: String,
+    /// The daemon's state directory (jobs database, scratch, uploads).
+    pub state_dir: PathBuf,
+    /// The `file://` store's directory.
+    pub store_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `trtfarmd serve` with state and store under `root` and `extra` flags, and waits
+    /// until it listens. The same `root` again is the same daemon after a restart.
+    pub fn start(root: &Path, extra: &[&str]) -> Daemon {
+        let state_dir = root.join("state");
+        let store_dir = root.join("store");
+        let mut command = Command::new(binary("trtfarmd"));
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--store")
+            .arg(format!("file://{}", store_dir.display()))
+            .args(extra)
+            .env_remove("TRTFARMD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(dir) = std::env::var_os("TRTFARM_RTX_LIB_DIR") {
+            command.arg("--tensorrt-rtx-lib-dir").arg(dir);
+        }
+        let mut child = command.spawn().expect("start trtfarmd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut metrics = String::new();
+        let endpoint = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait().expect("wait for trtfarmd");
+                panic!("trtfarmd exited before listening: {status}");
+            };
+            if let Some(address) = line.strip_prefix("trtfarmd metrics on ") {
+                metrics = address.trim().to_string();
+            }
+            if let Some(address) = line.strip_prefix("trtfarmd listening on ") {
+                break address.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Daemon {
+            child,
+            endpoint,
+            metrics,
+            state_dir,
+            store_dir,
+        }
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> FarmClient<Channel> {
+        FarmClient::connect(self.endpoint.clone())
+            .await
+            .expect("connect to trtfarmd")
+            .max_decoding_message_size(16 << 20)
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait for a clean exit (draining).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait for trtfarmd")
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        use std::io::{Read, Write};
+        let address = self
+            .metrics
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics");
+        let mut stream = std::net::TcpStream::connect(address).expect("connect to /metrics");
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read /metrics");
+        text
+    }
+
+    /// The value of one sample (`name` exactly as it appears before the value) in `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Child processes of the daemon running `trtfarmd worker`.
+    pub fn workers(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // Field 4 of /proc/<pid>/stat (after the parenthesised name) is the parent pid.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if parent == Some(self.child.id()) && cmdline.ends_with(b"worker\0") {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,76 @@
+//! Driving a daemon the way the CLI does: upload a manifest's model, submit a variant, follow
+//! the job to its end.
+
+use std::path::Path;
+
+use tonic::transport::Channel;
+use trtfarm::transfer::{digest_file, upload_file};
+use trtfarm_proto::v1;
+use trtfarm_proto::v1::farm_client::FarmClient;
+
+/// Uploads the model `manifest` names and builds the request for `variant`.
+pub async fn request_for(
+    client: &mut FarmClient<Channel>,
+    manifest: &Path,
+    variant: &str,
+) -> v1::SubmitRequest {
+    let toml = std::fs::read_to_string(manifest).expect("read the manifest");
+    let parsed = manifest_schema::parse(&toml, manifest).expect("the manifest parses");
+    let model = &parsed.model.resolved_path;
+    let digest = digest_file(model).expect("hash the model");
+    upload_file(client, model, &digest)
+        .await
+        .expect("upload the model");
+    v1::SubmitRequest {
+        manifest: Some(v1::Manifest {
+            path: "engine.toml".into(),
+            toml,
+        }),
+        variant: variant.into(),
+        inputs: vec![v1::InputFile {
+            path: parsed.model.path.clone(),
+            digest: Some(digest),
+            role: v1::InputRole::Model as i32,
+        }],
+        client: "integration-test".into(),
+        ..v1::SubmitRequest::default()
+    }
+}
+
+/// Every event of a job until its end; the last one is `Finished` or `Failed`.
+pub async fn follow(client: &mut FarmClient<Channel>, job_id: u64) -> Vec<v1::JobEvent> {
+    let mut stream = client
+        .watch_job(v1::WatchJobRequest { job_id })
+        .await
+        .expect("watch the job")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.message().await.expect("job event stream") {
+        events.push(event);
+    }
+    events
+}
+
+/// The final event of a job's stream.
+pub fn outcome(events: &[v1::JobEvent]) -> &v1::job_event::Event {
+    events
+        .last()
+        .and_then(|e| e.event.as_ref())
+        .expect("the job stream ends with an event")
+}
+
+/// The result of a job that must have succeeded.
+pub fn succeeded(events: &[v1::JobEvent]) -> v1::ActionResult {
+    match outcome(events) {
+        v1::job_event::Event::Finished(result) => result.clone(),
+        other => panic!("the job did not succeed: {other:?}"),
+    }
+}
+
+/// The job a submit created or joined.
+pub fn job_of(response: &v1::SubmitResponse) -> v1::Job {
+    match &response.outcome {
+        Some(v1::submit_response::Outcome::Job(job)) => job.clone(),
+        other => panic!("expected a job, got {other:?}"),
+    }
+}

@@ -1,0 +1,279 @@
+//! The real daemon on loopback with a `file://` store, driven through the generated gRPC
+//! client: real TensorRT-RTX builds, cache hits, single-flight, cancellation, failures, crashes,
+//! restarts and corruption.
+
+use std::path::Path;
+
+use integration::daemon::Daemon;
+use integration::farm::{follow, job_of, outcome, request_for, succeeded};
+use integration::models::{deep_cnn, images_manifest};
+use trtfarm::transfer::download_to_file;
+use trtfarm_proto::v1;
+
+fn examples() -> tempfile::TempDir {
+    integration::examples_copy()
+}
+
+fn cnn_manifest(examples: &Path) -> std::path::PathBuf {
+    examples.join("cnn-dynamic-batch/engine.toml")
+}
+
+fn blob_path(store: &Path, digest: &v1::Digest) -> std::path::PathBuf {
+    store
+        .join("cas/blake3")
+        .join(&digest.blake3[..2])
+        .join(&digest.blake3)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_a_real_engine_then_answers_from_the_cache() {
+    let examples = examples();
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+
+    let capabilities = client
+        .get_capabilities(v1::GetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let rtx = capabilities
+        .toolchains
+        .iter()
+        .find(|t| t.flavour == "tensorrt-rtx")
+        .expect("the RTX toolchain is listed");
+    assert!(rtx.version.starts_with("1.7"), "{rtx:?}");
+    assert_eq!(capabilities.store_kind, "file");
+
+    let request = request_for(&mut client, &cnn_manifest(examples.path()), "fp32").await;
+    let first = client.submit(request.clone()).await.unwrap().into_inner();
+    let job = job_of(&first);
+    let events = follow(&mut client, job.id).await;
+    let result = succeeded(&events);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.event, Some(v1::job_event::Event::Progress(_)))),
+        "TensorRT's progress reached the client"
+    );
+    assert_eq!(result.action_key, first.action_key);
+    let engine = result.engine.clone().expect("an engine digest");
+    assert!(engine.size_bytes > 0);
+    assert!(!result.layer_info_unavailable.is_empty() || result.layer_info.is_some());
+
+    // The engine is fetchable and is what the digest says.
+    let out = root.path().join("fetched.engine");
+    download_to_file(&mut client, &engine, &out).await.unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(blake3::hash(&bytes).to_hex().as_str(), engine.blake3);
+
+    // The provenance names the engine with both digests.
+    let provenance_digest = result.provenance.clone().expect("a provenance record");
+    let provenance_path = root.path().join("provenance.json");
+    download_to_file(&mut client, &provenance_digest, &provenance_path)
+        .await
+        .unwrap();
+    let statement: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&provenance_path).unwrap()).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["subject"][0]["digest"]["blake3"], engine.blake3);
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        result.engine_sha256
+    );
+    assert_eq!(statement["predicate"]["actionKey"], first.action_key);
+
+    // Same request again: the stored result, no job, no build.
+    let second = client.submit(request).await.unwrap().into_inner();
+    match second.outcome {
+        Some(v1::submit_response::Outcome::Cached(cached)) => assert_eq!(cached, result),
+        other => panic!("expected a cache hit, got {other:?}"),
+    }
+    let jobs = client
+        .list_jobs(v1::ListJobsRequest { limit: 100 })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(jobs.len(), 1, "the cache hit created no job");
+    assert_eq!(daemon.metric("trtfarm_builds_started_total"), 1.0);
+    assert_eq!(daemon.metric("trtfarm_cache_hits_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_blob_is_refused_and_never_served() {
+    let examples = examples();
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let request = request_for(&mut client, &cnn_manifest(examples.path()), "fp32").await;
+    let job = job_of(&client.submit(request.clone()).await.unwrap().into_inner());
+    let result = succeeded(&follow(&mut client, job.id).await);
+    let engine = result.engine.clone().unwrap();
+
+    // Flip one byte of the stored engine.
+    let path = blob_path(&daemon.store_dir, &engine);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = root.path().join("corrupt.engine");
+    let error = download_to_file(&mut client, &engine, &out)
+        .await
+        .expect_err("a corrupt blob must not download");
+    let status = error
+        .downcast_ref::<tonic::Status>()
+        .expect("the daemon refused it");
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status}");
+    assert!(!out.exists(), "nothing is left where the engine would go");
+    assert!(!path.exists(), "the corrupt blob left the CAS");
+    assert!(
+        daemon
+            .store_dir
+            .join("quarantine/blake3")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1,
+        "it was quarantined"
+    );
+    // The action result now names a missing blob: a miss, so the engine is rebuilt.
+    let again = client.submit(request).await.unwrap().into_inner();
+    let job = job_of(&again);
+    let rebuilt = succeeded(&follow(&mut client, job.id).await);
+    assert_eq!(
+        rebuilt.engine,
+        Some(engine),
+        "the rebuild gives the same bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_identical_submits_build_once() {
+    let examples = examples();
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let request = request_for(
+        &mut client,
+        &examples.path().join("segmenter-dynamic-hw/engine.toml"),
+        "fp32",
+    )
+    .await;
+    let submits = (0..20).map(|_| {
+        let mut client = client.clone();
+        let request = request.clone();
+        tokio::spawn(async move { client.submit(request).await.unwrap().into_inner() })
+    });
+    let responses = futures_join(submits).await;
+    let mut engines = std::collections::HashSet::new();
+    for response in &responses {
+        let result = match &response.outcome {
+            Some(v1::submit_response::Outcome::Cached(result)) => result.clone(),
+            Some(v1::submit_response::Outcome::Job(job)) => {
+                succeeded(&follow(&mut client, job.id).await)
+            }
+            None => panic!("empty response"),
+        };
+        engines.insert(result.engine.unwrap().blake3);
+    }
+    assert_eq!(engines.len(), 1, "every submitter got the same engine");
+    assert_eq!(
+        daemon.metric("trtfarm_builds_started_total"),
+        1.0,
+        "twenty submits, one build"
+    );
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_tensorrt_rejects_fails_with_the_parsers_message() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    // A real model cut in half: the ONNX parser must say so.
+    let examples = examples();
+    let whole = std::fs::read(examples.path().join("cnn-dynamic-batch/classifier.onnx")).unwrap();
+    std::fs::write(project.join("broken.onnx"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(
+        project.join("engine.toml"),
+        images_manifest("broken.onnx", 32, &[("fp32", 3)]),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&root.path().join("daemon"), &[]);
+    let mut client = daemon.client().await;
+    let request = request_for(&mut client, &project.join("engine.toml"), "fp32").await;
+    let job = job_of(&client.submit(request).await.unwrap().into_inner());
+    let events = follow(&mut client, job.id).await;
+    match outcome(&events) {
+        v1::job_event::Event::Failed(failure) => {
+            assert_eq!(failure.kind, v1::FailureKind::Build as i32, "{failure:?}");
+            assert!(
+                failure.message.to_lowercase().contains("pars"),
+                "the parser's message reaches the client: {}",
+                failure.message
+            );
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // The daemon is fine.
+    client
+        .get_capabilities(v1::GetCapabilitiesRequest {})
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_the_right_codes() {
+    let examples = examples();
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let manifest = cnn_manifest(examples.path());
+    let request = request_for(&mut client, &manifest, "fp32").await;
+
+    let mut unknown_variant = request.clone();
+    unknown_variant.variant = "fp64".into();
+    let status = client.submit(unknown_variant).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("fp32"), "{}", status.message());
+
+    let mut broken_manifest = request.clone();
+    broken_manifest
+        .manifest
+        .as_mut()
+        .unwrap()
+        .toml
+        .push_str("\n[surprise]\n");
+    let status = client.submit(broken_manifest).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("engine.toml:"),
+        "{}",
+        status.message()
+    );
+
+    let mut missing_blob = request.clone();
+    missing_blob.inputs[0].digest = Some(v1::Digest {
+        blake3: "ab".repeat(32),
+        size_bytes: 10,
+    });
+    let status = client.submit(missing_blob).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+
+    let status = client
+        .get_job(v1::GetJobRequest { job_id: 999 })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+}
