@@ -34,7 +34,7 @@ enum Command {
         tensorrt_lib_dir: Option<PathBuf>,
     },
     /// Run the build daemon: gRPC on `listen`, jobs in `state_dir`, results in the store.
-    Serve(trtfarmd::config::ServeArgs),
+    Serve(Box<trtfarmd::config::ServeArgs>),
     /// Build a manifest's engines here and now, without queue or store.
     Build(local_build::LocalBuildOptions),
     /// Run one build in the current directory (a scratch dir the daemon prepared). Started by

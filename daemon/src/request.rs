@@ -204,7 +204,15 @@ pub fn prepare(
         }
     };
 
-    let mut timeout = variant.settings.build_timeout.min(policy.max_build_timeout);
+    let mut timeout = variant.settings.build_timeout;
+    if timeout > policy.max_build_timeout {
+        return Err(Status::resource_exhausted(format!(
+            "engine `{}` asks for build_timeout = \"{}\"; this daemon allows at most {}",
+            variant.name,
+            humantime::format_duration(timeout),
+            humantime::format_duration(policy.max_build_timeout)
+        )));
+    }
     if request.timeout_seconds > 0 {
         timeout = timeout.min(Duration::from_secs(request.timeout_seconds));
     }

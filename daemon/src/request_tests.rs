@@ -226,3 +226,30 @@ fn the_manifests_own_path_and_the_models_name_do_not_change_the_key() {
     let b = prepare(moved, &inventory(), &policy()).unwrap();
     assert_eq!(a.key, b.key);
 }
+
+#[test]
+fn a_build_timeout_past_the_daemons_limit_is_resource_exhausted() {
+    let slow = MANIFEST.replace(
+        "toolchain = \"tensorrt-rtx 1.7\"",
+        "toolchain = \"tensorrt-rtx 1.7\"\nbuild_timeout = \"7h\"",
+    );
+    let status = refused(request(&slow, vec![model()]));
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.message().contains("6h"), "{}", status.message());
+}
+
+#[test]
+fn a_request_can_shorten_the_deadline_but_not_lengthen_it() {
+    let mut short = request(MANIFEST, vec![model()]);
+    short.timeout_seconds = 30;
+    let prepared = prepare(short, &inventory(), &policy()).unwrap();
+    assert_eq!(prepared.timeout, Duration::from_secs(30));
+    let mut long = request(MANIFEST, vec![model()]);
+    long.timeout_seconds = 100_000;
+    let prepared = prepare(long, &inventory(), &policy()).unwrap();
+    assert_eq!(
+        prepared.timeout,
+        Duration::from_secs(3600),
+        "the manifest's 1h stays"
+    );
+}

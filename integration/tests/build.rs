@@ -36,7 +36,7 @@ fn toolchains_reports_tensorrt_rtx_with_the_digest_of_its_library() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|row| row["flavour"] == "TensorRT-RTX")
+        .find(|row| row["flavour"] == "tensorrt-rtx")
         .expect("a TensorRT-RTX row");
     let version = rtx["version"].as_str().unwrap_or_else(|| {
         panic!(

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use integration::daemon::Daemon;
 use integration::farm::{follow, job_of, outcome, request_for, succeeded};
-use integration::models::{deep_cnn, images_manifest};
+use integration::models::images_manifest;
 use trtfarm::transfer::download_to_file;
 use trtfarm_proto::v1;
 
@@ -98,6 +98,32 @@ async fn builds_a_real_engine_then_answers_from_the_cache() {
     assert_eq!(jobs.len(), 1, "the cache hit created no job");
     assert_eq!(daemon.metric("trtfarm_builds_started_total"), 1.0);
     assert_eq!(daemon.metric("trtfarm_cache_hits_total"), 1.0);
+
+    // Standard health checking answers for the service.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Channel::from_shared(daemon.endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "trtfarm.v1.Farm".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // SIGTERM drains and exits cleanly, removing the info file.
+    let mut daemon = daemon;
+    assert!(daemon.state_dir.join("daemon.json").is_file());
+    assert!(daemon.terminate().success());
+    assert!(!daemon.state_dir.join("daemon.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]

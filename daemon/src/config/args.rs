@@ -42,7 +42,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TRTFARMD_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
 
-    /// Store URL or local directory (`store.url`) [default: file://<cache dir>/trtfarm/store].
+    /// Store URL or local directory (`store.url`) [default: file://$XDG_CACHE_HOME/trtfarm/store].
     #[arg(long, env = "TRTFARMD_STORE", value_name = "URL")]
     pub store: Option<String>,
 
@@ -56,7 +56,8 @@ pub struct ServeArgs {
     )]
     pub store_options: Vec<(String, String)>,
 
-    /// Concurrent TensorRT-RTX (CPU) builds (`slots.cpu`) [default: half the CPUs, at least 1].
+    /// Concurrent TensorRT-RTX (CPU) builds (`slots.cpu`); 0 queues jobs but builds none
+    /// [default: half the CPUs, at least 1].
     #[arg(long, env = "TRTFARMD_CPU_SLOTS", value_name = "N")]
     pub cpu_slots: Option<usize>,
 
@@ -75,10 +76,6 @@ pub struct ServeArgs {
     /// Most input files per build (`limits.max_inputs`) [default: 4096].
     #[arg(long, env = "TRTFARMD_MAX_INPUTS", value_name = "N")]
     pub max_inputs: Option<usize>,
-
-    /// Build timeout when the manifest sets none (`limits.default_build_timeout`) [default: 1h].
-    #[arg(long, env = "TRTFARMD_DEFAULT_BUILD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub default_build_timeout: Option<Duration>,
 
     /// Longest build timeout a manifest may ask for (`limits.max_build_timeout`) [default: 6h].
     #[arg(long, env = "TRTFARMD_MAX_BUILD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
@@ -130,10 +127,6 @@ impl ServeArgs {
         overlay(&mut limits.max_queued_jobs, self.max_queued_jobs);
         overlay(&mut limits.max_blob_size, self.max_blob_size);
         overlay(&mut limits.max_inputs, self.max_inputs);
-        overlay(
-            &mut limits.default_build_timeout,
-            self.default_build_timeout,
-        );
         overlay(&mut limits.max_build_timeout, self.max_build_timeout);
         overlay(&mut limits.max_log_size, self.max_log_size);
         overlay(&mut limits.job_history, self.job_history);

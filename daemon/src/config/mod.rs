@@ -13,8 +13,14 @@
 
 mod args;
 mod error;
+mod paths;
+mod validate;
 mod values;
 
+#[cfg(test)]
+mod args_tests;
+#[cfg(test)]
+mod docs_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,14 +34,16 @@ use serde::Deserialize;
 pub use args::ServeArgs;
 pub use error::{BuildTimeoutTooLong, ConfigError};
 
+use paths::{default_state_dir, file_url, resolve_path, resolve_store_url, user_dir};
+
 /// Where `trtfarmd serve` looks for its config file when `--config` is not given, below the
 /// user's config directory (`$XDG_CONFIG_HOME`, usually `~/.config`).
 pub const DEFAULT_CONFIG_FILE: &str = "trtfarm/daemon.toml";
 
-/// Smallest accepted `limits.worker_memory`: below this TensorRT cannot even load.
-const MIN_WORKER_MEMORY: u64 = 256 * 1024 * 1024;
-
 /// Everything `trtfarmd serve` needs to know, resolved: defaults applied, paths absolute.
+///
+/// Build it with [`DaemonConfig::load`] or [`DaemonConfig::from_toml_str`]: deserializing it
+/// directly skips path resolution and validation.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
@@ -50,8 +58,8 @@ pub struct DaemonConfig {
 
     /// Address of the Prometheus endpoint (`GET /metrics`, `GET /healthz`), if any.
     ///
-    /// Default: none (no metrics server). Example: `metrics_listen = "127.0.0.1:9464"`.
-    /// Flag `--metrics-listen`, env `TRTFARMD_METRICS_LISTEN`.
+    /// Default: none (no metrics server). Example: `metrics_listen = "127.0.0.1:9464"`. Must
+    /// differ from `listen`. Flag `--metrics-listen`, env `TRTFARMD_METRICS_LISTEN`.
     #[serde(deserialize_with = "values::de_opt_socket_addr")]
     pub metrics_listen: Option<SocketAddr>,
 
@@ -111,8 +119,10 @@ pub struct StoreConfig {
     /// backend's own environment variables for credentials.
     ///
     /// Default: empty. Example: `options = { aws_endpoint = "http://minio:9000" }`.
+    /// Booleans and numbers are taken as their text (`aws_allow_http = true` means `"true"`).
     /// Flag `--store-option KEY=VALUE` (repeatable), env `TRTFARMD_STORE_OPTION`
     /// (comma-separated `KEY=VALUE` pairs); these add to the file's options, replacing equal keys.
+    #[serde(deserialize_with = "values::de_store_options")]
     pub options: BTreeMap<String, String>,
 }
 
@@ -120,7 +130,10 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlotsConfig {
-    /// Concurrent TensorRT-RTX builds (CPU-only, ahead of time). At least 1.
+    /// Concurrent TensorRT-RTX builds (CPU-only, ahead of time). `0` accepts and queues
+    /// submissions but starts no TensorRT-RTX build: for maintenance, or for a daemon that
+    /// should only serve the cache. Queued jobs wait until a daemon with slots runs on the same
+    /// `state_dir`.
     ///
     /// Default: half the available CPUs, at least 1. Example: `cpu = 8`.
     /// Flag `--cpu-slots`, env `TRTFARMD_CPU_SLOTS`.
@@ -157,15 +170,10 @@ pub struct LimitsConfig {
     /// Flag `--max-inputs`, env `TRTFARMD_MAX_INPUTS`.
     pub max_inputs: usize,
 
-    /// Build timeout when the manifest does not set one.
-    ///
-    /// Default: `"1h"`. Example: `default_build_timeout = "20m"`. Not longer than
-    /// `max_build_timeout`. Flag `--default-build-timeout`, env `TRTFARMD_DEFAULT_BUILD_TIMEOUT`.
-    #[serde(deserialize_with = "values::de_duration")]
-    pub default_build_timeout: Duration,
-
-    /// Longest build timeout a manifest may ask for. Longer requests are refused at submit,
-    /// not clamped (see [`LimitsConfig::build_timeout`]).
+    /// Longest build timeout a manifest may ask for. A manifest whose `build_timeout` exceeds
+    /// it is refused at submit with `RESOURCE_EXHAUSTED`, not clamped (see
+    /// [`LimitsConfig::build_timeout`]). Every manifest variant has a `build_timeout` (the
+    /// manifest format defaults it to 1h), so there is no daemon-side default.
     ///
     /// Default: `"6h"`. Example: `max_build_timeout = "12h"`.
     /// Flag `--max-build-timeout`, env `TRTFARMD_MAX_BUILD_TIMEOUT`.
@@ -262,7 +270,6 @@ impl Default for LimitsConfig {
             max_queued_jobs: 1024,
             max_blob_size: 64 * 1024 * MIB,
             max_inputs: 4096,
-            default_build_timeout: Duration::from_secs(60 * 60),
             max_build_timeout: Duration::from_secs(6 * 60 * 60),
             worker_memory: None,
             max_log_size: 16 * MIB,
@@ -357,176 +364,19 @@ impl DaemonConfig {
         self.store.url = resolve_store_url(&self.store.url, base)?;
         Ok(())
     }
-
-    /// Checks the settings can work together; the message says what would be valid.
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
-        let limits = &self.limits;
-        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
-            return invalid(
-                "metrics_listen",
-                format!(
-                    "is the same address as `listen` ({}); pick another port",
-                    self.listen
-                ),
-            );
-        }
-        if self.action_key_salt.as_deref() == Some("") {
-            return invalid(
-                "action_key_salt",
-                "is empty; leave it out for no salt".into(),
-            );
-        }
-        if !self.store.url.contains("://") {
-            return invalid(
-                "store.url",
-                format!(
-                    "{:?} has no scheme; expected file://, s3://, az://, gs:// or memory://",
-                    self.store.url
-                ),
-            );
-        }
-        for (field, value) in [
-            ("slots.cpu", self.slots.cpu),
-            ("slots.gpu_builds_per_gpu", self.slots.gpu_builds_per_gpu),
-            ("limits.max_queued_jobs", limits.max_queued_jobs),
-            ("limits.max_inputs", limits.max_inputs),
-        ] {
-            if value == 0 {
-                return invalid(field, "is 0; it must be at least 1".into());
-            }
-        }
-        for (field, value) in [
-            ("limits.max_blob_size", limits.max_blob_size),
-            ("limits.max_log_size", limits.max_log_size),
-        ] {
-            if value == 0 {
-                return invalid(field, "is 0 bytes; give a size like \"16MiB\"".into());
-            }
-        }
-        for (field, value) in [
-            ("limits.default_build_timeout", limits.default_build_timeout),
-            ("limits.max_build_timeout", limits.max_build_timeout),
-        ] {
-            if value.is_zero() {
-                return invalid(field, "is 0; give a duration like \"1h\"".into());
-            }
-        }
-        if limits.default_build_timeout > limits.max_build_timeout {
-            return invalid(
-                "limits.default_build_timeout",
-                format!(
-                    "({}) is longer than `limits.max_build_timeout` ({}); lower it or raise the maximum",
-                    humantime::format_duration(limits.default_build_timeout),
-                    humantime::format_duration(limits.max_build_timeout)
-                ),
-            );
-        }
-        if let Some(bytes) = limits.worker_memory
-            && bytes < MIN_WORKER_MEMORY
-        {
-            return invalid(
-                "limits.worker_memory",
-                format!(
-                    "({}) is below the minimum of 256MiB; TensorRT needs gigabytes, e.g. \"16GiB\"",
-                    bytesize::ByteSize(bytes).display().iec()
-                ),
-            );
-        }
-        Ok(())
-    }
 }
 
 impl LimitsConfig {
-    /// The deadline for one build: `requested` (from the manifest), or `default_build_timeout`
-    /// when the manifest sets none. A request above `max_build_timeout` is refused, not clamped.
-    pub fn build_timeout(
-        &self,
-        requested: Option<Duration>,
-    ) -> Result<Duration, BuildTimeoutTooLong> {
-        match requested {
-            None => Ok(self.default_build_timeout),
-            Some(requested) if requested <= self.max_build_timeout => Ok(requested),
-            Some(requested) => Err(BuildTimeoutTooLong {
+    /// The deadline for one build: `requested`, the manifest variant's `build_timeout`. A
+    /// request above `max_build_timeout` is refused, not clamped.
+    pub fn build_timeout(&self, requested: Duration) -> Result<Duration, BuildTimeoutTooLong> {
+        if requested <= self.max_build_timeout {
+            Ok(requested)
+        } else {
+            Err(BuildTimeoutTooLong {
                 requested,
                 max: self.max_build_timeout,
-            }),
+            })
         }
     }
-}
-
-/// The default `state_dir`: the platform state dir, else the cache dir, under `trtfarm/daemon`.
-fn default_state_dir() -> PathBuf {
-    user_dir(dirs::state_dir().or_else(dirs::cache_dir))
-        .join("trtfarm")
-        .join("daemon")
-}
-
-/// A per-user base directory, or the temp dir for an account with no home directory at all.
-fn user_dir(dir: Option<PathBuf>) -> PathBuf {
-    dir.unwrap_or_else(std::env::temp_dir)
-}
-
-/// Expands a leading `~/` and makes `path` absolute against `base`; `field` names it in errors.
-pub(crate) fn resolve_path(
-    field: &'static str,
-    path: &Path,
-    base: &Path,
-) -> Result<PathBuf, ConfigError> {
-    if path.as_os_str().is_empty() {
-        return Err(ConfigError::Invalid {
-            field,
-            message: "is an empty path".into(),
-        });
-    }
-    if let Ok(rest) = path.strip_prefix("~") {
-        let home = dirs::home_dir().ok_or_else(|| ConfigError::Invalid {
-            field,
-            message: format!(
-                "{} starts with `~` but there is no home directory",
-                path.display()
-            ),
-        })?;
-        return Ok(home.join(rest));
-    }
-    Ok(base.join(path))
-}
-
-/// A store URL as given, or a plain path turned into a `file://` URL (relative to `base`).
-pub(crate) fn resolve_store_url(url: &str, base: &Path) -> Result<String, ConfigError> {
-    if url.contains("://") {
-        return Ok(url.to_string());
-    }
-    // `s3:/bucket` or `file:store` is a mistyped URL, not a directory named `s3:`.
-    let looks_like_scheme = url.split_once(':').is_some_and(|(scheme, _)| {
-        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    });
-    if looks_like_scheme {
-        return Err(ConfigError::Invalid {
-            field: "store.url",
-            message: format!(
-                "{url:?} is not a URL (no `scheme://`) nor a path; expected file://, s3://, \
-                 az://, gs://, memory:// or a directory path"
-            ),
-        });
-    }
-    Ok(file_url(&resolve_path("store.url", Path::new(url), base)?))
-}
-
-/// `file://` URL of an absolute path, escaping the characters a URL parser would misread.
-fn file_url(path: &Path) -> String {
-    let mut url = String::from("file://");
-    for c in path.to_string_lossy().chars() {
-        match c {
-            '%' => url.push_str("%25"),
-            '#' => url.push_str("%23"),
-            '?' => url.push_str("%3F"),
-            ' ' => url.push_str("%20"),
-            c => url.push(c),
-        }
-    }
-    url
 }

@@ -5,12 +5,13 @@
 //! them as value parsers and the serde adapters below wrap them, so a flag and a file key accept
 //! exactly the same text.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Deserializer;
 use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// What a size may look like, for error messages.
 const SIZE_HELP: &str = "expected a whole number of bytes or a size like \"512MiB\", \"16GiB\" \
@@ -102,6 +103,60 @@ pub(crate) fn de_opt_socket_addr<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<SocketAddr>, D::Error> {
     de_socket_addr(deserializer).map(Some)
+}
+
+/// Serde adapter for `store.options`: a table whose values are strings, or booleans and numbers
+/// taken as their text (`aws_allow_http = true` means `"true"`), since backends take strings.
+pub(crate) fn de_store_options<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let options = BTreeMap::<String, StoreOptionValue>::deserialize(deserializer)?;
+    Ok(options
+        .into_iter()
+        .map(|(key, value)| (key, value.0))
+        .collect())
+}
+
+/// One `store.options` value, as text.
+struct StoreOptionValue(String);
+
+impl<'de> Deserialize<'de> for StoreOptionValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(StoreOptionVisitor)
+            .map(StoreOptionValue)
+    }
+}
+
+/// Visits a scalar and keeps its text.
+struct StoreOptionVisitor;
+
+impl Visitor<'_> for StoreOptionVisitor {
+    type Value = String;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string, boolean or number (store options are passed as text)")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
 }
 
 /// Visits a size given as an integer or a string.

@@ -472,7 +472,7 @@ impl Farm {
         self.metrics.job_finished(label);
         self.db.update(&job)?;
         let _ = events.send(event(job.id, body));
-        if job.id % 64 == 0 {
+        if job.id.is_multiple_of(64) {
             // Keep the table bounded without a scan per job.
             if let Err(e) = self.db.prune_finished(self.settings.job_history) {
                 tracing::warn!("cannot prune job history: {e}");

@@ -91,12 +91,9 @@ impl Farm {
         let task = WorkerTask {
             flavour: prepared.flavour,
             library_dir: prepared.library_dir.clone(),
-            manifest_path: prepared
-                .request
-                .manifest
-                .as_ref()
-                .map(|m| m.path.clone())
-                .unwrap_or_default(),
+            // Fixed: the worker's inputs must not vary with where the client keeps its manifest
+            // (the daemon already checked the manifest and reported errors with the real path).
+            manifest_path: "engine.toml".into(),
             manifest_toml: prepared
                 .request
                 .manifest
@@ -126,7 +123,7 @@ impl Farm {
             scratch: scratch.to_path_buf(),
             memory_limit: self.settings.worker_memory,
             deadline: prepared.timeout,
-            extra_env: Vec::new(),
+            extra_env: worker_env_passthrough(),
         };
         let report = self.launcher.launch(command, events_tx, cancel).await;
         // The launcher dropped its sender: the pump ends once it has written everything.
@@ -381,6 +378,15 @@ async fn pump_events(
         Some(mut log) => log.flush().await.is_ok(),
         None => false,
     }
+}
+
+/// Variables the daemon passes on to workers: where trt-ffi caches its shims (the worker has no
+/// `HOME`). Constant for the daemon's lifetime, so every build sees the same environment.
+fn worker_env_passthrough() -> Vec<(String, String)> {
+    ["TRTFARM_CACHE_DIR"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
+        .collect()
 }
 
 fn millis(time: SystemTime) -> i64 {

@@ -1,0 +1,74 @@
+//! Checks that a combined configuration can work, naming the setting that cannot.
+
+use super::{ConfigError, DaemonConfig};
+
+/// Smallest accepted `limits.worker_memory`: below this TensorRT cannot even load.
+const MIN_WORKER_MEMORY: u64 = 256 * 1024 * 1024;
+
+impl DaemonConfig {
+    /// Checks the settings can work together; the message says what would be valid.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
+        let limits = &self.limits;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return invalid(
+                "metrics_listen",
+                format!(
+                    "is the same address as `listen` ({}); pick another port",
+                    self.listen
+                ),
+            );
+        }
+        if self.action_key_salt.as_deref() == Some("") {
+            return invalid(
+                "action_key_salt",
+                "is empty; leave it out for no salt".into(),
+            );
+        }
+        if !self.store.url.contains("://") {
+            return invalid(
+                "store.url",
+                format!(
+                    "{:?} has no scheme; expected file://, s3://, az://, gs:// or memory://",
+                    self.store.url
+                ),
+            );
+        }
+        // `slots.cpu` may be 0: submissions are queued but no TensorRT-RTX build starts.
+        for (field, value) in [
+            ("slots.gpu_builds_per_gpu", self.slots.gpu_builds_per_gpu),
+            ("limits.max_queued_jobs", limits.max_queued_jobs),
+            ("limits.max_inputs", limits.max_inputs),
+        ] {
+            if value == 0 {
+                return invalid(field, "is 0; it must be at least 1".into());
+            }
+        }
+        for (field, value) in [
+            ("limits.max_blob_size", limits.max_blob_size),
+            ("limits.max_log_size", limits.max_log_size),
+        ] {
+            if value == 0 {
+                return invalid(field, "is 0 bytes; give a size like \"16MiB\"".into());
+            }
+        }
+        if limits.max_build_timeout.is_zero() {
+            return invalid(
+                "limits.max_build_timeout",
+                "is 0; give a duration like \"6h\"".into(),
+            );
+        }
+        if let Some(bytes) = limits.worker_memory
+            && bytes < MIN_WORKER_MEMORY
+        {
+            return invalid(
+                "limits.worker_memory",
+                format!(
+                    "({}) is below the minimum of 256MiB; TensorRT needs gigabytes, e.g. \"16GiB\"",
+                    bytesize::ByteSize(bytes).display().iec()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
