@@ -1,7 +1,6 @@
 //! What can go wrong reading the daemon configuration, said so a person can fix it.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// An error loading `daemon.toml` or combining it with flags and environment.
 #[derive(Debug, thiserror::Error)]
@@ -71,24 +70,6 @@ fn line_and_column(text: &str, at: usize) -> (usize, usize, String) {
         .unwrap_or_default()
         .to_string();
     (line, column, source_line)
-}
-
-/// A build asked for a longer timeout than `limits.max_build_timeout` allows.
-///
-/// Refused rather than clamped: a build silently cut short hours in wastes the farm's time and
-/// reads as a TensorRT failure, where a refusal at submit says exactly what to change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "build timeout {} is longer than this farm allows ({}, limits.max_build_timeout); \
-     ask for at most that, or raise the limit in daemon.toml",
-    humantime::format_duration(*requested),
-    humantime::format_duration(*max)
-)]
-pub struct BuildTimeoutTooLong {
-    /// What the manifest asked for.
-    pub requested: Duration,
-    /// The farm's limit.
-    pub max: Duration,
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use args::ServeArgs;
-pub use error::{BuildTimeoutTooLong, ConfigError};
+pub use error::ConfigError;
 
 use paths::{default_state_dir, file_url, resolve_path, resolve_store_url, user_dir};
 
@@ -363,20 +363,5 @@ impl DaemonConfig {
         }
         self.store.url = resolve_store_url(&self.store.url, base)?;
         Ok(())
-    }
-}
-
-impl LimitsConfig {
-    /// The deadline for one build: `requested`, the manifest variant's `build_timeout`. A
-    /// request above `max_build_timeout` is refused, not clamped.
-    pub fn build_timeout(&self, requested: Duration) -> Result<Duration, BuildTimeoutTooLong> {
-        if requested <= self.max_build_timeout {
-            Ok(requested)
-        } else {
-            Err(BuildTimeoutTooLong {
-                requested,
-                max: self.max_build_timeout,
-            })
-        }
     }
 }

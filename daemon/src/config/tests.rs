@@ -286,20 +286,3 @@ fn the_default_build_timeout_setting_is_gone() {
         "{message}"
     );
 }
-
-#[test]
-fn build_timeouts_above_the_maximum_are_refused_not_clamped() {
-    let limits = LimitsConfig::default();
-    let hour = Duration::from_secs(3600);
-    assert_eq!(limits.build_timeout(hour), Ok(hour));
-    let six_hours = Duration::from_secs(6 * 3600);
-    assert_eq!(limits.build_timeout(six_hours), Ok(six_hours));
-    let too_long = six_hours + Duration::from_secs(1);
-    let error = limits.build_timeout(too_long).unwrap_err();
-    assert_eq!(error.requested, too_long);
-    assert_eq!(error.max, six_hours);
-    assert!(
-        error.to_string().contains("limits.max_build_timeout"),
-        "{error}"
-    );
-}

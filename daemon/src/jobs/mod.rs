@@ -414,15 +414,6 @@ impl Farm {
             state.joinable.remove(&build.prepared.key);
         }
         state.queue.release(build.resource);
-        if self.draining.load(Ordering::SeqCst)
-            && matches!(&outcome, Err(f) if f.kind == v1::FailureKind::Cancelled as i32)
-        {
-            // Stopped by shutdown, not by a user: the jobs stay queued for the next daemon.
-            for id in &build.jobs {
-                state.jobs.remove(id);
-            }
-            return;
-        }
         for id in &build.jobs {
             if let Some(active) = state.jobs.remove(id)
                 && let Err(e) = self.end_job(active.job, &active.events, outcome.clone())
