@@ -213,8 +213,8 @@ pub fn prepare(
             humantime::format_duration(policy.max_build_timeout)
         )));
     }
-    if request.timeout_seconds > 0 {
-        timeout = timeout.min(Duration::from_secs(request.timeout_seconds));
+    if request.timeout_ms > 0 {
+        timeout = timeout.min(Duration::from_millis(request.timeout_ms));
     }
     let encoding = variant.canonical_encoding();
     let key = action_key(&KeyMaterial {

@@ -241,11 +241,11 @@ fn a_build_timeout_past_the_daemons_limit_is_resource_exhausted() {
 #[test]
 fn a_request_can_shorten_the_deadline_but_not_lengthen_it() {
     let mut short = request(MANIFEST, vec![model()]);
-    short.timeout_seconds = 30;
+    short.timeout_ms = 30_000;
     let prepared = prepare(short, &inventory(), &policy()).unwrap();
     assert_eq!(prepared.timeout, Duration::from_secs(30));
     let mut long = request(MANIFEST, vec![model()]);
-    long.timeout_seconds = 100_000;
+    long.timeout_ms = 100_000_000;
     let prepared = prepare(long, &inventory(), &policy()).unwrap();
     assert_eq!(
         prepared.timeout,

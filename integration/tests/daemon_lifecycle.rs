@@ -192,16 +192,17 @@ async fn a_build_past_its_deadline_is_stopped_with_the_reason() {
     let root = tempfile::tempdir().unwrap();
     let project = root.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
-    deep_cnn(&project, 48, 128, 128, 8);
+    deep_cnn(&project, 2, 8, 16, 8);
     std::fs::write(
         project.join("engine.toml"),
-        images_manifest("deep.onnx", 128, &[("slow", 5)]),
+        images_manifest("deep.onnx", 16, &[("slow", 5)]),
     )
     .unwrap();
     let daemon = Daemon::start(&root.path().join("daemon"), &[]);
     let mut client = daemon.client().await;
     let mut request = request_for(&mut client, &project.join("engine.toml"), "slow").await;
-    request.timeout_seconds = 1;
+    // No worker loads TensorRT and builds in 50 ms: the deadline always fires first.
+    request.timeout_ms = 50;
     let job = job_of(&client.submit(request).await.unwrap().into_inner());
     match outcome(&follow(&mut client, job.id).await) {
         v1::job_event::Event::Failed(failure) => {
