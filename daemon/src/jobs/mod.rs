@@ -6,14 +6,18 @@
 //! job waits for it any more.
 
 pub mod db;
+mod ending;
+mod queries;
 pub mod queue;
 mod run;
+
+pub use queries::terminal_event;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
@@ -21,10 +25,10 @@ use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, ContentStore};
 
 use crate::inventory::Inventory;
-use crate::metrics::{Metrics, Outcome as MetricOutcome};
+use crate::metrics::Metrics;
 use crate::request::{PreparedBuild, RequestPolicy, prepare};
 use crate::worker::WorkerLauncher;
-use db::{JobDb, is_terminal};
+use db::JobDb;
 use queue::{BuildId, BuildQueue, Resource};
 
 /// Events buffered per watcher before the slowest one starts missing log lines.
@@ -398,299 +402,6 @@ impl Farm {
         self.metrics.set_jobs_queued(queued);
         self.metrics.set_jobs_running(running);
     }
-
-    /// Ends a build: every job still attached gets the outcome; the slot is freed; the next
-    /// builds start.
-    fn finish_build(
-        self: &Arc<Self>,
-        build_id: BuildId,
-        outcome: Result<v1::ActionResult, v1::Failure>,
-    ) {
-        let mut state = self.lock();
-        let Some(build) = state.builds.remove(&build_id) else {
-            return;
-        };
-        if state.joinable.get(&build.prepared.key) == Some(&build_id) {
-            state.joinable.remove(&build.prepared.key);
-        }
-        state.queue.release(build.resource);
-        for id in &build.jobs {
-            if let Some(active) = state.jobs.remove(id)
-                && let Err(e) = self.end_job(active.job, &active.events, outcome.clone())
-            {
-                tracing::error!(job = id, "cannot persist the end of a job: {e}");
-            }
-        }
-        self.dispatch(&mut state);
-    }
-
-    /// Records a job's end and tells its watchers.
-    fn end_job(
-        &self,
-        mut job: v1::Job,
-        events: &broadcast::Sender<v1::JobEvent>,
-        outcome: Result<v1::ActionResult, v1::Failure>,
-    ) -> Result<(), db::DbError> {
-        job.finished_at_ms = now_ms();
-        job.queue_position = 0;
-        let (label, body) = match outcome {
-            Ok(result) => {
-                job.state = v1::JobState::Succeeded as i32;
-                job.result = Some(result.clone());
-                (
-                    MetricOutcome::Succeeded,
-                    v1::job_event::Event::Finished(result),
-                )
-            }
-            Err(reason) => {
-                let cancelled = reason.kind == v1::FailureKind::Cancelled as i32;
-                job.state = if cancelled {
-                    v1::JobState::Cancelled
-                } else {
-                    v1::JobState::Failed
-                } as i32;
-                job.failure = Some(reason.clone());
-                (
-                    if cancelled {
-                        MetricOutcome::Cancelled
-                    } else {
-                        MetricOutcome::Failed
-                    },
-                    v1::job_event::Event::Failed(reason),
-                )
-            }
-        };
-        self.metrics.job_finished(label);
-        self.db.update(&job)?;
-        let _ = events.send(event(job.id, body));
-        if job.id.is_multiple_of(64) {
-            // Keep the table bounded without a scan per job.
-            if let Err(e) = self.db.prune_finished(self.settings.job_history) {
-                tracing::warn!("cannot prune job history: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends a job that is not attached to a build (restart recovery).
-    fn end_detached_job(
-        &self,
-        job: v1::Job,
-        outcome: Result<v1::ActionResult, v1::Failure>,
-    ) -> Result<(), db::DbError> {
-        let (events, _) = broadcast::channel(1);
-        self.end_job(job, &events, outcome)
-    }
-
-    /// The stored result for `key` if every blob it names is still in the store.
-    pub async fn cached_result(&self, key: &ActionKey) -> Option<v1::ActionResult> {
-        let bytes = match self.store.get_action_result(key).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(key = %key.hex(), "cannot read the action result: {e}");
-                return None;
-            }
-        };
-        let result = match <v1::ActionResult as prost::Message>::decode(bytes) {
-            Ok(result) => result,
-            Err(e) => {
-                tracing::warn!(key = %key.hex(), "undecodable action result, treated as a miss: {e}");
-                return None;
-            }
-        };
-        let digests = match run::result_digests(&result) {
-            Ok(digests) => digests,
-            Err(e) => {
-                tracing::warn!(key = %key.hex(), "action result with a bad digest, treated as a miss: {e}");
-                return None;
-            }
-        };
-        match self.store.find_missing(&digests).await {
-            Ok(missing) if missing.is_empty() => Some(result),
-            Ok(missing) => {
-                tracing::info!(key = %key.hex(), missing = missing.len(), "action result names blobs that are gone: a miss");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(key = %key.hex(), "cannot check the result's blobs: {e}");
-                None
-            }
-        }
-    }
-
-    /// A job's current state, from memory while active, else from the database.
-    pub fn get_job(&self, id: u64) -> Result<v1::Job, Status> {
-        if let Some(job) = self.job_snapshot(&self.lock(), id) {
-            return Ok(job);
-        }
-        self.db
-            .get(id)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| Status::not_found(format!("no job {id}")))
-    }
-
-    fn job_snapshot(&self, state: &FarmState, id: u64) -> Option<v1::Job> {
-        state.jobs.get(&id).map(|active| active.job.clone())
-    }
-
-    /// Recent jobs, newest first, with live state for active ones.
-    pub fn list_jobs(&self, limit: usize) -> Result<Vec<v1::Job>, Status> {
-        let stored = self
-            .db
-            .recent(limit)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let state = self.lock();
-        Ok(stored
-            .into_iter()
-            .map(|job| self.job_snapshot(&state, job.id).unwrap_or(job))
-            .collect())
-    }
-
-    /// The events that describe a job now, and a subscription to what follows (none once the
-    /// job has ended).
-    pub fn watch(
-        &self,
-        id: u64,
-    ) -> Result<(Vec<v1::JobEvent>, Option<broadcast::Receiver<v1::JobEvent>>), Status> {
-        {
-            let state = self.lock();
-            if let Some(active) = state.jobs.get(&id) {
-                let receiver = active.events.subscribe();
-                let mut now = Vec::new();
-                match v1::JobState::try_from(active.job.state) {
-                    Ok(v1::JobState::Queued) => now.push(event(
-                        id,
-                        v1::job_event::Event::Queued(v1::Queued {
-                            position: active.job.queue_position,
-                        }),
-                    )),
-                    Ok(v1::JobState::Running) => {
-                        let resource = state
-                            .builds
-                            .get(&active.build)
-                            .map(|b| b.resource.to_string())
-                            .unwrap_or_default();
-                        now.push(event(
-                            id,
-                            v1::job_event::Event::Started(v1::Started {
-                                resource,
-                                attempt: active.job.attempts,
-                            }),
-                        ));
-                        if let Some(progress) = &active.last_progress {
-                            now.push(event(id, v1::job_event::Event::Progress(progress.clone())));
-                        }
-                    }
-                    _ => {}
-                }
-                return Ok((now, Some(receiver)));
-            }
-        }
-        let job = self.get_job(id)?;
-        Ok((terminal_event(&job).into_iter().collect(), None))
-    }
-
-    /// Cancels a job. Its build stops only if no other job waits for it.
-    pub fn cancel(&self, id: u64) -> Result<v1::Job, Status> {
-        let mut state = self.lock();
-        let Some(active) = state.jobs.remove(&id) else {
-            drop(state);
-            return self.get_job(id);
-        };
-        let build_id = active.build;
-        let mut stop_build = false;
-        if let Some(build) = state.builds.get_mut(&build_id) {
-            build.jobs.remove(&id);
-            stop_build = build.jobs.is_empty();
-        }
-        if stop_build {
-            let was_queued = state.queue.remove(build_id);
-            let key = state.builds.get(&build_id).map(|build| {
-                if let Some(cancel) = &build.cancel {
-                    let _ = cancel.send(true);
-                }
-                build.prepared.key
-            });
-            if let Some(key) = key
-                && state.joinable.get(&key) == Some(&build_id)
-            {
-                state.joinable.remove(&key);
-            }
-            if was_queued {
-                state.builds.remove(&build_id);
-            }
-        }
-        let reason = failure(
-            v1::FailureKind::Cancelled,
-            "cancelled by request",
-            Vec::new(),
-        );
-        let mut job = active.job;
-        self.end_job(job.clone(), &active.events, Err(reason.clone()))
-            .map_err(|e| Status::internal(e.to_string()))?;
-        job.state = v1::JobState::Cancelled as i32;
-        job.failure = Some(reason);
-        self.publish_queue_state(&mut state);
-        Ok(job)
-    }
-
-    /// Fans a build's progress or log line out to the jobs attached to it.
-    fn broadcast(&self, build_id: BuildId, body: v1::job_event::Event) {
-        let mut state = self.lock();
-        let Some(build) = state.builds.get(&build_id) else {
-            return;
-        };
-        let ids: Vec<u64> = build.jobs.iter().copied().collect();
-        for id in ids {
-            if let Some(active) = state.jobs.get_mut(&id) {
-                if let v1::job_event::Event::Progress(progress) = &body {
-                    active.last_progress = Some(progress.clone());
-                }
-                let _ = active.events.send(event(id, body.clone()));
-            }
-        }
-    }
-
-    /// Resource slots: capacity and use.
-    pub fn slots(&self) -> Vec<v1::ResourceSlots> {
-        self.lock()
-            .queue
-            .slots()
-            .into_iter()
-            .map(|(resource, slots, in_use)| v1::ResourceSlots {
-                resource: resource.to_string(),
-                slots,
-                in_use,
-            })
-            .collect()
-    }
-
-    /// Stops taking work; waits up to `grace` for running builds. Builds still running after
-    /// that are left to die with the daemon; their jobs stay queued for the next start.
-    pub async fn drain(&self, grace: Duration) {
-        self.draining.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let running = self.lock().queue.running();
-            if running == 0 {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    running,
-                    "drain timeout: running builds will be re-run by the next daemon"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Whether the farm refuses new work.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
 }
 
 /// A new, queued job for `prepared` (id assigned when persisted).
@@ -710,21 +421,4 @@ fn new_job(prepared: &PreparedBuild) -> v1::Job {
         submitted_at_ms: now_ms(),
         ..v1::Job::default()
     }
-}
-
-/// The final event of an ended job.
-pub fn terminal_event(job: &v1::Job) -> Option<v1::JobEvent> {
-    if !is_terminal(job) {
-        return None;
-    }
-    let body = match (&job.result, &job.failure) {
-        (Some(result), _) => v1::job_event::Event::Finished(result.clone()),
-        (None, Some(reason)) => v1::job_event::Event::Failed(reason.clone()),
-        (None, None) => return None,
-    };
-    Some(v1::JobEvent {
-        job_id: job.id,
-        at_ms: job.finished_at_ms,
-        event: Some(body),
-    })
 }
