@@ -249,6 +249,15 @@ async fn a_model_tensorrt_rejects_fails_with_the_parsers_message() {
                 "the parser's message reaches the client: {}",
                 failure.message
             );
+            let log = failure
+                .build_log
+                .clone()
+                .expect("the failed build's log is kept");
+            let path = root.path().join("failed.log");
+            trtfarm::transfer::download_to_file(&mut client, &log, &path)
+                .await
+                .unwrap();
+            assert!(std::fs::read_to_string(&path).unwrap().contains("[error]"));
         }
         other => panic!("expected a failure, got {other:?}"),
     }

@@ -119,6 +119,7 @@ pub fn failure(
         kind: kind as i32,
         message: message.into(),
         log_tail,
+        build_log: None,
     }
 }
 

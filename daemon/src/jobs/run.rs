@@ -164,6 +164,17 @@ impl Farm {
                 report.log_tail,
             )),
         };
+        let outcome = match outcome {
+            Err(mut reason) if log_written => {
+                // A failed build's full log is kept too: the tail in the failure is rarely enough.
+                match self.store.put_file(&log_path, None).await {
+                    Ok(put) => reason.build_log = Some(wire_digest(&put.digest)),
+                    Err(e) => tracing::warn!("cannot store the log of a failed build: {e}"),
+                }
+                Err(reason)
+            }
+            other => other,
+        };
         let _ = tokio::fs::remove_file(&log_path).await;
         self.metrics.build_finished(
             match &outcome {
