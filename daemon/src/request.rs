@@ -56,6 +56,26 @@ pub struct PreparedBuild {
 }
 
 impl PreparedBuild {
+    /// Where the engine runs, for people and lock files: `sm86,sm89` for TensorRT-RTX,
+    /// `<GPU model>/<compute capability>` for Enterprise.
+    pub fn target_text(&self) -> String {
+        match &self.target {
+            Target::AheadOfTime => self
+                .variant
+                .settings
+                .compatibility
+                .compute_capabilities
+                .iter()
+                .map(|cc| format!("sm{}{}", cc.major, cc.minor))
+                .collect::<Vec<_>>()
+                .join(","),
+            Target::Gpu {
+                model,
+                compute_capability,
+            } => format!("{model}/{compute_capability}"),
+        }
+    }
+
     /// Every blob the build reads.
     pub fn input_digests(&self) -> Vec<BlobDigest> {
         self.materialize.iter().map(|(digest, _)| *digest).collect()

@@ -85,6 +85,7 @@ fn a_good_request_places_the_model_under_its_fixed_name() {
     assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_FILE));
     assert_eq!(prepared.toolchain.version, "1.7.1.116");
     assert_eq!(prepared.library_dir, Some(PathBuf::from("/opt/rtx")));
+    assert_eq!(prepared.target_text(), "sm86");
 }
 
 #[test]

@@ -46,7 +46,23 @@ async fn builds_a_real_engine_then_answers_from_the_cache() {
     assert_eq!(capabilities.store_kind, "file");
 
     let request = request_for(&mut client, &cnn_manifest(examples.path()), "fp32").await;
+    // A dry run resolves the key and the toolchain and creates nothing.
+    let resolved = client
+        .submit(v1::SubmitRequest {
+            dry_run: true,
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        resolved.outcome.is_none(),
+        "nothing is cached or queued yet"
+    );
+    assert_eq!(resolved.target, "sm86,sm89");
+    assert_eq!(resolved.toolchain.as_ref().unwrap().version, rtx.version);
     let first = client.submit(request.clone()).await.unwrap().into_inner();
+    assert_eq!(first.action_key, resolved.action_key);
     let job = job_of(&first);
     let events = follow(&mut client, job.id).await;
     let result = succeeded(&events);

@@ -230,16 +230,32 @@ impl Farm {
                 names.join(", ")
             )));
         }
-        let action_key = prepared.key.hex();
+        let resolved = v1::SubmitResponse {
+            action_key: prepared.key.hex(),
+            outcome: None,
+            joined: false,
+            toolchain: Some(v1::ToolchainIdentity {
+                flavour: prepared.toolchain.flavour.clone(),
+                version: prepared.toolchain.version.clone(),
+                library_digest: prepared.toolchain.library_digest.clone(),
+            }),
+            target: prepared.target_text(),
+        };
         if !prepared.request.skip_cache {
             if let Some(result) = self.cached_result(&prepared.key).await {
-                self.metrics.cache_hit();
+                if !prepared.request.dry_run {
+                    self.metrics.cache_hit();
+                }
                 return Ok(v1::SubmitResponse {
-                    action_key,
                     outcome: Some(v1::submit_response::Outcome::Cached(result)),
-                    joined: false,
+                    ..resolved
                 });
             }
+        }
+        if prepared.request.dry_run {
+            return Ok(resolved);
+        }
+        if !prepared.request.skip_cache {
             self.metrics.cache_miss();
         }
 
@@ -265,9 +281,9 @@ impl Farm {
             .job_snapshot(&state, id)
             .ok_or_else(|| Status::internal("job vanished"))?;
         Ok(v1::SubmitResponse {
-            action_key,
             outcome: Some(v1::submit_response::Outcome::Job(job)),
             joined: joinable.is_some(),
+            ..resolved
         })
     }
 
