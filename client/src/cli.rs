@@ -2,15 +2,33 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// trtfarm: declarative, cached, reproducible TensorRT engine builds.
 #[derive(Debug, Parser)]
 #[command(name = "trtfarm", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Where the daemon is.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How to reach a daemon. With no `--daemon`, a local daemon is found or started.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// URL of a remote daemon, e.g. `http://farm.example:50051` (default: a local daemon,
+    /// started on demand).
+    #[arg(long, global = true, env = "TRTFARM_DAEMON", value_name = "URL")]
+    pub daemon: Option<String>,
+    /// Bearer token for a remote daemon.
+    #[arg(long, global = true, env = "TRTFARM_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// State directory of the local daemon (default: the same one `trtfarmd serve` uses).
+    #[arg(long, global = true, env = "TRTFARM_DAEMON_DIR", value_name = "DIR")]
+    pub daemon_dir: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -28,4 +46,118 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build every engine variant of the manifests (cached), write `engine.lock`, and fetch the
+    /// engines to their `output` paths.
+    Submit(SubmitArgs),
+    /// Stream a blob (an engine, a log, ...) by digest, verify it, write it atomically.
+    Fetch(FetchArgs),
+    /// Rebuild whenever a manifest, its model, external data or plugins change.
+    Watch(WatchArgs),
+    /// Rebuild each locked variant bypassing the cache and report whether it matches the lock.
+    Verify {
+        /// Manifests or directories (default: the current directory).
+        paths: Vec<PathBuf>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job.
+    Status {
+        /// The job id.
+        job: u64,
+    },
+    /// Print a job's build log (follows a running job).
+    Logs {
+        /// The job id.
+        job: u64,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        job: u64,
+    },
+    /// List recent jobs.
+    Ls {
+        /// How many (default 20).
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: u32,
+    },
+    /// Start, stop or inspect the local daemon.
+    Daemon {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: DaemonAction,
+    },
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (trtfarm.1 and one per subcommand) into DIR.
+    Man {
+        /// Output directory.
+        dir: PathBuf,
+    },
+}
+
+/// `trtfarm daemon ...`.
+#[derive(Debug, Subcommand)]
+pub enum DaemonAction {
+    /// Start the local daemon if it is not running.
+    Start,
+    /// Stop the local daemon (it drains running builds first).
+    Stop,
+    /// Show the daemon: endpoint, version, toolchains, store, slots, queue.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `trtfarm submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Manifests or directories searched for `engine.toml` (default: the current directory).
+    pub paths: Vec<PathBuf>,
+    /// Fail (exit 1, with a diff) if any variant would resolve differently from `engine.lock`.
+    #[arg(long)]
+    pub locked: bool,
+    /// Fetch engines into DIR/<manifest dir>/<engine>.engine instead of each engine's `output`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print one JSON document on stdout and nothing else.
+    #[arg(long)]
+    pub json: bool,
+    /// Submit and print job ids; do not wait, fetch or write the lock.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Only these engine variants (repeatable).
+    #[arg(long = "engine", short = 'e')]
+    pub engines: Vec<String>,
+    /// Queue priority (higher first).
+    #[arg(long, default_value_t = 0)]
+    pub priority: i32,
+}
+
+/// `trtfarm fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// `blake3:<hex>/<size>` (as `submit` prints it), or `MANIFEST#ENGINE` resolved through
+    /// that manifest's `engine.lock`.
+    pub what: String,
+    /// Where to write it (default: the blake3 hex in the current directory, or the engine's
+    /// output path for `MANIFEST#ENGINE`).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `trtfarm watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Manifests or directories (default: the current directory).
+    pub paths: Vec<PathBuf>,
+    /// Quiet period after a change before rebuilding, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub debounce_ms: u64,
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod commands;
 mod discover;
 
 use std::process::ExitCode;
@@ -14,6 +15,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { paths, json } => check::run(&paths, json),
+        Command::Completions { shell } => commands::docs::completions(shell).map(|()| true),
+        Command::Man { dir } => commands::docs::man(&dir).map(|()| true),
+        command => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(commands::run(&cli.daemon, command))),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
