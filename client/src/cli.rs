@@ -24,7 +24,13 @@ pub struct DaemonArgs {
     #[arg(long, global = true, env = "TRTFARM_DAEMON", value_name = "URL")]
     pub daemon: Option<String>,
     /// Bearer token for a remote daemon.
-    #[arg(long, global = true, env = "TRTFARM_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TRTFARM_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// State directory of the local daemon (default: the same one `trtfarmd serve` uses).
     #[arg(long, global = true, env = "TRTFARM_DAEMON_DIR", value_name = "DIR")]

@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod commands;
+mod connect;
 mod discover;
 
 use std::process::ExitCode;

@@ -1,13 +1,12 @@
 //! `trtfarmd serve`: wire the store, the farm, the gRPC service, health, reflection and metrics
 //! together, and shut down by draining.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
 use trtfarm_proto::v1;
 
 use crate::config::DaemonConfig;
@@ -18,9 +17,6 @@ use crate::metrics::Metrics;
 use crate::request::RequestPolicy;
 use crate::service::{FarmService, ServiceLimits};
 use crate::worker::ProcessLauncher;
-
-/// The daemon's info file in its state directory, written atomically once it listens.
-pub const INFO_FILE: &str = "daemon.json";
 
 /// Runs the daemon until SIGINT or SIGTERM, then drains.
 pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
@@ -111,7 +107,13 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         },
         config.state_dir.join("uploads"),
     );
-    write_info_file(&config.state_dir, bound)?;
+    DaemonInfo {
+        pid: std::process::id(),
+        endpoint: format!("http://{bound}"),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+    .write(&config.state_dir)
+    .context("cannot write the daemon's info file")?;
     // The one line scripts and tests wait for.
     println!("trtfarmd listening on http://{bound}");
 
@@ -140,20 +142,6 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .await?;
     let _ = std::fs::remove_file(config.state_dir.join(INFO_FILE));
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// Writes `{pid, endpoint, version}` to the info file: temp file, then rename, so a reader
-/// never sees half of it.
-fn write_info_file(state_dir: &Path, bound: SocketAddr) -> anyhow::Result<()> {
-    let info = serde_json::json!({
-        "pid": std::process::id(),
-        "endpoint": format!("http://{bound}"),
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    let tmp = state_dir.join(format!("{INFO_FILE}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-    std::fs::rename(&tmp, state_dir.join(INFO_FILE))?;
     Ok(())
 }
 

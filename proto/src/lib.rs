@@ -2,6 +2,8 @@
 //! `Farm` client and server, and the descriptor set for gRPC server reflection. The contract
 //! itself, with its error codes, is documented in `proto/trtfarm/v1/trtfarm.proto`.
 
+pub mod local;
+
 /// The `trtfarm.v1` package.
 pub mod v1 {
     #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]

@@ -34,7 +34,8 @@ use serde::Deserialize;
 pub use args::ServeArgs;
 pub use error::ConfigError;
 
-use paths::{default_state_dir, file_url, resolve_path, resolve_store_url, user_dir};
+use paths::{file_url, resolve_path, resolve_store_url, user_dir};
+use trtfarm_proto::local::default_state_dir;
 
 /// Where `trtfarmd serve` looks for its config file when `--config` is not given, below the
 /// user's config directory (`$XDG_CONFIG_HOME`, usually `~/.config`).

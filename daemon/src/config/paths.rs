@@ -4,13 +4,6 @@ use std::path::{Path, PathBuf};
 
 use super::ConfigError;
 
-/// The default `state_dir`: the platform state dir, else the cache dir, under `trtfarm/daemon`.
-pub(crate) fn default_state_dir() -> PathBuf {
-    user_dir(dirs::state_dir().or_else(dirs::cache_dir))
-        .join("trtfarm")
-        .join("daemon")
-}
-
 /// A per-user base directory, or the temp dir for an account with no home directory at all.
 pub(crate) fn user_dir(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(std::env::temp_dir)
