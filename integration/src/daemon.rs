@@ -74,10 +74,15 @@ impl Daemon {
 
     /// A connected client.
     pub async fn client(&self) -> FarmClient<Channel> {
-        FarmClient::connect(self.endpoint.clone())
+        let channel = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
+            .expect("a daemon URL")
+            .http2_adaptive_window(true)
+            .initial_connection_window_size(8 << 20)
+            .initial_stream_window_size(8 << 20)
+            .connect()
             .await
-            .expect("connect to trtfarmd")
-            .max_decoding_message_size(16 << 20)
+            .expect("connect to trtfarmd");
+        FarmClient::new(channel).max_decoding_message_size(16 << 20)
     }
 
     /// The daemon's process id.
