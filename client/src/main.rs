@@ -5,6 +5,8 @@ mod cli;
 mod commands;
 mod connect;
 mod discover;
+mod local_daemon;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,10 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Like every Unix filter: `trtfarm ls | head` ends quietly when the reader goes away,
+    // instead of panicking on a failed print.
+    // SAFETY: restoring the default disposition of one signal, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { paths, json } => check::run(&paths, json),

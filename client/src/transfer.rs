@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tonic::transport::Channel;
+use tonic::client::GrpcService;
+use tonic::codegen::{Body, Bytes, StdError};
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::farm_client::FarmClient;
 
@@ -29,11 +30,20 @@ pub fn digest_file(path: &Path) -> anyhow::Result<v1::Digest> {
 
 /// Uploads `path` (whose digest is `digest`) unless the daemon already has it, resuming a
 /// partial upload. Returns whether bytes were sent.
-pub async fn upload_file(
-    client: &mut FarmClient<Channel>,
+///
+/// Generic over the client's transport, so a plain `Channel` and one with an interceptor (a
+/// bearer token) both work.
+pub async fn upload_file<T>(
+    client: &mut FarmClient<T>,
     path: &Path,
     digest: &v1::Digest,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<bool>
+where
+    T: GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
     let status = client
         .get_upload_status(v1::GetUploadStatusRequest {
             digest: Some(digest.clone()),
@@ -75,11 +85,17 @@ pub async fn upload_file(
 
 /// Streams a blob into `dest`: written to a temporary file beside it, checked against the
 /// digest, then renamed into place. On any error nothing is left at `dest`.
-pub async fn download_to_file(
-    client: &mut FarmClient<Channel>,
+pub async fn download_to_file<T>(
+    client: &mut FarmClient<T>,
     digest: &v1::Digest,
     dest: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    T: GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -103,11 +119,17 @@ pub async fn download_to_file(
     }
 }
 
-async fn download_into(
-    client: &mut FarmClient<Channel>,
+async fn download_into<T>(
+    client: &mut FarmClient<T>,
     digest: &v1::Digest,
     tmp: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    T: GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
     let mut stream = client
         .download_blob(v1::DownloadBlobRequest {
             digest: Some(digest.clone()),

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: locating the workspace's binaries and preparing
 //! private copies of the examples.
 
+pub mod cli;
 pub mod daemon;
 pub mod farm;
 pub mod models;

@@ -10,6 +10,7 @@ mod builder;
 pub mod deps;
 mod error;
 pub mod example_models;
+pub mod external_data;
 mod graph_inputs;
 pub mod proto;
 mod weights;

@@ -1,18 +1,403 @@
-//! `trtfarm status|logs|cancel|ls` (being written).
+//! `trtfarm status|logs|cancel|ls`: looking at the daemon's jobs.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use trtfarm_proto::v1;
+use trtfarm_proto::v1::job_event::Event;
+
+use super::fetch::digest_text;
 use crate::cli::DaemonArgs;
-/// `status`.
-pub async fn status(_daemon: &DaemonArgs, _job: u64) -> anyhow::Result<bool> {
-    anyhow::bail!("not written yet")
+use crate::connect::{FarmConnection, connect, rpc_error};
+use trtfarm::transfer::download_to_file;
+
+/// `status JOB`: the job's state, identity, times, queue place, and result or failure. Exits 0
+/// whatever the job's state.
+pub async fn status(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
+    let mut client = connect(daemon).await?;
+    let job = get_job(&mut client, job).await?;
+    print!("{}", describe(&job, SystemTime::now()));
+    Ok(true)
 }
-/// `logs`.
-pub async fn logs(_daemon: &DaemonArgs, _job: u64) -> anyhow::Result<bool> {
-    anyhow::bail!("not written yet")
+
+/// `logs JOB`: a finished job's whole build log, or a queued or running job's log lines as
+/// they come, until it ends. Exits 1 when the job has no log (it never ran).
+pub async fn logs(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
+    let mut client = connect(daemon).await?;
+    let found = get_job(&mut client, job).await?;
+    let log = match state_of(&found) {
+        v1::JobState::Queued | v1::JobState::Running => return follow(&mut client, job).await,
+        v1::JobState::Succeeded => found.result.as_ref().and_then(|r| r.build_log.clone()),
+        _ => found.failure.as_ref().and_then(|f| f.build_log.clone()),
+    };
+    let Some(log) = log else {
+        let why = found.failure.map(|f| f.message).unwrap_or_default();
+        eprintln!("job {job} has no build log (no worker ran for it): {why}");
+        return Ok(false);
+    };
+    // Verified on disk first: a log the store damaged is refused, not printed in part.
+    let tmp = std::env::temp_dir().join(format!("trtfarm-log-{}-{job}", std::process::id()));
+    download_to_file(&mut client, &log, &tmp)
+        .await
+        .map_err(|error| rpc_error(format_args!("cannot fetch job {job}'s log"), error))?;
+    let printed = std::fs::File::open(&tmp).and_then(|mut file| {
+        let mut stdout = std::io::stdout().lock();
+        std::io::copy(&mut file, &mut stdout)?;
+        stdout.flush()
+    });
+    let _ = std::fs::remove_file(&tmp);
+    printed?;
+    Ok(true)
 }
-/// `cancel`.
-pub async fn cancel(_daemon: &DaemonArgs, _job: u64) -> anyhow::Result<bool> {
-    anyhow::bail!("not written yet")
+
+/// `cancel JOB`. Exits 1 when the job had already ended.
+pub async fn cancel(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
+    let mut client = connect(daemon).await?;
+    let before = get_job(&mut client, job).await?;
+    if is_final(state_of(&before)) {
+        println!(
+            "job {job} had already {}; nothing to cancel",
+            state_word(state_of(&before))
+        );
+        return Ok(false);
+    }
+    let after = client
+        .cancel_job(v1::CancelJobRequest { job_id: job })
+        .await
+        .map_err(|status| rpc_error(format_args!("cannot cancel job {job}"), status.into()))?
+        .into_inner();
+    match state_of(&after) {
+        v1::JobState::Cancelled => {
+            println!("cancelled job {job}");
+            Ok(true)
+        }
+        other => {
+            println!(
+                "job {job} had already {}; nothing to cancel",
+                state_word(other)
+            );
+            Ok(false)
+        }
+    }
 }
-/// `ls`.
-pub async fn list(_daemon: &DaemonArgs, _limit: u32) -> anyhow::Result<bool> {
-    anyhow::bail!("not written yet")
+
+/// `ls`: the newest `limit` jobs as a table.
+pub async fn list(daemon: &DaemonArgs, limit: u32) -> anyhow::Result<bool> {
+    let mut client = connect(daemon).await?;
+    let jobs = client
+        .list_jobs(v1::ListJobsRequest { limit })
+        .await
+        .map_err(|status| rpc_error("cannot list jobs", status.into()))?
+        .into_inner()
+        .jobs;
+    print!("{}", table(&jobs, SystemTime::now()));
+    Ok(true)
+}
+
+async fn get_job(client: &mut FarmConnection, job: u64) -> anyhow::Result<v1::Job> {
+    Ok(client
+        .get_job(v1::GetJobRequest { job_id: job })
+        .await
+        .map_err(|status| rpc_error(format_args!("job {job}"), status.into()))?
+        .into_inner())
+}
+
+/// Prints log lines as the build emits them (in the stored log's `[severity] text` form);
+/// state changes go to stderr.
+async fn follow(client: &mut FarmConnection, job: u64) -> anyhow::Result<bool> {
+    let mut events = client
+        .watch_job(v1::WatchJobRequest { job_id: job })
+        .await
+        .map_err(|status| rpc_error(format_args!("cannot watch job {job}"), status.into()))?
+        .into_inner();
+    eprintln!("following job {job} from now (`trtfarm logs {job}` after it ends prints it all)");
+    while let Some(event) = events
+        .message()
+        .await
+        .map_err(|status| rpc_error(format_args!("watching job {job}"), status.into()))?
+    {
+        match event.event {
+            Some(Event::Log(line)) => println!("[{}] {}", line.severity, line.text),
+            Some(Event::Queued(queued)) => {
+                eprintln!("job {job} queued (position {})", queued.position)
+            }
+            Some(Event::Started(started)) => eprintln!(
+                "job {job} started on {} (attempt {})",
+                started.resource, started.attempt
+            ),
+            Some(Event::Finished(result)) => {
+                let engine = result.engine.as_ref().map(digest_text).unwrap_or_default();
+                eprintln!("job {job} succeeded: {engine}");
+            }
+            Some(Event::Failed(failure)) => {
+                eprintln!(
+                    "job {job} ended: {}: {}",
+                    kind_word(failure.kind),
+                    failure.message
+                )
+            }
+            Some(Event::Progress(_)) | None => {}
+        }
+    }
+    Ok(true)
+}
+
+fn state_of(job: &v1::Job) -> v1::JobState {
+    v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
+}
+
+fn is_final(state: v1::JobState) -> bool {
+    matches!(
+        state,
+        v1::JobState::Succeeded | v1::JobState::Failed | v1::JobState::Cancelled
+    )
+}
+
+fn state_word(state: v1::JobState) -> &'static str {
+    match state {
+        v1::JobState::Unspecified => "unknown",
+        v1::JobState::Queued => "queued",
+        v1::JobState::Running => "running",
+        v1::JobState::Succeeded => "succeeded",
+        v1::JobState::Failed => "failed",
+        v1::JobState::Cancelled => "cancelled",
+    }
+}
+
+fn kind_word(kind: i32) -> &'static str {
+    match v1::FailureKind::try_from(kind).unwrap_or(v1::FailureKind::Unspecified) {
+        v1::FailureKind::Unspecified => "failed",
+        v1::FailureKind::Build => "build",
+        v1::FailureKind::WorkerCrashed => "worker crashed",
+        v1::FailureKind::Deadline => "deadline",
+        v1::FailureKind::Cancelled => "cancelled",
+        v1::FailureKind::Infrastructure => "infrastructure",
+    }
+}
+
+fn time_of(ms: i64) -> Option<SystemTime> {
+    (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms as u64))
+}
+
+/// `3m 12s`: the two largest units of a whole number of seconds.
+fn age(since: SystemTime, now: SystemTime) -> String {
+    let seconds = now.duration_since(since).unwrap_or_default().as_secs();
+    let text = humantime::format_duration(Duration::from_secs(seconds)).to_string();
+    text.split(' ').take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn engine_name(job: &v1::Job) -> String {
+    format!("{}#{}", job.manifest_path, job.variant)
+}
+
+/// The text `status` prints.
+fn describe(job: &v1::Job, now: SystemTime) -> String {
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<13}{value}\n"));
+    let state = state_of(job);
+    let mut state_text = state_word(state).to_string();
+    if state == v1::JobState::Queued && job.queue_position > 0 {
+        state_text.push_str(&format!(" (position {} in the queue)", job.queue_position));
+    }
+    line("job", job.id.to_string());
+    line("state", state_text);
+    line("engine", engine_name(job));
+    line("action key", job.action_key.clone());
+    line("client", job.client.clone());
+    line("priority", job.priority.to_string());
+    line("attempts", job.attempts.to_string());
+    for (label, ms) in [
+        ("submitted", job.submitted_at_ms),
+        ("started", job.started_at_ms),
+        ("finished", job.finished_at_ms),
+    ] {
+        if let Some(at) = time_of(ms) {
+            let when = humantime::format_rfc3339_seconds(at);
+            line(label, format!("{when} ({} ago)", age(at, now)));
+        }
+    }
+    if let Some(result) = &job.result {
+        let digest = |d: &Option<v1::Digest>| d.as_ref().map(digest_text);
+        if let Some(engine) = digest(&result.engine) {
+            line("plan", engine);
+        }
+        line("plan sha256", result.engine_sha256.clone());
+        for (label, value) in [
+            ("build log", digest(&result.build_log)),
+            ("timing cache", digest(&result.timing_cache)),
+            ("provenance", digest(&result.provenance)),
+        ] {
+            if let Some(value) = value {
+                line(label, value);
+            }
+        }
+        match digest(&result.layer_info) {
+            Some(layers) => line("layer info", layers),
+            None if !result.layer_info_unavailable.is_empty() => line(
+                "layer info",
+                format!("unavailable: {}", result.layer_info_unavailable),
+            ),
+            None => {}
+        }
+        if let Some(toolchain) = &result.toolchain {
+            line(
+                "toolchain",
+                format!("{} {}", toolchain.flavour, toolchain.version),
+            );
+        }
+        if !result.built_by.is_empty() {
+            line("built by", result.built_by.clone());
+        }
+    }
+    if let Some(failure) = &job.failure {
+        line(
+            "failure",
+            format!("{}: {}", kind_word(failure.kind), failure.message),
+        );
+        if let Some(log) = &failure.build_log {
+            line("build log", digest_text(log));
+        }
+        if !failure.log_tail.is_empty() {
+            out.push_str("log tail\n");
+            for text in &failure.log_tail {
+                out.push_str(&format!("  {text}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The table `ls` prints: id, state, manifest#variant, client, age, engine digest or failure.
+fn table(jobs: &[v1::Job], now: SystemTime) -> String {
+    let header = ["ID", "STATE", "ENGINE", "CLIENT", "AGE", "RESULT"].map(String::from);
+    let mut rows = vec![header];
+    for job in jobs {
+        let state = state_of(job);
+        let state_text = match state {
+            v1::JobState::Queued if job.queue_position > 0 => {
+                format!("queued #{}", job.queue_position)
+            }
+            other => state_word(other).to_string(),
+        };
+        let result = match (&job.result, &job.failure) {
+            (Some(result), _) => result.engine.as_ref().map(digest_text).unwrap_or_default(),
+            (None, Some(failure)) => kind_word(failure.kind).to_string(),
+            (None, None) => String::new(),
+        };
+        let age = time_of(job.submitted_at_ms)
+            .map(|at| age(at, now))
+            .unwrap_or_default();
+        rows.push([
+            job.id.to_string(),
+            state_text,
+            engine_name(job),
+            job.client.clone(),
+            age,
+            result,
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: v1::JobState) -> v1::Job {
+        v1::Job {
+            id: 7,
+            action_key: "ab".repeat(32),
+            state: state as i32,
+            manifest_path: "models/engine.toml".into(),
+            variant: "fp16".into(),
+            client: "alice@host".into(),
+            submitted_at_ms: 1_000_000,
+            ..v1::Job::default()
+        }
+    }
+
+    #[test]
+    fn ages_keep_the_two_largest_units() {
+        let start = UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(age(start, start + Duration::from_millis(12_700)), "12s");
+        assert_eq!(age(start, start + Duration::from_secs(3723)), "1h 2m");
+        assert_eq!(
+            age(start + Duration::from_secs(5), start),
+            "0s",
+            "clock skew"
+        );
+    }
+
+    #[test]
+    fn status_shows_the_queue_place_and_the_failure() {
+        let now = UNIX_EPOCH + Duration::from_secs(1060);
+        let mut queued = job(v1::JobState::Queued);
+        queued.queue_position = 2;
+        let text = describe(&queued, now);
+        assert!(text.contains("queued (position 2 in the queue)"), "{text}");
+        assert!(text.contains("models/engine.toml#fp16"), "{text}");
+        assert!(text.contains("1970-01-01T00:16:40Z (1m ago)"), "{text}");
+
+        let mut failed = job(v1::JobState::Failed);
+        failed.failure = Some(v1::Failure {
+            kind: v1::FailureKind::Build as i32,
+            message: "no such input".into(),
+            log_tail: vec!["error: parse failed".into()],
+            build_log: None,
+        });
+        let text = describe(&failed, now);
+        assert!(text.contains("failure      build: no such input"), "{text}");
+        assert!(text.contains("log tail\n  error: parse failed"), "{text}");
+    }
+
+    #[test]
+    fn the_table_aligns_and_names_results() {
+        let now = UNIX_EPOCH + Duration::from_secs(1060);
+        let mut done = job(v1::JobState::Succeeded);
+        done.result = Some(v1::ActionResult {
+            engine: Some(v1::Digest {
+                blake3: "cd".repeat(32),
+                size_bytes: 42,
+            }),
+            ..v1::ActionResult::default()
+        });
+        let mut cancelled = job(v1::JobState::Cancelled);
+        cancelled.id = 12;
+        cancelled.failure = Some(v1::Failure {
+            kind: v1::FailureKind::Cancelled as i32,
+            ..v1::Failure::default()
+        });
+        let text = table(&[done, cancelled], now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("ID  STATE      ENGINE"), "{text}");
+        assert!(
+            lines[1].ends_with(&format!("blake3:{}/42", "cd".repeat(32))),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("12  cancelled  models/engine.toml#fp16"),
+            "{text}"
+        );
+        assert!(lines[2].ends_with("1m   cancelled"), "{text}");
+    }
 }

@@ -1,6 +1,326 @@
-//! `trtfarm submit` (being written).
+//! `trtfarm submit`: validate manifests, hash their inputs (digest cache), upload what the daemon
+//! lacks, submit every variant, follow the jobs with live progress, fetch the engines into place
+//! and record `engine.lock`. `watch` and `verify` reuse the pieces.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use trtfarm::digest_cache::DigestCache;
+use trtfarm::lock::{
+    LockDiff, LockedEngine, LockedToolchain, digest_text, lock_path, read_lock, render_diff,
+    resolution_diff,
+};
+use trtfarm_proto::v1;
+use trtfarm_proto::v1::submit_response::Outcome as Answer;
+
 use crate::cli::{DaemonArgs, SubmitArgs};
-/// Submits manifests.
-pub async fn run(_daemon: &DaemonArgs, _args: &SubmitArgs) -> anyhow::Result<bool> {
-    anyhow::bail!("not written yet")
+use crate::connect::{FarmConnection, connect, describe_status};
+use crate::discover::find_manifests;
+use crate::progress::{Display, JobEnd, Line, LineState, follow_job};
+
+mod outputs;
+mod prepare;
+mod report;
+
+use outputs::{check_engine_against_lock, fetch_output, record_locks};
+pub use prepare::{Prepared, label, load_and_list, prepare_all, request, select, upload_missing};
+pub use report::print_report;
+
+/// Jobs followed at once; more wait for a slot (the daemon queues builds anyway).
+const IN_FLIGHT: usize = 64;
+
+/// What every daemon-facing step needs.
+#[derive(Clone)]
+pub struct Session {
+    /// The daemon.
+    pub client: FarmConnection,
+    /// Digests of local files.
+    pub cache: Arc<DigestCache>,
+    /// Live progress on stderr.
+    pub display: Arc<Display>,
+}
+
+/// How variants are submitted.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Queue priority.
+    pub priority: i32,
+    /// Build even when cached (`verify`).
+    pub skip_cache: bool,
+    /// Return after submitting.
+    pub no_wait: bool,
+    /// Compare built engines with `engine.lock` instead of writing it.
+    pub locked: bool,
+    /// Fetch into this directory instead of each variant's `output`.
+    pub out: Option<PathBuf>,
+}
+
+/// How one variant ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Answered from the cache.
+    Cached,
+    /// Built (or joined a build) now.
+    Built,
+    /// Submitted with `--no-wait`.
+    Queued,
+    /// Refused or failed.
+    Failed,
+}
+
+/// The outcome of one variant.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Index into the prepared manifests.
+    pub manifest: usize,
+    /// The manifest's label.
+    pub label: String,
+    /// The variant.
+    pub variant: String,
+    /// The daemon's resolution (empty when the submission was refused).
+    pub action_key: String,
+    /// The toolchain it resolved to.
+    pub toolchain: Option<v1::ToolchainIdentity>,
+    /// Where the engine runs.
+    pub target: String,
+    /// How it ended.
+    pub status: Status,
+    /// The build's result, when there is one.
+    pub result: Option<v1::ActionResult>,
+    /// The job, when one was created or joined.
+    pub job_id: Option<u64>,
+    /// Where the engine was written.
+    pub output: Option<PathBuf>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// The end of the build log of a failed build.
+    pub log_tail: Vec<String>,
+}
+
+impl Outcome {
+    /// The lock entry this outcome records, when it produced an engine.
+    pub fn locked_engine(&self) -> Option<LockedEngine> {
+        let result = self.result.as_ref()?;
+        Some(LockedEngine {
+            name: self.variant.clone(),
+            toolchain: LockedToolchain::from_wire(self.toolchain.as_ref()?),
+            target: self.target.clone(),
+            timing_cache: result.timing_cache.as_ref().map(digest_text),
+            action_key: self.action_key.clone(),
+            engine: digest_text(result.engine.as_ref()?),
+        })
+    }
+
+    fn fail(&mut self, message: String) {
+        self.status = Status::Failed;
+        self.failure = Some(message);
+    }
+}
+
+/// Runs `trtfarm submit`. `Ok(false)` when a manifest is invalid, a variant failed or the lock
+/// differs.
+pub async fn run(daemon: &DaemonArgs, args: &SubmitArgs) -> anyhow::Result<bool> {
+    let cache = Arc::new(DigestCache::open_default());
+    let Some(prepared) = prepare_all(&find_manifests(&args.paths)?, &cache) else {
+        return Ok(false);
+    };
+    let selected = select(&prepared, &args.engines)?;
+    let session = Session {
+        client: connect(daemon).await?,
+        cache,
+        display: Arc::new(Display::new()),
+    };
+    let options = Options {
+        priority: args.priority,
+        no_wait: args.no_wait,
+        locked: args.locked,
+        out: args.out.clone(),
+        skip_cache: false,
+    };
+    if args.locked {
+        upload_missing(&mut session.client.clone(), &prepared).await?;
+        let diffs = lock_diffs(&session, &prepared, &selected).await?;
+        if !diffs.is_empty() {
+            for diff in &diffs {
+                eprint!("{diff}");
+            }
+            eprintln!(
+                "error: --locked: nothing was built; run `trtfarm submit` to update the lock"
+            );
+            if args.json {
+                report::print_json(&[], &diffs)?;
+            }
+            return Ok(false);
+        }
+    }
+    let outcomes = build(&session, &prepared, &selected, &options).await?;
+    session
+        .display
+        .suspend(|| print_report(&outcomes, args.json))
+}
+
+/// Dry-runs every selected variant and compares it with `engine.lock`; the rendered diffs of
+/// the manifests that differ.
+async fn lock_diffs(
+    session: &Session,
+    prepared: &[Prepared],
+    selected: &[(usize, String)],
+) -> anyhow::Result<Vec<String>> {
+    let mut rendered = Vec::new();
+    for (index, p) in prepared.iter().enumerate() {
+        let lock = read_lock(&p.path)?.unwrap_or_default();
+        let mut diffs = Vec::new();
+        for (_, name) in selected.iter().filter(|(i, _)| *i == index) {
+            let mut req = request(p, name, &Options::default());
+            req.dry_run = true;
+            let answer = match session.client.clone().submit(req).await {
+                Ok(answer) => answer.into_inner(),
+                Err(status) => {
+                    let why = describe_status(&status).replace('\n', "\n    ");
+                    rendered.push(format!("{}#{name}: cannot resolve: {why}\n", p.label));
+                    continue;
+                }
+            };
+            let now = LockedEngine {
+                name: name.clone(),
+                toolchain: LockedToolchain::from_wire(&answer.toolchain.unwrap_or_default()),
+                target: answer.target,
+                // A dry run resolves no timing cache (the daemon takes no Enterprise builds
+                // yet), so the locked one stands.
+                timing_cache: lock.engine(name).and_then(|e| e.timing_cache.clone()),
+                action_key: answer.action_key,
+                engine: String::new(),
+            };
+            diffs.extend(resolution_diff(lock.engine(name), &now));
+        }
+        for stale in &lock.engines {
+            if p.manifest.variant(&stale.name).is_none() {
+                diffs.push(LockDiff::Removed(stale.clone()));
+            }
+        }
+        if !diffs.is_empty() {
+            rendered.push(render_diff(&lock_path(Path::new(&p.label)), &diffs));
+        }
+    }
+    Ok(rendered)
+}
+
+/// Uploads, submits and follows `selected`, then fetches engines and records (or, locked,
+/// checks) `engine.lock`.
+pub async fn build(
+    session: &Session,
+    prepared: &[Prepared],
+    selected: &[(usize, String)],
+    options: &Options,
+) -> anyhow::Result<Vec<Outcome>> {
+    upload_missing(&mut session.client.clone(), prepared).await?;
+    // Collected first: a stream over a borrowing closure is not `Send` enough for `watch`'s tasks.
+    let tasks: Vec<_> = selected
+        .iter()
+        .map(|(index, name)| {
+            let line = session
+                .display
+                .line(format!("{}#{name}", prepared[*index].label));
+            let req = request(&prepared[*index], name, options);
+            let outcome = blank_outcome(*index, &prepared[*index].label, name);
+            run_variant(session.client.clone(), req, line, outcome, options.no_wait)
+        })
+        .collect();
+    let mut outcomes: Vec<Outcome> = futures::stream::iter(tasks)
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    if options.no_wait {
+        return Ok(outcomes);
+    }
+    for outcome in outcomes.iter_mut().filter(|o| o.result.is_some()) {
+        let p = &prepared[outcome.manifest];
+        if options.locked {
+            check_engine_against_lock(p, outcome)?;
+        }
+        if outcome.status != Status::Failed {
+            fetch_output(session, p, outcome, options.out.as_deref()).await;
+        }
+    }
+    if !options.locked {
+        record_locks(prepared, &outcomes)?;
+    }
+    Ok(outcomes)
+}
+
+/// An outcome that has not happened yet (a failure until something better is known).
+pub fn blank_outcome(manifest: usize, label: &str, variant: &str) -> Outcome {
+    Outcome {
+        manifest,
+        label: label.to_string(),
+        variant: variant.to_string(),
+        action_key: String::new(),
+        toolchain: None,
+        target: String::new(),
+        status: Status::Failed,
+        result: None,
+        job_id: None,
+        output: None,
+        failure: None,
+        log_tail: Vec::new(),
+    }
+}
+
+/// Submits one variant and, unless `no_wait`, follows its job to the end.
+pub async fn run_variant(
+    mut client: FarmConnection,
+    req: v1::SubmitRequest,
+    line: Line,
+    mut outcome: Outcome,
+    no_wait: bool,
+) -> Outcome {
+    let answer = match client.submit(req).await {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => {
+            outcome.fail(describe_status(&status));
+            line.finish(&LineState::Failed(describe_status(&status)));
+            return outcome;
+        }
+    };
+    outcome.action_key = answer.action_key;
+    outcome.toolchain = answer.toolchain;
+    outcome.target = answer.target;
+    let job = match answer.outcome {
+        Some(Answer::Cached(result)) => {
+            outcome.status = Status::Cached;
+            outcome.result = Some(result);
+            line.finish(&LineState::Cached);
+            return outcome;
+        }
+        Some(Answer::Job(job)) => job,
+        None => {
+            outcome.fail("the daemon answered with neither a result nor a job".into());
+            return outcome;
+        }
+    };
+    outcome.job_id = Some(job.id);
+    if no_wait {
+        outcome.status = Status::Queued;
+        line.finish(&LineState::Submitted(job.id));
+        return outcome;
+    }
+    match follow_job(&mut client, job.id, &line).await {
+        Ok(JobEnd::Finished(result)) => {
+            let millis = (result.finished_at_ms - result.started_at_ms).max(0) as u64;
+            line.finish(&LineState::Built(std::time::Duration::from_millis(millis)));
+            outcome.status = Status::Built;
+            outcome.result = Some(*result);
+        }
+        Ok(JobEnd::Failed(failure)) => {
+            line.finish(&LineState::Failed(failure.message.clone()));
+            outcome.fail(failure.message);
+            outcome.log_tail = failure.log_tail;
+        }
+        Err(error) => {
+            line.finish(&LineState::Failed(format!("{error:#}")));
+            outcome.fail(format!("{error:#}"));
+        }
+    }
+    outcome
 }

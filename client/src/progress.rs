@@ -1,0 +1,341 @@
+//! Live progress on stderr: one line per engine variant (`manifest#variant  queued (position
+//! 3)`, `building: <phase> <step>/<steps>`, `cached`, `built 1.2 s`), redrawn in place on a
+//! terminal (indicatif) and printed as plain lines, only when they say something new,
+//! otherwise. Also following a job's event stream to its end.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use trtfarm_proto::v1;
+use trtfarm_proto::v1::job_event::Event;
+
+use crate::connect::FarmConnection;
+
+/// Where a variant is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineState {
+    /// Not submitted yet (inputs being hashed or uploaded, or waiting for a submit slot).
+    Waiting,
+    /// In the daemon's queue, at this 1-based position.
+    Queued(u32),
+    /// A worker started; no progress reported yet.
+    Started,
+    /// TensorRT reports progress in `phase`.
+    Building {
+        /// The innermost phase TensorRT is in.
+        phase: String,
+        /// Steps done in it.
+        step: i32,
+        /// Steps it has (0 when unknown).
+        steps: i32,
+    },
+    /// The result came from the cache.
+    Cached,
+    /// Built in this much build time.
+    Built(Duration),
+    /// Submitted without waiting, as this job.
+    Submitted(u64),
+    /// Did not build; the message says why.
+    Failed(String),
+}
+
+/// What a line says for `state`.
+pub fn describe(state: &LineState) -> String {
+    match state {
+        LineState::Waiting => "waiting".into(),
+        LineState::Queued(position) => format!("queued (position {position})"),
+        LineState::Started => "building".into(),
+        LineState::Building { phase, step, steps } if *steps > 0 => {
+            format!("building: {phase} {step}/{steps}")
+        }
+        LineState::Building { phase, .. } => format!("building: {phase}"),
+        LineState::Cached => "cached".into(),
+        LineState::Built(time) => format!("built {:.1} s", time.as_secs_f64()),
+        LineState::Submitted(job) => format!("submitted as job {job}"),
+        LineState::Failed(message) => {
+            format!("FAILED: {}", message.lines().next().unwrap_or_default())
+        }
+    }
+}
+
+/// Plain (non-terminal) output prints a line only when this changes: once when queued, once
+/// when building starts (TensorRT's phases come and go many times a second), and the end.
+fn plain_stage(state: &LineState) -> &'static str {
+    match state {
+        LineState::Waiting => "waiting",
+        LineState::Queued(_) => "queued",
+        LineState::Started | LineState::Building { .. } => "building",
+        LineState::Cached
+        | LineState::Built(_)
+        | LineState::Submitted(_)
+        | LineState::Failed(_) => "done",
+    }
+}
+
+/// The progress display of one command.
+pub struct Display {
+    multi: Option<MultiProgress>,
+}
+
+impl Display {
+    /// Redrawn lines when stderr is a terminal, plain lines otherwise.
+    pub fn new() -> Self {
+        let multi = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self { multi }
+    }
+
+    /// A new line for `label` (`manifest#variant`), saying "waiting".
+    pub fn line(&self, label: String) -> Line {
+        let bar = self.multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(style("{spinner:.cyan} {prefix}  {wide_msg}"));
+            bar.set_prefix(label.clone());
+            bar.set_message(describe(&LineState::Waiting));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            (multi.clone(), bar)
+        });
+        Line {
+            bar,
+            label,
+            last_plain: Mutex::new(""),
+        }
+    }
+
+    /// Runs `f` (which prints to stdout) with the live lines cleared, so the two do not mix.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.multi {
+            Some(multi) => multi.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// Prints a message above the live lines (or as a plain line) on stderr.
+    pub fn note(&self, text: &str) {
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+/// One variant's line.
+pub struct Line {
+    /// On a terminal: the display it lives in, and its live bar.
+    bar: Option<(MultiProgress, ProgressBar)>,
+    label: String,
+    last_plain: Mutex<&'static str>,
+}
+
+impl Line {
+    /// Shows `state`.
+    pub fn show(&self, state: &LineState) {
+        match &self.bar {
+            Some((_, bar)) => bar.set_message(describe(state)),
+            None => self.print_plain(state),
+        }
+    }
+
+    /// Shows a final `state`: on a terminal the live bar goes and the final line scrolls up
+    /// above the bars still running.
+    pub fn finish(&self, state: &LineState) {
+        match &self.bar {
+            Some((multi, bar)) => {
+                bar.finish_and_clear();
+                multi.remove(bar);
+                let _ = multi.println(format!("  {}  {}", self.label, describe(state)));
+            }
+            None => self.print_plain(state),
+        }
+    }
+
+    fn print_plain(&self, state: &LineState) {
+        let stage = plain_stage(state);
+        let mut last = self.last_plain.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != stage {
+            let text = match state {
+                LineState::Building { .. } => "building".to_string(),
+                other => describe(other),
+            };
+            eprintln!("{}  {text}", self.label);
+            *last = stage;
+        }
+    }
+}
+
+impl Drop for Line {
+    /// A line dropped unfinished (its task was replaced by a newer one) leaves no spinner behind.
+    fn drop(&mut self) {
+        if let Some((multi, bar)) = &self.bar
+            && !bar.is_finished()
+        {
+            bar.finish_and_clear();
+            multi.remove(bar);
+        }
+    }
+}
+
+/// Follows TensorRT's nested progress phases; the innermost open one is what a line shows.
+#[derive(Debug, Default)]
+pub struct PhaseTracker {
+    /// Open phases, outermost first: (name, step, steps).
+    open: Vec<(String, i32, i32)>,
+}
+
+impl PhaseTracker {
+    /// Applies one progress event.
+    pub fn apply(&mut self, progress: &v1::Progress) {
+        let position = |open: &[(String, i32, i32)], name: &str| {
+            open.iter().rposition(|(phase, _, _)| phase == name)
+        };
+        match v1::ProgressKind::try_from(progress.kind) {
+            Ok(v1::ProgressKind::PhaseStart) => {
+                let keep = match position(&self.open, &progress.parent_phase) {
+                    Some(parent) if !progress.parent_phase.is_empty() => parent + 1,
+                    _ => 0,
+                };
+                self.open.truncate(keep);
+                self.open.push((progress.phase.clone(), 0, progress.steps));
+            }
+            Ok(v1::ProgressKind::Step) => {
+                if let Some(index) = position(&self.open, &progress.phase) {
+                    self.open[index].1 = progress.step;
+                    if progress.steps > 0 {
+                        self.open[index].2 = progress.steps;
+                    }
+                }
+            }
+            Ok(v1::ProgressKind::PhaseFinish) => {
+                if let Some(index) = position(&self.open, &progress.phase) {
+                    self.open.truncate(index);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The innermost open phase, as a line state.
+    pub fn current(&self) -> Option<LineState> {
+        self.open
+            .last()
+            .map(|(phase, step, steps)| LineState::Building {
+                phase: phase.clone(),
+                step: *step,
+                steps: *steps,
+            })
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum JobEnd {
+    /// It produced this result.
+    Finished(Box<v1::ActionResult>),
+    /// It failed or was cancelled.
+    Failed(v1::Failure),
+}
+
+/// Follows job `job_id`'s events, showing them on `line`, until it ends.
+pub async fn follow_job(
+    client: &mut FarmConnection,
+    job_id: u64,
+    line: &Line,
+) -> anyhow::Result<JobEnd> {
+    let mut stream = client
+        .watch_job(v1::WatchJobRequest { job_id })
+        .await?
+        .into_inner();
+    let mut phases = PhaseTracker::default();
+    while let Some(event) = stream.message().await? {
+        match event.event {
+            Some(Event::Queued(queued)) => line.show(&LineState::Queued(queued.position)),
+            Some(Event::Started(_)) => line.show(&LineState::Started),
+            Some(Event::Progress(progress)) => {
+                phases.apply(&progress);
+                line.show(&phases.current().unwrap_or(LineState::Started));
+            }
+            Some(Event::Finished(result)) => return Ok(JobEnd::Finished(Box::new(result))),
+            Some(Event::Failed(failure)) => return Ok(JobEnd::Failed(failure)),
+            Some(Event::Log(_)) | None => {}
+        }
+    }
+    anyhow::bail!("the daemon closed job {job_id}'s event stream before the job ended")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(
+        kind: v1::ProgressKind,
+        phase: &str,
+        parent: &str,
+        step: i32,
+        steps: i32,
+    ) -> v1::Progress {
+        v1::Progress {
+            phase: phase.into(),
+            parent_phase: parent.into(),
+            step,
+            steps,
+            kind: kind as i32,
+        }
+    }
+
+    #[test]
+    fn describes_every_state_as_the_issue_shows_them() {
+        let building = LineState::Building {
+            phase: "Building engine".into(),
+            step: 3,
+            steps: 10,
+        };
+        assert_eq!(describe(&LineState::Queued(3)), "queued (position 3)");
+        assert_eq!(describe(&building), "building: Building engine 3/10");
+        assert_eq!(plain_stage(&building), plain_stage(&LineState::Started));
+        assert_ne!(
+            plain_stage(&LineState::Queued(2)),
+            plain_stage(&LineState::Started)
+        );
+        assert_eq!(describe(&LineState::Cached), "cached");
+        assert_eq!(
+            describe(&LineState::Built(Duration::from_millis(1234))),
+            "built 1.2 s"
+        );
+        assert_eq!(
+            describe(&LineState::Failed("precision fp16 is refused\nmore".into())),
+            "FAILED: precision fp16 is refused"
+        );
+    }
+
+    #[test]
+    fn tracks_the_innermost_open_phase() {
+        use v1::ProgressKind::{PhaseFinish, PhaseStart, Step};
+        let mut phases = PhaseTracker::default();
+        assert_eq!(phases.current(), None);
+        phases.apply(&event(PhaseStart, "Build", "", 0, 4));
+        phases.apply(&event(PhaseStart, "Tactics", "Build", 0, 20));
+        phases.apply(&event(Step, "Tactics", "", 7, 0));
+        assert_eq!(
+            describe(&phases.current().unwrap()),
+            "building: Tactics 7/20"
+        );
+        phases.apply(&event(PhaseFinish, "Tactics", "", 0, 0));
+        phases.apply(&event(Step, "Build", "", 2, 0));
+        assert_eq!(describe(&phases.current().unwrap()), "building: Build 2/4");
+        // A sibling started under the same parent replaces any deeper phase left open.
+        phases.apply(&event(PhaseStart, "Inner", "Build", 0, 1));
+        phases.apply(&event(PhaseStart, "Serialize", "Build", 0, 0));
+        assert_eq!(describe(&phases.current().unwrap()), "building: Serialize");
+        phases.apply(&event(PhaseFinish, "Build", "", 0, 0));
+        assert_eq!(phases.current(), None);
+    }
+}
