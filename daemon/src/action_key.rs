@@ -2,8 +2,8 @@
 //!
 //! blake3 over a framed encoding of everything that can change the engine (DESIGN.md, "The
 //! action key"): key version and farm salt, the variant's canonical settings, the digest of every
-//! input file, the toolchain that was actually loaded, the target, and the timing cache used as
-//! input. Absolute paths, host names, times and the model's file name never enter it.
+//! input file, the toolchain that was actually loaded (builder and ONNX parser library digests),
+//! the target, the timing cache used as input, and the worker program that drives TensorRT. Absolute paths, host names, times and the model's file name never enter it.
 //!
 //! Layout: `MAGIC`, `ACTION_KEY_VERSION` (u32 LE), then fields in a fixed order, each
 //! `tag: u16 LE`, `length: u64 LE`, `payload`. Bump the version whenever a field's meaning
@@ -13,8 +13,9 @@ use trtfarm_store::{ActionKey, BlobDigest};
 
 use crate::inventory::ToolchainIdentity;
 
-/// Version of the action-key encoding.
-pub const ACTION_KEY_VERSION: u32 = 1;
+/// Version of the action-key encoding. 2: the toolchain field also holds the ONNX parser
+/// library's digest, and the worker program is a field of its own.
+pub const ACTION_KEY_VERSION: u32 = 2;
 
 const MAGIC: &[u8] = b"trtfarm.action\0";
 
@@ -26,6 +27,7 @@ mod tag {
     pub(super) const TOOLCHAIN: u16 = 4;
     pub(super) const TARGET: u16 = 5;
     pub(super) const TIMING_CACHE: u16 = 6;
+    pub(super) const WORKER: u16 = 7;
 }
 
 /// What an input file is to the build. The model's own path is not part of the key (renaming
@@ -81,6 +83,10 @@ pub struct KeyMaterial<'a> {
     pub target: &'a Target,
     /// The timing cache loaded as input (locked policy), if any.
     pub timing_cache: Option<&'a BlobDigest>,
+    /// blake3 (hex) of the program the build worker runs. TensorRT-RTX plans depend on the
+    /// worker's heap layout, and so on the worker's own code: measured for issue 6, a debug
+    /// and a release build of one trtfarmd source gave different plans of the same model.
+    pub worker: &'a str,
 }
 
 /// Computes the action key.
@@ -124,6 +130,7 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
         e.str(&material.toolchain.flavour);
         e.str(&material.toolchain.version);
         e.str(&material.toolchain.library_digest);
+        e.str(&material.toolchain.parser_digest);
     });
     e.field(tag::TARGET, |e| match material.target {
         Target::AheadOfTime => e.u8(0),
@@ -143,6 +150,7 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
             e.digest(digest);
         }
     });
+    e.field(tag::WORKER, |e| e.str(material.worker));
     ActionKey(*blake3::hash(&e.bytes).as_bytes())
 }
 

@@ -17,6 +17,7 @@ fn toolchain() -> ToolchainIdentity {
         flavour: "tensorrt-rtx".into(),
         version: "1.7.1.116".into(),
         library_digest: "ab".repeat(32),
+        parser_digest: "ef".repeat(32),
     }
 }
 
@@ -28,6 +29,7 @@ struct Base {
     target: Target,
     salt: Option<String>,
     timing_cache: Option<BlobDigest>,
+    worker: String,
 }
 
 impl Base {
@@ -45,6 +47,7 @@ impl Base {
             target: Target::AheadOfTime,
             salt: None,
             timing_cache: None,
+            worker: "77".repeat(32),
         }
     }
 
@@ -56,6 +59,7 @@ impl Base {
             toolchain: &self.toolchain,
             target: &self.target,
             timing_cache: self.timing_cache.as_ref(),
+            worker: &self.worker,
         })
     }
 }
@@ -147,6 +151,17 @@ fn toolchain_flavour_version_and_library_change_key() {
     changes_key(|b| b.toolchain.flavour = "tensorrt".into());
     changes_key(|b| b.toolchain.version = "1.7.1.117".into());
     changes_key(|b| b.toolchain.library_digest = "cd".repeat(32));
+}
+
+#[test]
+fn worker_program_changes_key() {
+    changes_key(|b| b.worker = "78".repeat(32));
+}
+
+#[test]
+fn parser_library_changes_key() {
+    // A parser upgrade beside the same builder library is a different toolchain.
+    changes_key(|b| b.toolchain.parser_digest = "12".repeat(32));
 }
 
 #[test]
@@ -242,6 +257,7 @@ fn key_of_manifest(text: &str, path: &str) -> ActionKey {
         toolchain: &toolchain(),
         target: &Target::AheadOfTime,
         timing_cache: None,
+        worker: "",
     })
 }
 

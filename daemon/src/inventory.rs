@@ -20,6 +20,8 @@ pub struct ToolchainIdentity {
     pub version: String,
     /// blake3 of the builder library, hex.
     pub library_digest: String,
+    /// blake3 of the ONNX parser library, hex: the parser decides the network TensorRT sees.
+    pub parser_digest: String,
 }
 
 /// One row of `trtfarmd toolchains --json`: a flavour, loaded or not.
@@ -33,6 +35,12 @@ pub struct ToolchainRow {
     pub library: Option<PathBuf>,
     /// `blake3:<hex>` of that library.
     pub library_digest: Option<String>,
+    /// The ONNX parser library that loaded with it.
+    #[serde(default)]
+    pub parser_library: Option<PathBuf>,
+    /// `blake3:<hex>` of the parser library.
+    #[serde(default)]
+    pub parser_library_digest: Option<String>,
     /// Why it did not load.
     pub error: Option<String>,
 }
@@ -82,14 +90,17 @@ impl Inventory {
 fn available_from_row(row: &ToolchainRow) -> Option<AvailableToolchain> {
     let flavour: Flavour = row.flavour.parse().ok()?;
     let version = row.version.clone()?;
-    let digest = row.library_digest.as_deref()?;
-    let library_digest = digest.strip_prefix("blake3:").unwrap_or(digest).to_string();
+    let hex = |digest: &str| digest.strip_prefix("blake3:").unwrap_or(digest).to_string();
+    let library_digest = hex(row.library_digest.as_deref()?);
+    // A toolchain whose parser could not be identified cannot key a build.
+    let parser_digest = hex(row.parser_library_digest.as_deref()?);
     Some(AvailableToolchain {
         flavour,
         identity: ToolchainIdentity {
             flavour: flavour.as_str().to_string(),
             version,
             library_digest,
+            parser_digest,
         },
         library_dir: row
             .library
@@ -142,6 +153,9 @@ mod tests {
             version: loaded.then(|| "1.7.1.116".into()),
             library: loaded.then(|| PathBuf::from("/opt/trt/lib/libtensorrt_rtx.so.1")),
             library_digest: loaded.then(|| format!("blake3:{}", "ab".repeat(32))),
+            parser_library: loaded
+                .then(|| PathBuf::from("/opt/trt/lib/libtensorrt_onnxparser_rtx.so.1")),
+            parser_library_digest: loaded.then(|| format!("blake3:{}", "ef".repeat(32))),
             error: (!loaded).then(|| "libnvinfer.so.11: cannot open shared object file".into()),
         }
     }
@@ -154,6 +168,7 @@ mod tests {
             .expect("rtx is available");
         assert_eq!(rtx.identity.version, "1.7.1.116");
         assert_eq!(rtx.identity.library_digest, "ab".repeat(32));
+        assert_eq!(rtx.identity.parser_digest, "ef".repeat(32));
         assert_eq!(rtx.library_dir.as_deref(), Some(Path::new("/opt/trt/lib")));
     }
 

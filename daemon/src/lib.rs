@@ -21,6 +21,7 @@ pub mod provenance;
 pub mod request;
 pub mod server;
 pub mod service;
+pub mod timing_cache;
 pub mod toolchains;
 pub mod variant_config;
 pub mod worker;

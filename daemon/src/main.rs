@@ -88,17 +88,21 @@ fn list_toolchains(
         |(flavour, lib_dir)| match trtfarmd::toolchains::load(flavour, lib_dir) {
             Ok(toolchain) => {
                 let digest = toolchain.library_digest();
+                let parser_digest = toolchain.parser_library_digest();
+                let text = |d: &blake3::Hash| format!("blake3:{}", d.to_hex());
+                let error = match (&digest, &parser_digest) {
+                    (Err(e), _) => Some(format!("cannot hash the library: {e}")),
+                    (_, Err(e)) => Some(format!("cannot hash the ONNX parser library: {e}")),
+                    _ => None,
+                };
                 ToolchainRow {
                     flavour: flavour.to_string(),
                     version: Some(toolchain.version().to_string()),
                     library: Some(toolchain.library_path().to_path_buf()),
-                    library_digest: digest
-                        .as_ref()
-                        .ok()
-                        .map(|d| format!("blake3:{}", d.to_hex())),
-                    error: digest
-                        .err()
-                        .map(|e| format!("cannot hash the library: {e}")),
+                    library_digest: digest.as_ref().ok().map(text),
+                    parser_library: Some(toolchain.parser_library_path().to_path_buf()),
+                    parser_library_digest: parser_digest.as_ref().ok().map(text),
+                    error,
                 }
             }
             Err(error) => ToolchainRow {
@@ -106,6 +110,8 @@ fn list_toolchains(
                 version: None,
                 library: None,
                 library_digest: None,
+                parser_library: None,
+                parser_library_digest: None,
                 error: Some(format!("{error:#}")),
             },
         },

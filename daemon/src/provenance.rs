@@ -124,6 +124,7 @@ impl Provenance<'_> {
                     "flavour": prepared.toolchain.flavour,
                     "version": prepared.toolchain.version,
                     "libraryBlake3": prepared.toolchain.library_digest,
+                    "parserLibraryBlake3": prepared.toolchain.parser_digest,
                 },
                 "target": target,
                 "builder": {

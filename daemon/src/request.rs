@@ -16,6 +16,7 @@ use crate::action_key::{KeyInput, KeyMaterial, Target, action_key};
 use crate::inventory::{Inventory, ToolchainIdentity};
 use crate::variant_config::build_config;
 use crate::worker::protocol::MODEL_FILE;
+use crate::worker::task_manifest::task_manifest;
 
 /// Limits and settings request preparation needs from the daemon config.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct RequestPolicy {
     pub max_blob_size: u64,
     /// Upper bound for any build deadline.
     pub max_build_timeout: Duration,
+    /// blake3 (hex) of the program workers run, for the action key; the farm fills it in
+    /// from its build root at start-up.
+    pub worker_digest: String,
 }
 
 /// A checked request: everything needed to run, persist and describe the build.
@@ -53,6 +57,9 @@ pub struct PreparedBuild {
     pub target: Target,
     /// The build's deadline.
     pub timeout: Duration,
+    /// The variant as the canonical single-engine manifest the worker gets (`task_manifest`):
+    /// the same text for every request with this action key.
+    pub task_manifest: String,
 }
 
 impl PreparedBuild {
@@ -116,6 +123,7 @@ pub fn prepare(
         .clone();
     // Refuse settings this farm cannot build now, not after a queue wait.
     build_config(&variant).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let task_manifest = task_manifest(&variant).map_err(Status::internal)?;
     if !manifest.model.plugins.is_empty() {
         return Err(Status::invalid_argument(format!(
             "{manifest_path}: plugin libraries are not supported by this daemon yet; \
@@ -244,6 +252,7 @@ pub fn prepare(
         toolchain: &available.identity,
         target: &target,
         timing_cache: None,
+        worker: &policy.worker_digest,
     });
     Ok(PreparedBuild {
         key,
@@ -255,6 +264,7 @@ pub fn prepare(
         key_inputs,
         target,
         timeout,
+        task_manifest,
         request,
     })
 }

@@ -30,6 +30,8 @@ fn inventory() -> Inventory {
         version: Some("1.7.1.116".into()),
         library: Some(PathBuf::from("/opt/rtx/libtensorrt_rtx.so.1")),
         library_digest: Some(format!("blake3:{}", "cd".repeat(32))),
+        parser_library: Some(PathBuf::from("/opt/rtx/libtensorrt_onnxparser_rtx.so.1")),
+        parser_library_digest: Some(format!("blake3:{}", "ef".repeat(32))),
         error: None,
     }])
 }
@@ -40,6 +42,7 @@ fn policy() -> RequestPolicy {
         max_inputs: 8,
         max_blob_size: 1 << 30,
         max_build_timeout: Duration::from_secs(6 * 3600),
+        worker_digest: "77".repeat(32),
     }
 }
 

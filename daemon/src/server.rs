@@ -62,6 +62,8 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
             max_inputs: config.limits.max_inputs,
             max_blob_size: config.limits.max_blob_size,
             max_build_timeout: config.limits.max_build_timeout,
+            // Filled in by Farm::start from the program its workers really run.
+            worker_digest: String::new(),
         },
         worker_program: program,
     };
@@ -150,6 +152,10 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     let _ = std::fs::remove_file(config.state_dir.join(INFO_FILE));
+    // Drained: no worker runs in the build root any more.
+    if let Err(e) = crate::worker::BuildRoot::remove(&config.state_dir) {
+        tracing::warn!("cannot remove the build root: {e}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -27,6 +27,12 @@ impl Daemon {
     /// Starts `trtfarmd serve` with state and store under `root` and `extra` flags, and waits
     /// until it listens. The same `root` again is the same daemon after a restart.
     pub fn start(root: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(root, extra, &[])
+    }
+
+    /// [`start`](Self::start) with `env` added to the daemon's environment (which is otherwise
+    /// the test's own), to show that a daemon's environment does not reach its builds.
+    pub fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let state_dir = root.join("state");
         let store_dir = root.join("store");
         let mut command = Command::new(binary("trtfarmd"));
@@ -39,6 +45,7 @@ impl Daemon {
             .arg(format!("file://{}", store_dir.display()))
             .args(extra)
             .env_remove("TRTFARMD_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

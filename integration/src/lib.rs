@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod determinism;
 pub mod farm;
 pub mod models;
 

@@ -6,13 +6,16 @@
 #![warn(missing_docs)]
 
 pub mod attr;
+pub mod autocast;
 mod builder;
 pub mod deps;
 mod error;
 pub mod example_models;
 pub mod external_data;
 mod graph_inputs;
+mod model_stream;
 pub mod proto;
+pub mod quantization;
 mod weights;
 mod wire;
 

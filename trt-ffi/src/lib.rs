@@ -35,4 +35,5 @@ pub use config::{
 };
 pub use error::{BuildError, LoadError, ParserError};
 pub use observer::{BuildObserver, Control, IgnoreProgress, LogMessage, ProgressEvent, Severity};
+pub use shim::install_shims;
 pub use toolchain::{Flavour, Toolchain, Version, default_search_dirs};

@@ -72,6 +72,22 @@ fn materialize(root: &Path, bytes: &[u8], name: &str) -> std::io::Result<PathBuf
     Ok(path)
 }
 
+/// Writes both embedded shims under `cache_root`, where a process whose `TRTFARM_CACHE_DIR` is
+/// `cache_root` loads them from, and returns their paths.
+///
+/// A process that finds its shim in place does exactly the same work as every other such
+/// process; one that has to write it first does more (and allocates differently). Build farms
+/// that want identical plans install the shims before starting any build process.
+pub fn install_shims(cache_root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    [Flavour::TensorRtRtx, Flavour::TensorRt]
+        .into_iter()
+        .map(|flavour| {
+            let (bytes, name) = embedded(flavour);
+            materialize(cache_root, bytes, name)
+        })
+        .collect()
+}
+
 /// A loaded shim and the path it was loaded from.
 pub(crate) struct LoadedShim {
     /// Function table of the shim.
@@ -151,6 +167,18 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(std::fs::read(&a).unwrap(), b"one");
         assert!(a.starts_with(root.path().join("shims")));
+    }
+
+    #[test]
+    fn install_shims_writes_both_where_load_looks() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = install_shims(root.path()).unwrap();
+        assert_eq!(paths.len(), 2);
+        for (flavour, path) in [Flavour::TensorRtRtx, Flavour::TensorRt].iter().zip(&paths) {
+            let (bytes, name) = embedded(*flavour);
+            assert_eq!(std::fs::read(path).unwrap(), bytes);
+            assert_eq!(materialize(root.path(), bytes, name).unwrap(), *path);
+        }
     }
 
     #[test]

@@ -131,9 +131,14 @@ impl std::fmt::Display for Version {
 pub struct Toolchain {
     flavour: Flavour,
     version: Version,
-    library_path: PathBuf,
-    parser_path: PathBuf,
+    /// The builder library as found and dlopen'ed (symlinks not resolved, see `load`).
+    library_found: PathBuf,
+    /// The parser library as found and dlopen'ed.
+    parser_found: PathBuf,
+    library_path: OnceLock<PathBuf>,
+    parser_path: OnceLock<PathBuf>,
     digest: OnceLock<blake3::Hash>,
+    parser_digest: OnceLock<blake3::Hash>,
     pub(crate) shim: &'static LoadedShim,
     pub(crate) handle: Mutex<NonNull<ffi::trtfarm_toolchain>>,
 }
@@ -149,8 +154,8 @@ impl std::fmt::Debug for Toolchain {
         f.debug_struct("Toolchain")
             .field("flavour", &self.flavour)
             .field("version", &self.version)
-            .field("library_path", &self.library_path)
-            .field("parser_path", &self.parser_path)
+            .field("library_path", &self.library_found)
+            .field("parser_path", &self.parser_found)
             .finish_non_exhaustive()
     }
 }
@@ -221,9 +226,10 @@ impl Toolchain {
             .collect();
         let parser = find_in(&parser_dirs, flavour.parser_library_names())
             .ok_or_else(|| not_found(flavour.parser_library_names()))?;
-        // Resolve symlinks so library_path and its digest name the real file.
-        let builder = builder.canonicalize().unwrap_or(builder);
-        let parser = parser.canonicalize().unwrap_or(parser);
+        // Symlinks are resolved only when a caller asks for the paths, never here: TensorRT-RTX
+        // plans depend on the process's heap layout, and resolving allocates strings as long as
+        // the real install path. A build that loads the libraries through a fixed-length
+        // symlink therefore does not depend on where they really live.
 
         let shim = shim::shim(flavour)?;
         let open_error = |path: &Path, message: String| LoadError::Open {
@@ -267,9 +273,12 @@ impl Toolchain {
         Ok(Toolchain {
             flavour,
             version,
-            library_path: builder,
-            parser_path: parser,
+            library_found: builder,
+            parser_found: parser,
+            library_path: OnceLock::new(),
+            parser_path: OnceLock::new(),
             digest: OnceLock::new(),
+            parser_digest: OnceLock::new(),
             shim,
             handle: Mutex::new(handle),
         })
@@ -290,14 +299,18 @@ impl Toolchain {
         shim::headers_version(self.flavour)
     }
 
-    /// The builder library file that was loaded (symlinks resolved).
+    /// The builder library file that was loaded, symlinks resolved (on first call: call it
+    /// after a build whose plan must not depend on the install path).
     pub fn library_path(&self) -> &Path {
-        &self.library_path
+        self.library_path
+            .get_or_init(|| resolved(&self.library_found))
     }
 
-    /// The ONNX parser library file that was loaded (symlinks resolved).
+    /// The ONNX parser library file that was loaded, symlinks resolved (on first call, like
+    /// [`library_path`](Self::library_path)).
     pub fn parser_library_path(&self) -> &Path {
-        &self.parser_path
+        self.parser_path
+            .get_or_init(|| resolved(&self.parser_found))
     }
 
     /// Where this flavour's embedded shim was written and loaded from (for diagnostics).
@@ -307,13 +320,30 @@ impl Toolchain {
 
     /// blake3 of the builder library file, streamed from disk on first call and then cached.
     pub fn library_digest(&self) -> std::io::Result<blake3::Hash> {
-        if let Some(digest) = self.digest.get() {
-            return Ok(*digest);
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(std::fs::File::open(&self.library_path)?)?;
-        Ok(*self.digest.get_or_init(|| hasher.finalize()))
+        file_digest(&self.digest, &self.library_found)
     }
+
+    /// blake3 of the ONNX parser library file, streamed from disk on first call and then
+    /// cached. The parser decides what network TensorRT sees, so a parser upgrade must count
+    /// as a toolchain change even when the builder library stays the same.
+    pub fn parser_library_digest(&self) -> std::io::Result<blake3::Hash> {
+        file_digest(&self.parser_digest, &self.parser_found)
+    }
+}
+
+/// `path` with symlinks resolved, or as it is when that fails.
+fn resolved(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The blake3 of the file at `path`, computed once into `cell`.
+fn file_digest(cell: &OnceLock<blake3::Hash>, path: &Path) -> std::io::Result<blake3::Hash> {
+    if let Some(digest) = cell.get() {
+        return Ok(*digest);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(*cell.get_or_init(|| hasher.finalize()))
 }
 
 impl Drop for Toolchain {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 use trtfarm_proto::v1;
@@ -27,7 +28,7 @@ use trtfarm_store::{ActionKey, ContentStore};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::request::{PreparedBuild, RequestPolicy, prepare};
-use crate::worker::WorkerLauncher;
+use crate::worker::{BuildRoot, WorkerLauncher};
 use db::JobDb;
 use queue::{BuildId, BuildQueue, Resource};
 
@@ -63,6 +64,8 @@ pub struct Farm {
     inventory: Inventory,
     metrics: Arc<Metrics>,
     settings: FarmSettings,
+    /// Where workers run: fixed-length paths, whatever the state dir (see `BuildRoot`).
+    build_root: BuildRoot,
     draining: AtomicBool,
     host: String,
 }
@@ -132,8 +135,21 @@ impl Farm {
         inventory: Inventory,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Farm>> {
+        let mut settings = settings;
         std::fs::create_dir_all(settings.state_dir.join("scratch"))?;
         let db = JobDb::open(&settings.state_dir.join("jobs.redb"))?;
+        // After the database: its lock keeps a second daemon on this state dir from taking over
+        // the same build root.
+        let libraries: Vec<_> = inventory
+            .available
+            .iter()
+            .filter_map(|t| Some((t.flavour, t.library_dir.clone()?)))
+            .collect();
+        let build_root =
+            BuildRoot::prepare(&settings.state_dir, &settings.worker_program, &libraries)
+                .context("cannot prepare the build root")?;
+        // Keys name the program workers run, as installed in the root (see action_key).
+        settings.policy.worker_digest = build_root.program_digest().to_owned();
         let queue = BuildQueue::new(settings.slots.iter().copied());
         let farm = Arc::new(Farm {
             state: Mutex::new(FarmState {
@@ -146,6 +162,7 @@ impl Farm {
             inventory,
             metrics,
             settings,
+            build_root,
             draining: AtomicBool::new(false),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
         });
@@ -241,16 +258,16 @@ impl Farm {
             }),
             target: prepared.target_text(),
         };
-        if !prepared.request.skip_cache {
-            if let Some(result) = self.cached_result(&prepared.key).await {
-                if !prepared.request.dry_run {
-                    self.metrics.cache_hit();
-                }
-                return Ok(v1::SubmitResponse {
-                    outcome: Some(v1::submit_response::Outcome::Cached(result)),
-                    ..resolved
-                });
+        if !prepared.request.skip_cache
+            && let Some(result) = self.cached_result(&prepared.key).await
+        {
+            if !prepared.request.dry_run {
+                self.metrics.cache_hit();
             }
+            return Ok(v1::SubmitResponse {
+                outcome: Some(v1::submit_response::Outcome::Cached(result)),
+                ..resolved
+            });
         }
         if prepared.request.dry_run {
             return Ok(resolved);

@@ -18,7 +18,8 @@ use crate::request::{PreparedBuild, parse_digest, wire_digest};
 use crate::worker::protocol::{
     INPUTS_DIR, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE, TIMING_CACHE_FILE,
 };
-use crate::worker::{WorkerCommand, WorkerDone, WorkerEvent, WorkerOutcome, WorkerTask};
+use crate::worker::task_manifest::{TASK_MANIFEST_PATH, TASK_VARIANT};
+use crate::worker::{BuildRoot, WorkerCommand, WorkerDone, WorkerEvent, WorkerOutcome, WorkerTask};
 
 type Outcome = Result<v1::ActionResult, v1::Failure>;
 
@@ -54,10 +55,13 @@ impl Farm {
             .join("scratch")
             .join(format!("{build_id:020}"));
         let outcome = self.execute_in(build_id, prepared, cancel, &scratch).await;
-        if let Err(e) = tokio::fs::remove_dir_all(&scratch).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(scratch = %scratch.display(), "cannot remove scratch directory: {e}");
+        // The slot only holds task.json and symlinks into the scratch directory.
+        for dir in [self.build_root.slot(build_id), scratch] {
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), "cannot remove a build directory: {e}");
+            }
         }
         outcome
     }
@@ -88,24 +92,18 @@ impl Farm {
                 infrastructure(format!("cannot fetch input {digest} from the store: {e}"))
             })?;
         }
-        let task = WorkerTask {
-            flavour: prepared.flavour,
-            library_dir: prepared.library_dir.clone(),
-            // Fixed: the worker's inputs must not vary with where the client keeps its manifest
-            // (the daemon already checked the manifest and reported errors with the real path).
-            manifest_path: "engine.toml".into(),
-            manifest_toml: prepared
-                .request
-                .manifest
-                .as_ref()
-                .map(|m| m.toml.clone())
-                .unwrap_or_default(),
-            variant: prepared.variant.name.clone(),
-            layer_info: true,
+        // The worker runs in a fixed-length slot of the build root and sees the scratch
+        // directory only through symlinks: nothing of the state dir's path reaches its heap.
+        let slot = {
+            let root = self.build_root.clone();
+            let scratch = scratch.to_path_buf();
+            tokio::task::spawn_blocking(move || root.prepare_slot(build_id, &scratch))
+                .await
+                .map_err(|e| infrastructure(format!("cannot prepare the build slot: {e}")))?
+                .map_err(|e| infrastructure(format!("cannot prepare the build slot: {e}")))?
         };
-        let task_json = serde_json::to_vec(&task)
-            .map_err(|e| infrastructure(format!("cannot encode the worker task: {e}")))?;
-        tokio::fs::write(scratch.join(TASK_FILE), task_json)
+        let task_json = task_json(prepared, &self.build_root)?;
+        tokio::fs::write(slot.join(TASK_FILE), task_json)
             .await
             .map_err(|e| infrastructure(format!("cannot write the worker task: {e}")))?;
 
@@ -119,11 +117,14 @@ impl Farm {
             self.settings.max_log_size,
         ));
         let command = WorkerCommand {
-            program: self.settings.worker_program.clone(),
-            scratch: scratch.to_path_buf(),
+            program: self.build_root.program(),
+            scratch: slot,
             memory_limit: self.settings.worker_memory,
             deadline: prepared.timeout,
-            extra_env: worker_env_passthrough(),
+            extra_env: vec![(
+                "TRTFARM_CACHE_DIR".to_owned(),
+                self.build_root.cache_dir().display().to_string(),
+            )],
         };
         let report = self.launcher.launch(command, events_tx, cancel).await;
         // The launcher dropped its sender: the pump ends once it has written everything.
@@ -198,12 +199,22 @@ impl Farm {
         done: &WorkerDone,
         started: SystemTime,
     ) -> Outcome {
-        if done.library_blake3 != prepared.toolchain.library_digest {
-            return Err(infrastructure(format!(
-                "the worker loaded a different {} library (blake3:{}) than the daemon probed \
-                 at start-up (blake3:{}); the library changed on disk: restart the daemon",
-                prepared.toolchain.flavour, done.library_blake3, prepared.toolchain.library_digest
-            )));
+        for (what, loaded, probed) in [
+            ("", &done.library_blake3, &prepared.toolchain.library_digest),
+            (
+                " ONNX parser",
+                &done.parser_blake3,
+                &prepared.toolchain.parser_digest,
+            ),
+        ] {
+            if loaded != probed {
+                return Err(infrastructure(format!(
+                    "the worker loaded a different {}{what} library (blake3:{loaded}) than the \
+                     daemon probed at start-up (blake3:{probed}); the library changed on disk: \
+                     restart the daemon",
+                    prepared.toolchain.flavour
+                )));
+            }
         }
         let claimed = BlobDigest::parse(&done.plan_blake3, done.plan_size)
             .map_err(|e| infrastructure(format!("the worker reported a bad plan digest: {e}")))?;
@@ -391,13 +402,22 @@ async fn pump_events(
     }
 }
 
-/// Variables the daemon passes on to workers: where trt-ffi caches its shims (the worker has no
-/// `HOME`). Constant for the daemon's lifetime, so every build sees the same environment.
-fn worker_env_passthrough() -> Vec<(String, String)> {
-    ["TRTFARM_CACHE_DIR"]
-        .into_iter()
-        .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
-        .collect()
+/// The worker's `task.json`: the same bytes for every build of one action key on any daemon
+/// (canonical manifest, fixed names, the build root's fixed-length library path).
+fn task_json(prepared: &PreparedBuild, root: &BuildRoot) -> Result<Vec<u8>, v1::Failure> {
+    let task = WorkerTask {
+        flavour: prepared.flavour,
+        library_dir: prepared
+            .library_dir
+            .as_ref()
+            .map(|_| root.library_dir(prepared.flavour)),
+        manifest_path: TASK_MANIFEST_PATH.into(),
+        manifest_toml: prepared.task_manifest.clone(),
+        variant: TASK_VARIANT.into(),
+        layer_info: true,
+    };
+    serde_json::to_vec(&task)
+        .map_err(|e| infrastructure(format!("cannot encode the worker task: {e}")))
 }
 
 fn millis(time: SystemTime) -> i64 {

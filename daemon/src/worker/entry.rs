@@ -4,7 +4,7 @@
 //! It runs with a fixed argv, environment and cwd length (see `spawn`), reads everything else
 //! relative to its working directory, and never touches the manifest's own model path.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -109,11 +109,18 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         }
         None => false,
     };
-    // Hashed after the build so the build itself runs in the same state whatever the library.
+    // Hashed (and their paths resolved) after the build, so the build itself runs in the same
+    // state whatever the libraries and wherever they live.
     let library_digest = toolchain.library_digest().map_err(|e| {
         format!(
             "cannot hash the TensorRT library {}: {e}",
             toolchain.library_path().display()
+        )
+    })?;
+    let parser_digest = toolchain.parser_library_digest().map_err(|e| {
+        format!(
+            "cannot hash the ONNX parser library {}: {e}",
+            toolchain.parser_library_path().display()
         )
     })?;
     Ok(WorkerDone {
@@ -121,6 +128,7 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         plan_blake3: output.plan_digest.to_hex().to_string(),
         toolchain_version: toolchain.version().to_string(),
         library_blake3: library_digest.to_hex().to_string(),
+        parser_blake3: parser_digest.to_hex().to_string(),
         layer_info,
         layer_info_error: output.layer_info_error,
         timing_cache,
@@ -134,8 +142,9 @@ fn write(path: &str, bytes: &[u8]) -> Result<(), String> {
 /// Streams TensorRT's log (Info and above) and progress to the daemon, one flushed line each.
 struct Reporter {
     out: File,
-    /// Steps each running phase announced, so step events can carry the total.
-    steps: HashMap<String, i32>,
+    /// Steps each running phase announced, so step events can carry the total. (A BTreeMap:
+    /// nothing in a worker depends on a random seed.)
+    steps: BTreeMap<String, i32>,
     /// Set once a write failed: nobody is listening, so the build is cancelled.
     broken: bool,
 }
@@ -144,7 +153,7 @@ impl Reporter {
     fn new(out: File) -> Reporter {
         Reporter {
             out,
-            steps: HashMap::new(),
+            steps: BTreeMap::new(),
             broken: false,
         }
     }

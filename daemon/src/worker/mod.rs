@@ -6,17 +6,23 @@
 //! - `entry`: the worker side, [`worker_main`].
 //! - `spawn`: the daemon side, [`run_worker`] and the [`WorkerLauncher`] trait.
 //! - `output` and `outcome`: reading the worker's streams and deciding how it ended.
+//! - `build_root` and `task_manifest`: the fixed-length paths and the canonical task text that
+//!   keep anything but the action key from reaching a worker's heap.
 
+pub mod build_root;
 mod entry;
 mod outcome;
 mod output;
 pub mod protocol;
 mod spawn;
+pub mod task_manifest;
 
+pub use build_root::BuildRoot;
 pub use entry::worker_main;
 pub use outcome::{WorkerOutcome, WorkerReport};
 pub use output::{LOG_TAIL_LINES, WorkerEvent};
 pub use protocol::{ProgressKind, WorkerDone, WorkerMessage, WorkerTask};
 pub use spawn::{
-    BASE_ENV, ProcessLauncher, WORKER_ARG, WorkerCommand, WorkerLauncher, run_worker, worker_env,
+    BASE_ENV, ProcessLauncher, WORKER_ARG, WORKER_STACK_LIMIT, WorkerCommand, WorkerLauncher,
+    run_worker, worker_env,
 };

@@ -149,6 +149,7 @@ mod tests {
             plan_blake3: "00ff".into(),
             toolchain_version: "1.7.1.116".into(),
             library_blake3: "11".into(),
+            parser_blake3: "22".into(),
             layer_info: false,
             layer_info_error: None,
             timing_cache: false,

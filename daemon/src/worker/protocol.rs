@@ -39,12 +39,14 @@ pub const WORKER_SEVERITY: &str = "worker";
 pub struct WorkerTask {
     /// The toolchain flavour the daemon scheduled this build for; must be the variant's.
     pub flavour: Flavour,
-    /// Directory holding the TensorRT libraries (None: the usual search path).
+    /// Directory holding the TensorRT libraries (None: the usual search path). The daemon
+    /// passes its build root's fixed-length symlink, never the real install directory.
     pub library_dir: Option<PathBuf>,
-    /// Where the manifest lives for the user; only used in diagnostics. Its model path is
-    /// ignored: the worker reads `inputs/model.onnx`.
+    /// The manifest's name in diagnostics. Its model path is ignored: the worker reads
+    /// `inputs/model.onnx`.
     pub manifest_path: String,
-    /// The manifest text.
+    /// The manifest text. The daemon sends the canonical single-engine rendering of the
+    /// variant (`task_manifest`), never the user's text: equal action keys, equal task bytes.
     pub manifest_toml: String,
     /// Name of the engine variant to build.
     pub variant: String,
@@ -108,6 +110,9 @@ pub struct WorkerDone {
     pub toolchain_version: String,
     /// blake3 of the loaded builder library, 64 lowercase hex digits.
     pub library_blake3: String,
+    /// blake3 of the loaded ONNX parser library, 64 lowercase hex digits.
+    #[serde(default)]
+    pub parser_blake3: String,
     /// Whether `out/layers.json` was written.
     pub layer_info: bool,
     /// Why there is no layer JSON although it was asked for.
@@ -182,6 +187,7 @@ mod tests {
             plan_blake3: "ab".into(),
             toolchain_version: "1.7.1.116".into(),
             library_blake3: "cd".into(),
+            parser_blake3: "ef".into(),
             layer_info: false,
             layer_info_error: Some("no GPU".into()),
             timing_cache: false,

@@ -21,6 +21,12 @@ use super::output::{Collected, WorkerEvent, lock, read_stderr, read_stdout};
 /// process layout, so nothing of the daemon's own environment may leak in.
 pub const BASE_ENV: [(&str, &str); 2] = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LC_ALL", "C")];
 
+/// The worker's stack limit (RLIMIT_STACK soft limit), in bytes. Fixed because the kernel
+/// places the mmap area below a gap the size of this limit, and glibc sizes thread stacks by it:
+/// measured for issue 6, a daemon started under `ulimit -s 262144` or `unlimited` gave other
+/// plan bytes than one under the usual 8 MiB.
+pub const WORKER_STACK_LIMIT: u64 = 8 << 20;
+
 /// The argument that makes `trtfarmd` a worker.
 pub const WORKER_ARG: &str = "worker";
 
@@ -32,10 +38,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerCommand {
     /// The `trtfarmd` binary; it runs as `[program, "worker"]`. Its path is part of the process
-    /// layout, so it must not vary between builds that should give identical plans.
+    /// layout, so it must not vary between builds that should give identical plans (the daemon
+    /// runs the copy in its `BuildRoot`, whose path has the same length on every daemon).
     pub program: PathBuf,
     /// The prepared scratch directory (`task.json`, `inputs/`, empty `out/`), the worker's cwd.
-    /// Paths of equal length give identical plans; the daemon must keep the length fixed.
+    /// Its path length reaches the plan; the daemon uses a `BuildRoot` slot, of fixed length.
     pub scratch: PathBuf,
     /// Address-space limit (RLIMIT_AS) in bytes; None: unlimited. Unsuitable for CUDA builds,
     /// which reserve far more address space than they use.
@@ -272,6 +279,19 @@ fn prepare_child(parent: libc::pid_t, memory_limit: Option<u64>) -> io::Result<(
             if libc::setrlimit(libc::RLIMIT_AS, &limit) == -1 {
                 return Err(io::Error::last_os_error());
             }
+        }
+        // The same stack limit whatever the daemon inherited (at most the hard limit, which an
+        // unprivileged process cannot raise).
+        let mut stack = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_STACK, &mut stack) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        stack.rlim_cur = (WORKER_STACK_LIMIT as libc::rlim_t).min(stack.rlim_max);
+        if libc::setrlimit(libc::RLIMIT_STACK, &stack) == -1 {
+            return Err(io::Error::last_os_error());
         }
         // A crashing build must not write multi-GB core files into the scratch directory.
         let no_core = libc::rlimit {
