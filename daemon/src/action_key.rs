@@ -15,7 +15,7 @@ use crate::inventory::ToolchainIdentity;
 
 /// Version of the action-key encoding. 2: the toolchain field also holds the ONNX parser
 /// library's digest, and the worker program is a field of its own.
-pub const ACTION_KEY_VERSION: u32 = 2;
+pub const ACTION_KEY_VERSION: u32 = 3;
 
 const MAGIC: &[u8] = b"trtfarm.action\0";
 
@@ -28,6 +28,7 @@ mod tag {
     pub(super) const TARGET: u16 = 5;
     pub(super) const TIMING_CACHE: u16 = 6;
     pub(super) const WORKER: u16 = 7;
+    pub(super) const MODEL_TRANSFORM: u16 = 8;
 }
 
 /// What an input file is to the build. The model's own path is not part of the key (renaming
@@ -87,6 +88,9 @@ pub struct KeyMaterial<'a> {
     /// worker's heap layout, and so on the worker's own code: measured for issue 6, a debug
     /// and a release build of one trtfarmd source gave different plans of the same model.
     pub worker: &'a str,
+    /// The model transform the worker applies before building (fp16/bf16 autocast), by name
+    /// and version: a new version of the pass is a new engine.
+    pub model_transform: Option<(&'a str, u32)>,
 }
 
 /// Computes the action key.
@@ -151,6 +155,14 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
         }
     });
     e.field(tag::WORKER, |e| e.str(material.worker));
+    e.field(tag::MODEL_TRANSFORM, |e| match material.model_transform {
+        None => e.u8(0),
+        Some((name, version)) => {
+            e.u8(1);
+            e.str(name);
+            e.u64(u64::from(version));
+        }
+    });
     ActionKey(*blake3::hash(&e.bytes).as_bytes())
 }
 

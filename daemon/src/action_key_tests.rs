@@ -29,6 +29,7 @@ struct Base {
     target: Target,
     salt: Option<String>,
     timing_cache: Option<BlobDigest>,
+    model_transform: Option<(&'static str, u32)>,
     worker: String,
 }
 
@@ -48,6 +49,7 @@ impl Base {
             salt: None,
             timing_cache: None,
             worker: "77".repeat(32),
+            model_transform: None,
         }
     }
 
@@ -60,6 +62,7 @@ impl Base {
             target: &self.target,
             timing_cache: self.timing_cache.as_ref(),
             worker: &self.worker,
+            model_transform: self.model_transform,
         })
     }
 }
@@ -258,6 +261,7 @@ fn key_of_manifest(text: &str, path: &str) -> ActionKey {
         target: &Target::AheadOfTime,
         timing_cache: None,
         worker: "",
+        model_transform: None,
     })
 }
 
@@ -276,4 +280,14 @@ fn a_manifest_setting_changes_key() {
         key_of_manifest(MANIFEST, "engine.toml"),
         key_of_manifest(&changed, "engine.toml"),
     );
+}
+
+#[test]
+fn the_model_transform_and_its_version_change_key() {
+    changes_key(|b| b.model_transform = Some(("autocast-fp16", 1)));
+    let mut v1 = Base::new();
+    v1.model_transform = Some(("autocast-fp16", 1));
+    let mut v2 = Base::new();
+    v2.model_transform = Some(("autocast-fp16", 2));
+    assert_ne!(v1.key(), v2.key());
 }

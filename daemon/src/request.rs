@@ -14,7 +14,7 @@ use trtfarm_store::{ActionKey, BlobDigest};
 
 use crate::action_key::{KeyInput, KeyMaterial, Target, action_key};
 use crate::inventory::{Inventory, ToolchainIdentity};
-use crate::variant_config::build_config;
+use crate::variant_config::{ModelPrecision, build_config_for_prepared_model, model_precision};
 use crate::worker::protocol::MODEL_FILE;
 use crate::worker::task_manifest::task_manifest;
 
@@ -122,7 +122,8 @@ pub fn prepare(
         })?
         .clone();
     // Refuse settings this farm cannot build now, not after a queue wait.
-    build_config(&variant).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    build_config_for_prepared_model(&variant)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let task_manifest = task_manifest(&variant).map_err(Status::internal)?;
     if !manifest.model.plugins.is_empty() {
         return Err(Status::invalid_argument(format!(
@@ -253,6 +254,12 @@ pub fn prepare(
         target: &target,
         timing_cache: None,
         worker: &policy.worker_digest,
+        model_transform: match model_precision(&variant) {
+            ModelPrecision::Autocast(target) => {
+                Some((target.name(), onnx_graph::autocast::AUTOCAST_VERSION))
+            }
+            ModelPrecision::AsIs | ModelPrecision::ExplicitQuantization(_) => None,
+        },
     });
     Ok(PreparedBuild {
         key,

@@ -32,6 +32,58 @@ pub struct ConfigError {
 /// engine inspector can report every layer; whether to run the inspector after the build (it
 /// needs a GPU) is the caller's choice, `layer_info`.
 pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
+    match model_precision(variant) {
+        ModelPrecision::AsIs => build_config_for_prepared_model(variant),
+        ModelPrecision::Autocast(_) => Err(ConfigError {
+            variant: variant.name.clone(),
+            setting: "precision",
+            value: quoted(variant.settings.precision.as_str()),
+            reason: "strongly typed TensorRT builds this only from a model converted to that \
+                     type, and `trtfarmd build` builds the model as it is (building fp32 \
+                     instead would be a lie). `trtfarm submit` converts it in the build worker"
+                .into(),
+        }),
+        ModelPrecision::ExplicitQuantization(_) => Err(ConfigError {
+            variant: variant.name.clone(),
+            setting: "precision",
+            value: quoted(variant.settings.precision.as_str()),
+            reason:
+                "quantized precisions need Q/DQ nodes in the model (e.g. from NVIDIA ModelOpt), \
+                     which `trtfarm submit` checks in the build worker; `trtfarmd build` does not"
+                    .into(),
+        }),
+    }
+}
+
+/// What the build worker does to the model before TensorRT sees it, for the manifest's
+/// precision. Strongly typed TensorRT takes precision from the model's types, not from flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelPrecision {
+    /// fp32/tf32: built as it is.
+    AsIs,
+    /// fp16/bf16: converted by `onnx_graph::autocast` first.
+    Autocast(onnx_graph::autocast::AutocastTarget),
+    /// int8/fp8/fp4: built as it is, but only if it carries Q/DQ nodes of that type.
+    ExplicitQuantization(&'static str),
+}
+
+/// The model handling `variant`'s precision needs.
+pub fn model_precision(variant: &Variant) -> ModelPrecision {
+    use onnx_graph::autocast::AutocastTarget;
+    match variant.settings.precision {
+        Precision::Fp32 | Precision::Tf32 => ModelPrecision::AsIs,
+        Precision::Fp16 => ModelPrecision::Autocast(AutocastTarget::Half),
+        Precision::Bf16 => ModelPrecision::Autocast(AutocastTarget::BFloat16),
+        Precision::Int8 => ModelPrecision::ExplicitQuantization("int8"),
+        Precision::Fp8 => ModelPrecision::ExplicitQuantization("fp8"),
+        Precision::Fp4 => ModelPrecision::ExplicitQuantization("fp4"),
+    }
+}
+
+/// The builder configuration for `variant`, for a model already prepared as
+/// [`model_precision`] says (converted or checked). Used by the build worker and, to refuse
+/// impossible settings before a queue wait, by the daemon.
+pub fn build_config_for_prepared_model(variant: &Variant) -> Result<BuildConfig, ConfigError> {
     let settings = &variant.settings;
     let error = |setting: &'static str, value: String, reason: &str| ConfigError {
         variant: variant.name.clone(),
@@ -41,27 +93,9 @@ pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
     };
     let enterprise = settings.toolchain.flavour == Flavour::TensorRt;
 
-    let tf32 = match settings.precision {
-        Precision::Fp32 => Some(false),
-        Precision::Tf32 => Some(true),
-        Precision::Fp16 | Precision::Bf16 => {
-            return Err(error(
-                "precision",
-                quoted(settings.precision.as_str()),
-                "strongly typed TensorRT builds this only from a model converted to that type; \
-                 the farm's conversion pass is not in this release, and building fp32 instead \
-                 would be a lie. Convert the model yourself and use precision = \"fp32\"",
-            ));
-        }
-        Precision::Int8 | Precision::Fp8 | Precision::Fp4 => {
-            return Err(error(
-                "precision",
-                quoted(settings.precision.as_str()),
-                "quantized precisions need Q/DQ nodes in the model (e.g. from NVIDIA ModelOpt); \
-                 the check for them is not in this release",
-            ));
-        }
-    };
+    // TF32 is the one precision left as a builder flag; everything else comes from the model's
+    // types, and fp32 layers of a reduced-precision model stay exact fp32.
+    let tf32 = Some(settings.precision == Precision::Tf32);
 
     let timing_cache = match settings.timing_cache {
         TimingCachePolicy::Off => None,

@@ -36,6 +36,37 @@ fn reduced_precisions_are_refused_not_built_as_fp32() {
 }
 
 #[test]
+fn reduced_precisions_are_a_model_transform_or_a_check_never_a_flag() {
+    use super::{ModelPrecision, build_config_for_prepared_model, model_precision};
+    use onnx_graph::autocast::AutocastTarget;
+    let variant = |precision: &str| {
+        let toml = format!(
+            "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\ntoolchain = \"tensorrt-rtx 1.7\"\nprecision = \"{precision}\"\n[defaults.compatibility]\ncompute_capabilities = [\"8.6\"]\n"
+        );
+        manifest_schema::parse(&toml, Path::new("engine.toml"))
+            .unwrap()
+            .variants()[0]
+            .clone()
+    };
+    let expected = [
+        ("fp32", ModelPrecision::AsIs),
+        ("tf32", ModelPrecision::AsIs),
+        ("fp16", ModelPrecision::Autocast(AutocastTarget::Half)),
+        ("bf16", ModelPrecision::Autocast(AutocastTarget::BFloat16)),
+        ("int8", ModelPrecision::ExplicitQuantization("int8")),
+        ("fp8", ModelPrecision::ExplicitQuantization("fp8")),
+        ("fp4", ModelPrecision::ExplicitQuantization("fp4")),
+    ];
+    for (precision, handling) in expected {
+        let v = variant(precision);
+        assert_eq!(model_precision(&v), handling, "{precision}");
+        // The prepared model carries the precision; only tf32 is a builder flag.
+        let config = build_config_for_prepared_model(&v).unwrap();
+        assert_eq!(config.tf32, Some(precision == "tf32"), "{precision}");
+    }
+}
+
+#[test]
 fn compute_capabilities_map_to_rtx_targets_in_order() {
     let config = rtx_config("").unwrap();
     assert_eq!(

@@ -175,13 +175,21 @@ fn submit_builds_locks_and_fetches_then_answers_from_the_cache_and_locked_catche
 }
 
 #[test]
-fn reduced_precisions_fail_with_the_daemons_reason_while_fp32_builds_and_no_wait_returns() {
+fn reduced_precisions_build_from_converted_models_int8_without_qdq_fails_and_no_wait_returns() {
     let farm = Farm::start();
     let examples = integration::examples_copy();
     let dir = examples.path();
+    let fanout = dir.join("precision-fanout/engine.toml");
+    let text = std::fs::read_to_string(&fanout).unwrap();
+    // One more engine: int8 on a model without Q/DQ nodes must fail, and say why.
+    std::fs::write(
+        &fanout,
+        format!("{text}\n[[engine]]\nname = \"int8-sm86\"\nprecision = \"int8\"\ncompatibility.compute_capabilities = [\"8.6\"]\n"),
+    )
+    .unwrap();
     let ran = farm
         .trtfarm(dir, &["submit", "precision-fanout"])
-        .expect_code(1, "fp16/bf16 variants fail");
+        .expect_code(1, "the int8 variant fails");
     let line = |variant: &str| {
         ran.stdout
             .lines()
@@ -189,19 +197,27 @@ fn reduced_precisions_fail_with_the_daemons_reason_while_fp32_builds_and_no_wait
             .unwrap_or_else(|| panic!("no line for {variant}: {ran:#?}"))
             .to_string()
     };
-    assert!(line("fp32-sm86").contains("  built "), "{ran:#?}");
-    let refused = line("fp16-sm86");
-    assert!(refused.contains("FAILED: INVALID_ARGUMENT"), "{refused}");
-    assert!(refused.contains("precision = \"fp16\""), "{refused}");
+    for variant in [
+        "fp32-sm86",
+        "fp16-sm86",
+        "fp16-sm89",
+        "bf16-sm89",
+        "bf16-sm120",
+        "fp16-portable",
+    ] {
+        assert!(line(variant).contains("  built "), "{variant}: {ran:#?}");
+    }
+    let int8 = ran.stdout.clone() + &ran.stderr;
+    assert!(int8.contains("int8-sm86  FAILED"), "{ran:#?}");
     assert!(
-        line("bf16-sm89").contains("precision = \"bf16\""),
+        int8.contains("QuantizeLinear") && int8.contains("modelopt"),
         "{ran:#?}"
     );
     let lock = std::fs::read_to_string(dir.join("precision-fanout/engine.lock")).unwrap();
     assert_eq!(
         lock.matches("[[engine]]").count(),
-        1,
-        "only the built variant is locked: {lock}"
+        6,
+        "every built variant is locked: {lock}"
     );
 
     // An invalid manifest is reported like `trtfarm check` does, and nothing is submitted.

@@ -328,3 +328,53 @@ async fn bad_requests_get_the_right_codes() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fp16_builds_from_a_converted_model_that_can_be_fetched() {
+    use prost::Message;
+    let examples = examples();
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let manifest = examples.path().join("precision-fanout/engine.toml");
+    let fp32 = request_for(&mut client, &manifest, "fp32-sm86").await;
+    let fp16 = request_for(&mut client, &manifest, "fp16-sm86").await;
+    let fp32_job = job_of(&client.submit(fp32).await.unwrap().into_inner());
+    let fp32_result = succeeded(&follow(&mut client, fp32_job.id).await);
+    assert!(
+        fp32_result.transformed_model.is_none(),
+        "fp32 builds the model as it is"
+    );
+    let fp16_job = job_of(&client.submit(fp16).await.unwrap().into_inner());
+    let events = follow(&mut client, fp16_job.id).await;
+    let fp16_result = succeeded(&events);
+    assert_ne!(fp16_result.engine, fp32_result.engine);
+    assert!(
+        events.iter().any(|e| matches!(&e.event,
+            Some(v1::job_event::Event::Log(line)) if line.text.contains("trtfarm autocast to fp16"))),
+        "the conversion is reported in the build log"
+    );
+    let converted = fp16_result
+        .transformed_model
+        .clone()
+        .expect("the converted model is kept");
+    let path = root.path().join("converted.onnx");
+    download_to_file(&mut client, &converted, &path)
+        .await
+        .unwrap();
+    let model =
+        onnx_graph::proto::ModelProto::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    let graph = model.graph.unwrap();
+    let float16 = onnx_graph::DataType::Float16 as i32;
+    let float = onnx_graph::DataType::Float as i32;
+    let halves = graph
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == Some(float16))
+        .count();
+    assert!(halves > 0, "weights are fp16");
+    assert!(
+        graph.initializer.iter().all(|t| t.data_type != Some(float)),
+        "no fp32 weight is left in this model (it has no numerically sensitive op)"
+    );
+}

@@ -17,6 +17,7 @@ use crate::provenance::{Provenance, Subject, hex};
 use crate::request::{PreparedBuild, parse_digest, wire_digest};
 use crate::worker::protocol::{
     INPUTS_DIR, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE, TIMING_CACHE_FILE,
+    TRANSFORMED_MODEL_FILE,
 };
 use crate::worker::task_manifest::{TASK_MANIFEST_PATH, TASK_VARIANT};
 use crate::worker::{BuildRoot, WorkerCommand, WorkerDone, WorkerEvent, WorkerOutcome, WorkerTask};
@@ -35,6 +36,7 @@ pub(super) fn result_digests(result: &v1::ActionResult) -> Result<Vec<BlobDigest
         ("layer_info", &result.layer_info),
         ("timing_cache", &result.timing_cache),
         ("provenance", &result.provenance),
+        ("transformed_model", &result.transformed_model),
     ]
     .into_iter()
     .filter_map(|(what, digest)| digest.as_ref().map(|d| parse_digest(Some(d), what)))
@@ -246,6 +248,15 @@ impl Farm {
         } else {
             None
         };
+        let transformed_model = if done.transformed_model {
+            Some(
+                put(scratch.join(TRANSFORMED_MODEL_FILE), None)
+                    .await
+                    .map_err(|e| store_error("converted model", e))?,
+            )
+        } else {
+            None
+        };
         if !log_written {
             // An empty log is still a log: every result names one.
             tokio::fs::write(log_path, b"")
@@ -263,6 +274,9 @@ impl Farm {
         }
         if let Some(cache) = &timing_cache {
             byproducts.push(Subject::new("timing-cache.bin", &cache.digest, None));
+        }
+        if let Some(model) = &transformed_model {
+            byproducts.push(Subject::new("model.transformed.onnx", &model.digest, None));
         }
         let statement = Provenance {
             prepared,
@@ -289,6 +303,7 @@ impl Farm {
             layer_info: layer_info.as_ref().map(|l| wire_digest(&l.digest)),
             layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
             timing_cache: timing_cache.as_ref().map(|c| wire_digest(&c.digest)),
+            transformed_model: transformed_model.as_ref().map(|m| wire_digest(&m.digest)),
             provenance: Some(wire_digest(&provenance.digest)),
             toolchain: Some(v1::ToolchainIdentity {
                 flavour: prepared.toolchain.flavour.clone(),

@@ -322,6 +322,7 @@ fn the_locked_cache_enters_the_action_key() {
             target: &target,
             timing_cache: plan.action_key_input(),
             worker: "",
+            model_transform: None,
         })
     };
     let build = scope(4);

@@ -15,10 +15,10 @@ use trt_ffi::{BuildObserver, BuildRequest, Control, LogMessage, OnnxSource, Prog
 
 use super::protocol::{
     self, LAYERS_FILE, MODEL_FILE, PLAN_FILE, ProgressKind, TASK_FILE, TIMING_CACHE_FILE,
-    WorkerDone, WorkerMessage, WorkerTask,
+    TRANSFORMED_MODEL_FILE, WorkerDone, WorkerMessage, WorkerTask,
 };
 use crate::toolchains;
-use crate::variant_config::build_config;
+use crate::variant_config::{ModelPrecision, build_config_for_prepared_model, model_precision};
 
 /// Runs the build described by `./task.json`, streaming log and progress as JSON lines on
 /// stdout and ending with `Done` (exit 0) or `Failed` (exit 1).
@@ -80,14 +80,15 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
             variant.name, task.flavour
         ));
     }
-    let mut config = build_config(variant).map_err(|e| e.to_string())?;
+    let mut config = build_config_for_prepared_model(variant).map_err(|e| e.to_string())?;
     config.layer_info = task.layer_info;
     let toolchain = toolchains::load(requirement.flavour, task.library_dir.as_deref())
         .map_err(|e| format!("{e:#}"))?;
     toolchains::check_version(&toolchain, requirement).map_err(|e| format!("{e:#}"))?;
 
+    let model = prepare_model(model_precision(variant), reporter)?;
     let request = BuildRequest {
-        onnx: OnnxSource::File(PathBuf::from(MODEL_FILE)),
+        onnx: OnnxSource::File(PathBuf::from(model)),
         config,
         plan_path: PathBuf::from(PLAN_FILE),
     };
@@ -132,7 +133,52 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         layer_info,
         layer_info_error: output.layer_info_error,
         timing_cache,
+        transformed_model: model == TRANSFORMED_MODEL_FILE,
     })
+}
+
+/// Converts or checks the model as its precision needs, and returns the file to build.
+fn prepare_model(
+    precision: ModelPrecision,
+    reporter: &mut Reporter,
+) -> Result<&'static str, String> {
+    match precision {
+        ModelPrecision::AsIs => Ok(MODEL_FILE),
+        ModelPrecision::Autocast(target) => {
+            let options = onnx_graph::autocast::AutocastOptions::new(target);
+            let report = onnx_graph::autocast::autocast_file(
+                Path::new(MODEL_FILE),
+                Path::new(TRANSFORMED_MODEL_FILE),
+                &options,
+            )
+            .map_err(|e| format!("cannot convert the model to {}: {e}", target.name()))?;
+            let kept = report.kept_fp32_nodes.len();
+            reporter.send(&WorkerMessage::Log {
+                severity: "info".into(),
+                text: format!(
+                    "trtfarm autocast to {}: {} weights and {} nodes converted, {kept} numerically \
+                     sensitive nodes kept in fp32, {} casts inserted",
+                    target.name(),
+                    report.converted_initializers,
+                    report.converted_nodes,
+                    report.inserted_casts
+                ),
+            });
+            for warning in &report.clamped {
+                reporter.send(&WorkerMessage::Log {
+                    severity: "warning".into(),
+                    text: format!("trtfarm autocast: {warning}"),
+                });
+            }
+            Ok(TRANSFORMED_MODEL_FILE)
+        }
+        ModelPrecision::ExplicitQuantization(precision) => {
+            let summary = onnx_graph::quantization::quantization_summary(Path::new(MODEL_FILE))
+                .map_err(|e| format!("cannot read the model: {e}"))?;
+            onnx_graph::quantization::require_explicit_quantization(&summary, precision)?;
+            Ok(MODEL_FILE)
+        }
+    }
 }
 
 fn write(path: &str, bytes: &[u8]) -> Result<(), String> {

@@ -153,6 +153,7 @@ mod tests {
             layer_info: false,
             layer_info_error: None,
             timing_cache: false,
+            transformed_model: false,
         }
     }
 

@@ -24,6 +24,9 @@ pub const PLAN_FILE: &str = "out/engine.plan";
 pub const LAYERS_FILE: &str = "out/layers.json";
 /// The timing cache after the build, when the variant records one.
 pub const TIMING_CACHE_FILE: &str = "out/timing-cache.bin";
+/// Where the worker writes the model after an fp16/bf16 conversion, and builds from it (in
+/// `out/`, so the daemon publishes it for inspection).
+pub const TRANSFORMED_MODEL_FILE: &str = "out/model.transformed.onnx";
 
 /// Longest stdout/stderr line the daemon keeps, in bytes (without the newline); the rest of a
 /// longer line is dropped so a buggy worker cannot exhaust the daemon's memory.
@@ -119,6 +122,9 @@ pub struct WorkerDone {
     pub layer_info_error: Option<String>,
     /// Whether `out/timing-cache.bin` was written.
     pub timing_cache: bool,
+    /// Whether the model was converted (fp16/bf16) into `out/model.transformed.onnx`.
+    #[serde(default)]
+    pub transformed_model: bool,
 }
 
 /// Marks text cut short to fit a line.
@@ -191,6 +197,7 @@ mod tests {
             layer_info: false,
             layer_info_error: Some("no GPU".into()),
             timing_cache: false,
+            transformed_model: true,
         });
         let line = encode(&done);
         assert!(
