@@ -63,6 +63,8 @@ pub struct Inventory {
     pub rows: Vec<ToolchainRow>,
     /// The loaded ones.
     pub available: Vec<AvailableToolchain>,
+    /// The GPUs Enterprise builds may use, and MPS.
+    pub gpus: crate::gpus::GpuSet,
 }
 
 impl Inventory {
@@ -83,7 +85,11 @@ impl Inventory {
     /// Builds the inventory from probe rows.
     pub fn from_rows(rows: Vec<ToolchainRow>) -> Inventory {
         let available = rows.iter().filter_map(available_from_row).collect();
-        Inventory { rows, available }
+        Inventory {
+            rows,
+            available,
+            gpus: crate::gpus::GpuSet::default(),
+        }
     }
 }
 

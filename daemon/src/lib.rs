@@ -8,11 +8,13 @@
 //! - `jobs`: the persistent job table and the scheduler.
 //! - `worker`: build worker subprocesses, the daemon side and the worker side.
 //! - `metrics`: Prometheus metrics over HTTP.
+//! - `gpus`: the GPU inventory, Enterprise GPU choice and CUDA MPS.
 //! - `local_build`, `toolchains`, `variant_config`: turning a manifest variant into a TensorRT
 //!   build, shared by `trtfarmd build` and the workers.
 
 pub mod action_key;
 pub mod config;
+pub mod gpus;
 pub mod inventory;
 pub mod jobs;
 pub mod local_build;

@@ -33,6 +33,8 @@ enum Command {
         #[arg(long)]
         tensorrt_lib_dir: Option<PathBuf>,
     },
+    /// Show this host's GPUs, and what a build worker's CUDA context gets on one (under MPS).
+    ProbeGpu(trtfarmd::gpus::ProbeGpuOptions),
     /// Run the build daemon: gRPC on `listen`, jobs in `state_dir`, results in the store.
     Serve(Box<trtfarmd::config::ServeArgs>),
     /// Build a manifest's engines here and now, without queue or store.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         )
         .map(|()| true),
         Command::Build(options) => local_build::run(&options),
+        Command::ProbeGpu(options) => trtfarmd::gpus::probe_gpu_main(&options),
         Command::Serve(args) => serve(&args).map(|()| true),
         Command::Worker => unreachable!("handled above"),
     };

@@ -61,6 +61,19 @@ pub struct Provenance<'a> {
     pub started: SystemTime,
     /// When the outputs were stored.
     pub finished: SystemTime,
+    /// The GPU an Enterprise build ran on; `None` for builds without one.
+    pub gpu: Option<GpuRun<'a>>,
+}
+
+/// Where on a GPU a build ran, and what its CUDA context got there.
+#[derive(Debug, Clone, Copy)]
+pub struct GpuRun<'a> {
+    /// `GPU-…` of the build GPU.
+    pub uuid: &'a str,
+    /// The MPS share the manifest asked for.
+    pub mps_percentage: Option<u8>,
+    /// The worker's own report of its context.
+    pub context: Option<&'a trtfarm_gpu::context::ContextReport>,
 }
 
 impl Provenance<'_> {
@@ -130,6 +143,12 @@ impl Provenance<'_> {
                 "builder": {
                     "host": self.host,
                     "daemonVersion": env!("CARGO_PKG_VERSION"),
+                    "gpu": self.gpu.map(|gpu| json!({
+                        "uuid": gpu.uuid,
+                        "mpsActiveThreadPercentage": gpu.mps_percentage,
+                        "deviceMultiprocessors": gpu.context.map(|c| c.device_multiprocessors),
+                        "contextSmCount": gpu.context.and_then(|c| c.context_sm_count),
+                    })),
                 },
                 "startedOn": humantime::format_rfc3339_millis(self.started).to_string(),
                 "finishedOn": humantime::format_rfc3339_millis(self.finished).to_string(),

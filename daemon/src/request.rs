@@ -55,6 +55,8 @@ pub struct PreparedBuild {
     pub key_inputs: Vec<KeyInput>,
     /// Where the engine will run.
     pub target: Target,
+    /// GPUs (by index) the build may run on; empty for a build that needs no GPU.
+    pub gpu_candidates: Vec<u32>,
     /// The build's deadline.
     pub timeout: Duration,
     /// The variant as the canonical single-engine manifest the worker gets (`task_manifest`):
@@ -223,13 +225,21 @@ pub fn prepare(
             variant.name, available.identity.flavour, available.identity.version
         )));
     }
-    let target = match requirement.flavour {
-        Flavour::TensorRtRtx => Target::AheadOfTime,
+    let (target, gpu_candidates) = match requirement.flavour {
+        Flavour::TensorRtRtx => (Target::AheadOfTime, Vec::new()),
         Flavour::TensorRt => {
-            return Err(Status::failed_precondition(
-                "TensorRT Enterprise builds time tactics on the GPU they target, and this \
-                 daemon has no GPU inventory yet; no daemon here can serve this request",
-            ));
+            // Decided now, so a request no GPU here can serve never waits in the queue.
+            let gpus = &inventory.gpus;
+            let choice = gpus
+                .choose(variant.settings.compatibility.gpu.as_ref())
+                .map_err(|e| {
+                    Status::failed_precondition(format!("engine `{}`: {e}", variant.name))
+                })?;
+            gpus.check_mps(variant.settings.mps_percentage)
+                .map_err(|e| {
+                    Status::failed_precondition(format!("engine `{}`: {e}", variant.name))
+                })?;
+            (choice.target, choice.candidates)
         }
     };
 
@@ -270,6 +280,7 @@ pub fn prepare(
         materialize,
         key_inputs,
         target,
+        gpu_candidates,
         timeout,
         task_manifest,
         request,

@@ -257,3 +257,127 @@ fn a_request_can_shorten_the_deadline_but_not_lengthen_it() {
         "the manifest's 1h stays"
     );
 }
+
+const ENTERPRISE: &str = r#"
+schema_version = 1
+
+[model]
+path = "models/net.onnx"
+
+[defaults]
+toolchain = "tensorrt 11.4"
+
+[[profile]]
+inputs.images = { min = [1, 3, 8, 8], opt = [2, 3, 8, 8], max = [4, 3, 8, 8] }
+
+[[engine]]
+name = "h100"
+compatibility.gpu = "H100"
+
+[[engine]]
+name = "a100"
+compatibility.gpu = "A100"
+
+[[engine]]
+name = "l4"
+compatibility.gpu = "L4"
+
+[[engine]]
+name = "shared"
+compatibility.gpu = "H100"
+mps_percentage = 50
+"#;
+
+/// An Enterprise toolchain and a made-up set of GPUs: H100, A100, H100.
+fn gpu_inventory(mps: crate::gpus::MpsState) -> Inventory {
+    let mut inventory = Inventory::from_rows(vec![ToolchainRow {
+        flavour: "tensorrt".into(),
+        version: Some("11.4.0.7".into()),
+        library: Some(PathBuf::from("/opt/trt/libnvinfer.so.11")),
+        library_digest: Some(format!("blake3:{}", "ab".repeat(32))),
+        parser_library: Some(PathBuf::from("/opt/trt/libnvonnxparser.so.11")),
+        parser_library_digest: Some(format!("blake3:{}", "ef".repeat(32))),
+        error: None,
+    }]);
+    inventory.gpus = crate::gpus::testing::fake_gpu_set(
+        &[
+            ("NVIDIA H100 80GB HBM3", "9.0"),
+            ("NVIDIA A100-SXM4-80GB", "8.0"),
+            ("NVIDIA H100 80GB HBM3", "9.0"),
+        ],
+        mps,
+    );
+    inventory
+}
+
+fn no_mps() -> crate::gpus::MpsState {
+    crate::gpus::MpsState::Off {
+        reason: "this daemon runs with gpu.mps = \"off\"".into(),
+    }
+}
+
+fn enterprise(variant: &str) -> v1::SubmitRequest {
+    v1::SubmitRequest {
+        variant: variant.into(),
+        ..request(ENTERPRISE, vec![model()])
+    }
+}
+
+#[test]
+fn an_enterprise_build_may_run_on_any_gpu_of_its_model_and_is_keyed_by_it() {
+    let inventory = gpu_inventory(no_mps());
+    let h100 = prepare(enterprise("h100"), &inventory, &policy()).unwrap();
+    assert_eq!(
+        h100.target,
+        Target::Gpu {
+            model: "NVIDIA H100 80GB HBM3".into(),
+            compute_capability: "9.0".into(),
+        }
+    );
+    assert_eq!(h100.gpu_candidates, vec![0, 2]);
+    assert_eq!(h100.target_text(), "NVIDIA H100 80GB HBM3/9.0");
+    let a100 = prepare(enterprise("a100"), &inventory, &policy()).unwrap();
+    assert_eq!(a100.gpu_candidates, vec![1]);
+    assert_ne!(h100.key, a100.key);
+}
+
+#[test]
+fn an_enterprise_build_no_gpu_here_can_serve_fails_at_submit() {
+    let status = prepare(enterprise("l4"), &gpu_inventory(no_mps()), &policy()).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status
+            .message()
+            .contains("engine `l4`: the engine asks for compatibility.gpu = \"L4\""),
+        "{}",
+        status.message()
+    );
+    let mut no_gpus = gpu_inventory(no_mps());
+    no_gpus.gpus = crate::gpus::testing::fake_gpu_set(&[], no_mps());
+    let status = prepare(enterprise("h100"), &no_gpus, &policy()).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("has no GPU"),
+        "{}",
+        status.message()
+    );
+}
+
+#[test]
+fn an_mps_limit_needs_mps_and_changes_the_key() {
+    let status = prepare(enterprise("shared"), &gpu_inventory(no_mps()), &policy()).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("mps_percentage = 50"),
+        "{}",
+        status.message()
+    );
+    let with_mps = gpu_inventory(crate::gpus::MpsState::Running {
+        pipe_dir: "/tmp/trtfarm-mps-0123456789abcdef".into(),
+        owned: true,
+    });
+    let shared = prepare(enterprise("shared"), &with_mps, &policy()).unwrap();
+    let whole = prepare(enterprise("h100"), &with_mps, &policy()).unwrap();
+    assert_eq!(shared.gpu_candidates, whole.gpu_candidates);
+    assert_ne!(shared.key, whole.key);
+}

@@ -9,6 +9,7 @@ use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
 use trtfarm_proto::v1;
 
 use crate::config::DaemonConfig;
+use crate::gpus::{self, GpuSet, MpsConfig, MpsService};
 use crate::inventory;
 use crate::jobs::queue::Resource;
 use crate::jobs::{Farm, FarmSettings};
@@ -32,12 +33,14 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         )
     })?;
     let program = std::env::current_exe().context("cannot find the trtfarmd executable")?;
-    let inventory = inventory::probe(
+    let mut inventory = inventory::probe(
         &program,
         config.toolchains.tensorrt_rtx_lib_dir.as_deref(),
         config.toolchains.tensorrt_lib_dir.as_deref(),
     )
     .await?;
+    let (gpus, mps) = probe_gpus(&config, &program).await?;
+    inventory.gpus = gpus;
     for row in &inventory.rows {
         match (&row.version, &row.error) {
             (Some(version), _) => tracing::info!(flavour = %row.flavour, %version, "toolchain"),
@@ -52,7 +55,14 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let settings = FarmSettings {
         state_dir: config.state_dir.clone(),
-        slots: vec![(Resource::Cpu, config.slots.cpu as u32)],
+        slots: std::iter::once((Resource::Cpu, config.slots.cpu as u32))
+            .chain(inventory.gpus.gpus.iter().map(|gpu| {
+                (
+                    Resource::Gpu(gpu.index),
+                    config.slots.gpu_builds_per_gpu as u32,
+                )
+            }))
+            .collect(),
         max_queued_jobs: config.limits.max_queued_jobs,
         max_log_size: config.limits.max_log_size,
         worker_memory: config.limits.worker_memory,
@@ -152,12 +162,36 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     let _ = std::fs::remove_file(config.state_dir.join(INFO_FILE));
+    // After the drain: no build uses MPS any more.
+    mps.shutdown();
     // Drained: no worker runs in the build root any more.
     if let Err(e) = crate::worker::BuildRoot::remove(&config.state_dir) {
         tracing::warn!("cannot remove the build root: {e}");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Finds the GPUs (in a child process) and sets MPS up as configured.
+async fn probe_gpus(
+    config: &DaemonConfig,
+    program: &std::path::Path,
+) -> anyhow::Result<(GpuSet, MpsService)> {
+    let inventory = gpus::probe(program).await;
+    for gpu in &inventory.gpus {
+        tracing::info!("{}", trtfarm_gpu::inventory::summary_line(gpu));
+    }
+    if let Some(reason) = &inventory.unavailable {
+        tracing::info!("no GPU: {reason}");
+    }
+    let mps_config = MpsConfig::resolve(
+        &config.gpu,
+        &config.state_dir,
+        std::env::var_os("CUDA_MPS_PIPE_DIRECTORY").map(Into::into),
+    );
+    let mps = MpsService::start(&mps_config, !inventory.gpus.is_empty())?;
+    let set = GpuSet::from_inventory(inventory, config.gpu.devices.as_deref(), mps.state());
+    Ok((set, mps))
 }
 
 async fn wait_for_signal() {

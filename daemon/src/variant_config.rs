@@ -61,7 +61,7 @@ pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
 pub enum ModelPrecision {
     /// fp32/tf32: built as it is.
     AsIs,
-    /// fp16/bf16: converted by `onnx_graph::autocast` first.
+    /// fp16/bf16: converted by `onnx_graph::autocast` first, as [`autocast_options`] says.
     Autocast(onnx_graph::autocast::AutocastTarget),
     /// int8/fp8/fp4: built as it is, but only if it carries Q/DQ nodes of that type.
     ExplicitQuantization(&'static str),
@@ -78,6 +78,20 @@ pub fn model_precision(variant: &Variant) -> ModelPrecision {
         Precision::Fp8 => ModelPrecision::ExplicitQuantization("fp8"),
         Precision::Fp4 => ModelPrecision::ExplicitQuantization("fp4"),
     }
+}
+
+/// The conversion the build worker applies for an autocast precision: `target` (from
+/// [`model_precision`]) with the manifest's `autocast` settings. The manifest has already
+/// refused an operator listed both to keep and to convert.
+pub fn autocast_options(
+    target: onnx_graph::autocast::AutocastTarget,
+    settings: &manifest_schema::Autocast,
+) -> onnx_graph::autocast::AutocastOptions {
+    let mut options = onnx_graph::autocast::AutocastOptions::new(target);
+    options.keep_fp32_ops = settings.keep_fp32.clone();
+    options.force_convert_ops = settings.convert.clone();
+    options.keep_fp32_io = settings.keep_fp32_io;
+    options
 }
 
 /// The builder configuration for `variant`, for a model already prepared as

@@ -158,3 +158,97 @@ fn enterprise_locked_needs_the_registry_and_says_so() {
     let error = config_of(&format!("{ENTERPRISE}timing_cache.policy = \"locked\"\n")).unwrap_err();
     assert_eq!(error.setting, "timing_cache.policy");
 }
+
+/// An fp16 RTX manifest with `autocast` settings in [defaults] and `engine` overrides.
+fn autocast_variant(engine: &str) -> manifest_schema::Variant {
+    let toml = format!(
+        "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\ntoolchain = \"tensorrt-rtx 1.7\"\n\
+         precision = \"fp16\"\ncompatibility.compute_capabilities = [\"8.6\"]\n\
+         [defaults.autocast]\nkeep_fp32 = [\"Sigmoid\"]\n[[engine]]\nname = \"e\"\n{engine}"
+    );
+    manifest_schema::parse(&toml, Path::new("engine.toml"))
+        .unwrap_or_else(|errors| panic!("test manifest is invalid:\n{errors}"))
+        .variants()[0]
+        .clone()
+}
+
+/// The options the worker autocasts with, computed as the worker does: from the task manifest
+/// the daemon renders for the variant, parsed back.
+fn worker_options(variant: &manifest_schema::Variant) -> onnx_graph::autocast::AutocastOptions {
+    use crate::worker::task_manifest::{TASK_MANIFEST_PATH, TASK_VARIANT, task_manifest};
+    let text = task_manifest(variant).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = manifest_schema::parse(&text, Path::new(TASK_MANIFEST_PATH))
+        .unwrap_or_else(|errors| panic!("task manifest is invalid:\n{errors}"));
+    let task_variant = manifest.variant(TASK_VARIANT).expect("the task's engine");
+    let ModelPrecision::Autocast(target) = model_precision(task_variant) else {
+        panic!("fp16 is autocast")
+    };
+    autocast_options(target, &task_variant.settings.autocast)
+}
+
+#[test]
+fn autocast_settings_reach_the_worker_options() {
+    use onnx_graph::autocast::{AutocastOptions, AutocastTarget, DEFAULT_INLINE_LIMIT};
+    let ops = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    let options = worker_options(&autocast_variant(
+        "precision = \"bf16\"\nautocast.convert = [\"Softmax\"]\nautocast.keep_fp32_io = true\n",
+    ));
+    assert_eq!(
+        options,
+        AutocastOptions {
+            target: AutocastTarget::BFloat16,
+            keep_fp32_ops: ops(&["Sigmoid"]),
+            force_convert_ops: ops(&["Softmax"]),
+            keep_fp32_io: true,
+            inline_limit: DEFAULT_INLINE_LIMIT,
+        }
+    );
+    // Without an `autocast` table the options are autocast's own defaults.
+    let plain = autocast_variant("autocast.keep_fp32 = []\n");
+    assert_eq!(
+        worker_options(&plain),
+        AutocastOptions::new(AutocastTarget::Half)
+    );
+}
+
+#[test]
+fn the_options_change_what_autocast_keeps_in_fp32() {
+    use onnx_graph::DataType;
+    // The precision-fanout example: conv-BN-SiLU (Sigmoid) stages and a final Softmax.
+    let kept_ops = |engine: &str| {
+        let options = worker_options(&autocast_variant(engine));
+        let mut model = onnx_graph::example_models::backbone();
+        let report = onnx_graph::autocast::autocast_model(&mut model, &options);
+        let mut ops: Vec<String> = report
+            .kept_fp32_nodes
+            .into_iter()
+            .map(|(_, op)| op)
+            .collect();
+        ops.sort();
+        ops.dedup();
+        let graph = model.graph.expect("a graph");
+        let input_type = graph.input[0]
+            .r#type
+            .as_ref()
+            .and_then(|t| t.value.as_ref())
+            .and_then(|v| match v {
+                onnx_graph::proto::type_proto::Value::TensorType(t) => t.elem_type,
+                _ => None,
+            });
+        (ops, input_type)
+    };
+    let float = Some(DataType::Float as i32);
+    let half = Some(DataType::Float16 as i32);
+    assert_eq!(
+        kept_ops(""),
+        (vec!["Sigmoid".to_string(), "Softmax".to_string()], half)
+    );
+    assert_eq!(
+        kept_ops("autocast.convert = [\"Softmax\"]\nautocast.keep_fp32 = []\n"),
+        (vec![], half)
+    );
+    assert_eq!(
+        kept_ops("autocast.keep_fp32_io = true\n"),
+        (vec!["Sigmoid".to_string(), "Softmax".to_string()], float)
+    );
+}

@@ -6,9 +6,18 @@
 //! length-prefixed (u64 LE), integers are fixed-width little-endian, options carry a presence
 //! byte (0 or 1), sets are written sorted and enumerations as their manifest spelling.
 //! Bump the version whenever the layout or the meaning of a field changes.
+//!
+//! Fields added after version 1 (the `autocast` settings, tags 20–22) come after the profiles
+//! and are written only when they differ from their default. Their default is what every build
+//! did before they existed, so a variant that does not use them keeps its exact earlier
+//! encoding (and action key), and the tags keep every other encoding unambiguous.
+//!
+//! Deliberately left out: `compatibility.gpu`. It selects the build GPU; the daemon puts the
+//! GPU it resolved to (model and compute capability) into the action key, so two selectors that
+//! pick the same GPU share one cache entry.
 
 use crate::enums::{TacticSource, TimingCachePolicy};
-use crate::model::{BuildSettings, Profile, Variant};
+use crate::model::{Autocast, BuildSettings, Profile, Variant};
 use crate::toolchain::{Comparator, VersionOp};
 
 /// Version of the canonical encoding; the second thing in every encoding.
@@ -38,6 +47,10 @@ mod tag {
     pub(super) const REFIT: u16 = 17;
     pub(super) const STRIP: u16 = 18;
     pub(super) const PROFILES: u16 = 19;
+    // Written only when not at their default (see the module documentation).
+    pub(super) const AUTOCAST_KEEP_FP32: u16 = 20;
+    pub(super) const AUTOCAST_CONVERT: u16 = 21;
+    pub(super) const AUTOCAST_KEEP_FP32_IO: u16 = 22;
 }
 
 /// Appends framed values to a buffer.
@@ -114,7 +127,8 @@ fn op_code(op: VersionOp) -> u8 {
 
 impl Variant {
     /// The canonical encoding of everything in this variant that can change the engine: all
-    /// build settings and profiles, but not `name`, `output`, `build_timeout` or profile names.
+    /// build settings and profiles, but not `name`, `output`, `build_timeout`, profile names or
+    /// `compatibility.gpu` (the daemon keys by the GPU it resolves to).
     /// Model and plugin contents are not part of a variant; the action key adds their digests.
     pub fn canonical_encoding(&self) -> Vec<u8> {
         let mut e = Encoder {
@@ -124,6 +138,7 @@ impl Variant {
         e.u16(CANONICAL_ENCODING_VERSION);
         encode_settings(&mut e, &self.settings);
         e.field(tag::PROFILES, |e| encode_profiles(e, &self.profiles));
+        encode_autocast(&mut e, &self.settings.autocast);
         e.bytes
     }
 }
@@ -198,6 +213,27 @@ fn encode_settings(e: &mut Encoder, s: &BuildSettings) {
     });
     e.field(tag::REFIT, |e| e.str(s.weights.refit.as_str()));
     e.field(tag::STRIP, |e| e.bool(s.weights.strip));
+}
+
+/// The autocast settings that differ from the default, each as its own field.
+fn encode_autocast(e: &mut Encoder, autocast: &Autocast) {
+    for (tag, ops) in [
+        (tag::AUTOCAST_KEEP_FP32, &autocast.keep_fp32),
+        (tag::AUTOCAST_CONVERT, &autocast.convert),
+    ] {
+        if !ops.is_empty() {
+            e.field(tag, |e| {
+                e.len(ops.len());
+                // A BTreeSet iterates in sorted order.
+                for op in ops {
+                    e.str(op);
+                }
+            });
+        }
+    }
+    if autocast.keep_fp32_io {
+        e.field(tag::AUTOCAST_KEEP_FP32_IO, |e| e.bool(true));
+    }
 }
 
 fn encode_profiles(e: &mut Encoder, profiles: &[Profile]) {

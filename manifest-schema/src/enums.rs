@@ -142,6 +142,14 @@ string_enum! {
     }
 }
 
+impl Precision {
+    /// fp16 and bf16: built from a model the worker converts (autocasts) to that type first,
+    /// which the `autocast` table configures.
+    pub fn is_autocast(self) -> bool {
+        matches!(self, Precision::Fp16 | Precision::Bf16)
+    }
+}
+
 string_enum! {
     /// A library TensorRT may take tactics from.
     TacticSource, "tactic source" {

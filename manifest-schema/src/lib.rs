@@ -4,6 +4,7 @@
 //! The format is specified in the manifest reference of the repository's README.md. Data flows `raw` (serde types, as written) →
 //! `resolve`/`validate`/`profiles` (checks, defaults) → `model` (the typed result).
 
+mod autocast;
 mod canonical;
 mod diagnostic;
 mod enums;
@@ -31,9 +32,9 @@ pub use enums::{
 };
 pub use inputs::hash_file;
 pub use model::{
-    Blake3Digest, BuildSettings, Compatibility, ComputeCapability, ComputeCapabilityParseError,
-    DigestParseError, Manifest, MemoryPools, Model, PluginLibrary, Profile, ShapeRange, Variant,
-    Weights,
+    Autocast, Blake3Digest, BuildSettings, Compatibility, ComputeCapability,
+    ComputeCapabilityParseError, DigestParseError, GpuSelector, GpuSelectorParseError, Manifest,
+    MemoryPools, Model, PluginLibrary, Profile, ShapeRange, Variant, Weights,
 };
 pub use model_inputs::{ModelDim, ModelInput};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};

@@ -207,6 +207,8 @@ pub struct BuildSettings {
     pub timing_cache: TimingCachePolicy,
     /// Refit options.
     pub weights: Weights,
+    /// How autocast converts the model; always the default unless `precision` is fp16 or bf16.
+    pub autocast: Autocast,
 }
 
 mod duration_text {
@@ -239,6 +241,98 @@ pub struct Compatibility {
     pub exclude_lean_runtime: bool,
     /// Target GPUs (TensorRT-RTX); empty for Enterprise.
     pub compute_capabilities: BTreeSet<ComputeCapability>,
+    /// Which GPU an Enterprise engine is built on; `None`: any GPU the daemon has. Not part of
+    /// the canonical encoding: the daemon keys a build by the GPU the selector resolved to.
+    pub gpu: Option<GpuSelector>,
+}
+
+/// `compatibility.gpu`: which GPUs a TensorRT Enterprise build may run on, and so target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GpuSelector {
+    /// Any GPU of this compute capability, written `"9.0"`.
+    ComputeCapability(ComputeCapability),
+    /// Any GPU whose name contains this text, ignoring case, written e.g. `"H100"`.
+    Name(String),
+}
+
+impl GpuSelector {
+    /// Whether the GPU called `gpu_name` (as the driver names it, e.g. "NVIDIA H100 80GB HBM3"),
+    /// of compute capability `cc`, is one this selector means.
+    pub fn matches(&self, gpu_name: &str, cc: ComputeCapability) -> bool {
+        match self {
+            GpuSelector::ComputeCapability(wanted) => *wanted == cc,
+            GpuSelector::Name(fragment) => {
+                gpu_name.to_lowercase().contains(&fragment.to_lowercase())
+            }
+        }
+    }
+}
+
+/// The manifest spelling: `9.0` or the name fragment as written (trimmed).
+impl fmt::Display for GpuSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuSelector::ComputeCapability(cc) => cc.fmt(f),
+            GpuSelector::Name(fragment) => f.write_str(fragment),
+        }
+    }
+}
+
+impl Serialize for GpuSelector {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Why a `compatibility.gpu` string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuSelectorParseError {
+    /// Nothing but whitespace.
+    #[error("`compatibility.gpu` is empty")]
+    Empty,
+    /// Only digits and dots, but not `major.minor`.
+    #[error("`{0}` is not a compute capability")]
+    BadComputeCapability(String),
+}
+
+/// Digits and dots only (`"9.0"`, `"90"`, `"9"`) mean a compute capability, which must then be
+/// `major.minor`; anything else is a name fragment (GPU names always contain a letter).
+impl FromStr for GpuSelector {
+    type Err = GpuSelectorParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        if text.is_empty() {
+            return Err(GpuSelectorParseError::Empty);
+        }
+        if text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return text
+                .parse()
+                .map(GpuSelector::ComputeCapability)
+                .map_err(|_| GpuSelectorParseError::BadComputeCapability(text.to_string()));
+        }
+        Ok(GpuSelector::Name(text.to_string()))
+    }
+}
+
+/// How `precision = "fp16"`/`"bf16"` converts the model (`[autocast]`). Empty lists and `false`
+/// are the built-in behaviour; other precisions always carry the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Autocast {
+    /// ONNX operator types kept in float32 on top of the built-in list (default empty).
+    pub keep_fp32: BTreeSet<String>,
+    /// Operator types of the built-in float32 list converted anyway (default empty); never
+    /// shares a type with `keep_fp32`.
+    pub convert: BTreeSet<String>,
+    /// Graph inputs and outputs stay float32, with casts at the boundary (default false).
+    pub keep_fp32_io: bool,
+}
+
+impl Autocast {
+    /// Whether this is the built-in behaviour (nothing set, or only defaults written).
+    pub fn is_default(&self) -> bool {
+        *self == Autocast::default()
+    }
 }
 
 /// A CUDA compute capability such as 8.6.
@@ -354,6 +448,34 @@ mod tests {
         );
         for bad in ["8", "86", "8.", ".6", "8.6.1", "a.b", "-8.6", "0.5", "+8.6"] {
             assert!(bad.parse::<ComputeCapability>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gpu_selectors_parse_match_and_display() {
+        let hopper = ComputeCapability { major: 9, minor: 0 };
+        let ada = ComputeCapability { major: 8, minor: 9 };
+        let parse = |s: &str| s.parse::<GpuSelector>();
+        assert_eq!(parse(" 9.0"), Ok(GpuSelector::ComputeCapability(hopper)));
+        assert_eq!(parse("h100 "), Ok(GpuSelector::Name("h100".into())));
+        assert_eq!(parse("  "), Err(GpuSelectorParseError::Empty));
+        for bad in ["90", "9", "9.0.1", "9."] {
+            assert_eq!(
+                parse(bad),
+                Err(GpuSelectorParseError::BadComputeCapability(bad.into()))
+            );
+        }
+
+        let name = GpuSelector::Name("h100".into());
+        assert!(name.matches("NVIDIA H100 80GB HBM3", hopper));
+        assert!(!name.matches("NVIDIA H200", hopper));
+        let capability = GpuSelector::ComputeCapability(hopper);
+        assert!(capability.matches("NVIDIA H200", hopper));
+        assert!(!capability.matches("NVIDIA H100 PCIe", ada));
+        assert!(GpuSelector::Name("rtx 4090".into()).matches("NVIDIA GeForce RTX 4090", ada));
+
+        for text in ["9.0", "12.0", "H100", "NVIDIA L40S"] {
+            assert_eq!(parse(text).map(|s| s.to_string()).as_deref(), Ok(text));
         }
     }
 }

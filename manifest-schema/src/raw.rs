@@ -153,6 +153,13 @@ pub(crate) struct RawCompatibility {
     /// Required for `tensorrt-rtx`, not allowed for `tensorrt` (it builds for the build GPU).
     #[serde(default)]
     pub(crate) compute_capabilities: Option<Located<Vec<Located<ComputeCapabilityText>>>>,
+    /// The build GPU (TensorRT Enterprise only, which builds on the GPU it targets): a compute
+    /// capability such as `"9.0"` (any GPU of that capability) or part of a GPU's name such as
+    /// `"H100"` (any GPU whose name contains it, ignoring case, e.g. "NVIDIA H100 80GB HBM3").
+    /// Default: any GPU the daemon has.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub(crate) gpu: Option<Located<String>>,
 }
 
 /// A compute capability as written, `"major.minor"`.
@@ -181,6 +188,33 @@ pub(crate) struct RawWeights {
     #[serde(default)]
     pub(crate) strip: Option<Located<bool>>,
 }
+
+/// How `precision = "fp16"` or `"bf16"` converts the model (autocast): which ONNX operators stay
+/// in float32 and whether the graph's inputs and outputs do. Only for those two precisions; in
+/// `[defaults]` it applies to the engines that use them.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Autocast")]
+pub(crate) struct RawAutocast {
+    /// ONNX operator types kept in float32 in addition to the built-in list (reductions,
+    /// softmax, normalizations, `Exp`/`Log`/`Pow`, ...). Default: `[]`. Example: `["Sigmoid"]`.
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")))]
+    pub(crate) keep_fp32: Option<Located<Vec<Located<OpTypeText>>>>,
+    /// Operator types of the built-in float32 list to convert anyway (also custom-domain
+    /// operators of these types); not allowed together with `keep_fp32` for the same type.
+    /// Default: `[]`. Example: `["ReduceMean"]`.
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")))]
+    pub(crate) convert: Option<Located<Vec<Located<OpTypeText>>>>,
+    /// Keep float32 graph inputs and outputs float32, with casts inserted at the boundary,
+    /// instead of converting them. Default: `false`.
+    #[serde(default)]
+    pub(crate) keep_fp32_io: Option<Located<bool>>,
+}
+
+/// An ONNX operator type as written, e.g. `"Softmax"`.
+pub(crate) type OpTypeText = String;
 
 /// Combining a `[defaults]` value with an engine's: the engine's wins, tables merge key by key.
 pub(crate) trait Overlay: Clone {
@@ -222,10 +256,16 @@ overlay_table!(RawCompatibility {
     hardware,
     version_compatible,
     exclude_lean_runtime,
-    compute_capabilities
+    compute_capabilities,
+    gpu
 });
 overlay_table!(RawTimingCache { policy });
 overlay_table!(RawWeights { refit, strip });
+overlay_table!(RawAutocast {
+    keep_fp32,
+    convert,
+    keep_fp32_io
+});
 
 /// Declares the build settings once, for both `[defaults]` ([`RawSettings`]) and `[[engine]]`
 /// ([`RawEngine`]): serde's `flatten` cannot be combined with `deny_unknown_fields`.
@@ -263,6 +303,13 @@ macro_rules! build_settings {
             /// The build settings written in this `[[engine]]`.
             pub(crate) fn settings(&self) -> RawSettings {
                 RawSettings { $( $field: self.$field.clone(), )+ }
+            }
+        }
+
+        impl RawSettings {
+            /// The precision these settings ask for; the default, fp32, when unset.
+            pub(crate) fn precision(&self) -> Precision {
+                self.precision.as_ref().map_or(Precision::Fp32, |p| *p.get())
             }
         }
 
@@ -310,4 +357,6 @@ build_settings! {
     timing_cache: RawTimingCache,
     /// Refitting, merged key by key with `[defaults]`.
     weights: RawWeights,
+    /// How fp16/bf16 convert the model, merged key by key with `[defaults]`.
+    autocast: RawAutocast,
 }

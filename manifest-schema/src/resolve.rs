@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use crate::autocast::{check_defaults_used, check_engine_applies};
 use crate::diagnostic::{Diagnostic, SourceFile, sort_and_dedup};
 use crate::model::{
     Blake3Digest, Manifest, Model, ModelSpans, PluginLibrary, Variant, manifest_dir,
@@ -35,7 +36,9 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
     let mut variants = Vec::new();
     let mut profile_spans = Vec::new();
     let engines = raw.engine.as_deref().unwrap_or_default();
+    let mut any_engine_autocast = false;
     if engines.is_empty() {
+        any_engine_autocast = defaults.precision().is_autocast();
         let anchor = raw.defaults.as_ref().map_or(0..0, Located::span);
         let settings = build_settings(&mut ck, &defaults, Some((IMPLICIT_VARIANT_NAME, anchor)));
         if let (Some(settings), Some(shared)) = (settings, shared_profiles.clone()) {
@@ -50,6 +53,10 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for engine in engines {
+        any_engine_autocast |= defaults
+            .overlay(&engine.get().settings())
+            .precision()
+            .is_autocast();
         let variant = engine_variant(
             &mut ck,
             &source,
@@ -63,6 +70,8 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
             profile_spans.push(spans);
         }
     }
+
+    check_defaults_used(&mut ck, defaults.autocast.as_ref(), any_engine_autocast);
 
     let mut diagnostics = ck.diagnostics;
     if !diagnostics.is_empty() {
@@ -212,6 +221,7 @@ fn engine_variant<'r>(
     };
     let own_profiles = engine.profile.as_deref().map(|list| profiles(ck, list));
     let merged = defaults.overlay(&engine.settings());
+    check_engine_applies(ck, name, engine.autocast.as_ref(), merged.precision());
     let settings = build_settings(ck, &merged, Some((name, name_span)));
     let profiles = match own_profiles {
         Some(own) => own,

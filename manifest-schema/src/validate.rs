@@ -4,11 +4,13 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::Duration;
 
+use crate::autocast::autocast;
 use crate::diagnostic::{Diagnostic, SourceFile};
-use crate::enums::{
-    Flavour, HardwareCompatibility, Precision, RefitMode, TilingLevel, TimingCachePolicy,
+use crate::enums::{Flavour, HardwareCompatibility, RefitMode, TilingLevel, TimingCachePolicy};
+use crate::model::{
+    Autocast, BuildSettings, Compatibility, ComputeCapability, GpuSelector, GpuSelectorParseError,
+    MemoryPools, Weights,
 };
-use crate::model::{BuildSettings, Compatibility, ComputeCapability, MemoryPools, Weights};
 use crate::raw::{Located, RawMemoryPools, RawSettings};
 use crate::size::{SizeValue, parse_size};
 use crate::toolchain::ToolchainRequirement;
@@ -186,8 +188,20 @@ pub(crate) fn build_settings(
         }
         set
     });
+    let gpu = compat.gpu.as_ref().and_then(|g| match g.get().parse::<GpuSelector>() {
+        Ok(selector) => Some(selector),
+        Err(e) => {
+            let hint = match e {
+                GpuSelectorParseError::Empty => "give a compute capability such as \"9.0\" or part of the GPU's name such as \"H100\", or leave `gpu` out to build on any GPU",
+                GpuSelectorParseError::BadComputeCapability(_) => "write a compute capability as \"major.minor\", e.g. \"9.0\", or give part of the GPU's name such as \"H100\"",
+            };
+            ck.error(g.span(), e.to_string(), Some(hint.to_string()));
+            None
+        }
+    });
     let timing = raw.timing_cache.clone().unwrap_or_default();
     let weights = raw.weights.clone().unwrap_or_default();
+    let autocast = autocast(ck, raw.autocast.as_ref());
 
     let (variant, anchor_span) = anchor?;
     let Some(toolchain) = toolchain else {
@@ -200,8 +214,9 @@ pub(crate) fn build_settings(
         }
         return None;
     };
+    let precision = raw.precision();
     let settings = BuildSettings {
-        precision: raw.precision.as_ref().map_or(Precision::Fp32, |p| *p.get()),
+        precision,
         optimization_level: flatten_u(optimization_level, 3)?,
         max_aux_streams: match max_aux_streams {
             None => None,
@@ -233,6 +248,7 @@ pub(crate) fn build_settings(
                 .as_ref()
                 .is_some_and(|v| *v.get()),
             compute_capabilities: compute_capabilities.unwrap_or_default(),
+            gpu,
         },
         timing_cache: timing
             .policy
@@ -241,6 +257,13 @@ pub(crate) fn build_settings(
         weights: Weights {
             refit: weights.refit.as_ref().map_or(RefitMode::None, |r| *r.get()),
             strip: weights.strip.as_ref().is_some_and(|s| *s.get()),
+        },
+        // Inherited autocast settings do not apply to an engine that is not autocast (`resolve`
+        // reports them where they cannot apply at all).
+        autocast: if precision.is_autocast() {
+            autocast
+        } else {
+            Autocast::default()
         },
         toolchain,
     };
@@ -329,6 +352,13 @@ fn cross_checks(ck: &mut Checker<'_>, raw: &RawSettings, s: &BuildSettings) {
                         "TensorRT-RTX builds on the CPU and does not time tactics: remove it"
                             .to_string(),
                     ),
+                );
+            }
+            if let Some(g) = &compat.gpu {
+                ck.error(
+                    g.span(),
+                    "`gpu` does not apply to TensorRT-RTX",
+                    Some("TensorRT-RTX builds on the CPU for the GPUs listed in compute_capabilities: remove `gpu` and list the target's capability there, e.g. compute_capabilities = [\"8.9\"]".to_string()),
                 );
             }
             if let Some(a) = &raw.avg_timing_iterations {

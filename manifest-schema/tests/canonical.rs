@@ -262,6 +262,107 @@ fn irrelevant_changes_keep_the_encoding() {
     );
 }
 
+/// blake3 of encodings written by the code before `autocast` and `compatibility.gpu` existed:
+/// variants that do not use them must keep their action keys.
+#[test]
+fn encodings_without_autocast_settings_are_unchanged() {
+    let hash = |toml: &str| blake3::hash(&encode(toml)).to_hex().to_string();
+    assert_eq!(
+        hash(BASE),
+        "a2dd8090439d536e6f4c0e5d55ad4bdf81fb57373e1ee088d6614b13892c1447"
+    );
+    let rtx_bf16 = "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\ntoolchain = \"tensorrt-rtx 1.7\"\nprecision = \"bf16\"\ncompatibility.compute_capabilities = [\"8.9\", \"12.0\"]\n";
+    let golden = "57cd5b28483a913a45994294252d274e50a19875ef4728fc3a59f02585c94110";
+    assert_eq!(hash(rtx_bf16), golden);
+    // Written at their defaults, the autocast settings change nothing either.
+    assert_eq!(
+        hash(&format!(
+            "{rtx_bf16}autocast = {{ keep_fp32 = [], convert = [], keep_fp32_io = false }}\n"
+        )),
+        golden
+    );
+}
+
+#[test]
+fn every_autocast_setting_changes_the_encoding() {
+    let base = encode(BASE);
+    let changes = [
+        (
+            "keep_fp32",
+            with_engine("autocast.keep_fp32 = [\"Sigmoid\"]"),
+        ),
+        (
+            "another keep_fp32",
+            with_engine("autocast.keep_fp32 = [\"Sigmoid\", \"Tanh\"]"),
+        ),
+        ("convert", with_engine("autocast.convert = [\"Sigmoid\"]")),
+        (
+            "another convert",
+            with_engine("autocast.convert = [\"Softmax\"]"),
+        ),
+        ("keep_fp32_io", with_engine("autocast.keep_fp32_io = true")),
+        (
+            "all three",
+            with_engine(
+                "autocast = { keep_fp32 = [\"Sigmoid\"], convert = [\"Softmax\"], keep_fp32_io = true }",
+            ),
+        ),
+        (
+            "the precision with the same settings",
+            with_engine("precision = \"bf16\"\nautocast.keep_fp32_io = true"),
+        ),
+    ];
+    let mut seen = vec![base.clone()];
+    for (what, toml) in changes {
+        let changed = encode(&toml);
+        assert_ne!(changed, base, "changing {what} did not change the encoding");
+        assert!(
+            !seen.contains(&changed),
+            "changing {what} collides with another change"
+        );
+        seen.push(changed);
+    }
+}
+
+#[test]
+fn autocast_lists_are_sets_and_inherited_settings_skip_other_precisions() {
+    let keep = encode(&with_engine("autocast.keep_fp32 = [\"Tanh\", \"Sigmoid\"]"));
+    assert_eq!(
+        encode(&with_engine(
+            "autocast.keep_fp32 = [\"Sigmoid\", \"Tanh\", \"Sigmoid\"]"
+        )),
+        keep
+    );
+    // From [defaults] or the engine: the same settings.
+    assert_eq!(
+        encode(&replacing(
+            "precision = \"fp16\"\n",
+            "precision = \"fp16\"\nautocast.keep_fp32 = [\"Sigmoid\", \"Tanh\"]\n",
+        )),
+        keep
+    );
+    // An fp32 engine is not autocast: what [defaults.autocast] says does not change it.
+    let fp32 = with_engine("precision = \"fp32\"");
+    let inherited = fp32.replacen(
+        "precision = \"fp16\"\n",
+        "precision = \"fp16\"\nautocast.keep_fp32 = [\"Sigmoid\"]\n",
+        1,
+    ) + "[[engine]]\nname = \"half\"\n";
+    assert_eq!(encode(&inherited), encode(&fp32));
+}
+
+#[test]
+fn the_build_gpu_selector_is_not_part_of_the_encoding() {
+    let base = encode(BASE);
+    for gpu in ["\"H100\"", "\"9.0\"", "\"nvidia h200\""] {
+        assert_eq!(
+            encode(&with_engine(&format!("compatibility.gpu = {gpu}"))),
+            base,
+            "compatibility.gpu = {gpu} changed the encoding"
+        );
+    }
+}
+
 #[test]
 fn profile_order_matters() {
     let swapped = replacing(

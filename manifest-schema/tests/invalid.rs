@@ -390,6 +390,118 @@ const CASES: &[Case] = &[
         hint: Some("weights.refit"),
     },
     Case {
+        name: "defaults autocast used by no engine",
+        toml: concat!(rtx!(), "autocast.keep_fp32 = [\"Sigmoid\"]\n"),
+        line: 7,
+        column: 22,
+        message: "`[defaults.autocast]` applies to no engine: none has precision `fp16` or `bf16`",
+        hint: Some("only configure the fp16/bf16 model conversion"),
+    },
+    Case {
+        name: "autocast on a quantized engine",
+        toml: concat!(
+            rtx!(),
+            "precision = \"fp16\"\n[[engine]]\nname = \"a\"\nprecision = \"int8\"\nautocast = { keep_fp32_io = true }\n"
+        ),
+        line: 11,
+        column: 29,
+        message: "`autocast` does not apply to precision `int8`",
+        hint: Some("engine `a` has precision `int8`, which builds from the model's Q/DQ nodes"),
+    },
+    Case {
+        name: "autocast on an fp32 engine",
+        toml: concat!(
+            rtx!(),
+            "[[engine]]\nname = \"a\"\n[engine.autocast]\nconvert = [\"Softmax\"]\n"
+        ),
+        line: 10,
+        column: 11,
+        message: "`autocast` does not apply to precision `fp32`",
+        hint: Some("which builds the model as it is"),
+    },
+    Case {
+        name: "empty operator type",
+        toml: concat!(
+            rtx!(),
+            "precision = \"fp16\"\nautocast.keep_fp32 = [\"Sigmoid\", \"\"]\n"
+        ),
+        line: 8,
+        column: 34,
+        message: "`autocast.keep_fp32` has an empty operator type",
+        hint: Some("\"Softmax\""),
+    },
+    Case {
+        name: "operator type with a domain",
+        toml: concat!(
+            rtx!(),
+            "precision = \"bf16\"\n[defaults.autocast]\nconvert = [\"com.microsoft.Gelu\"]\n"
+        ),
+        line: 9,
+        column: 12,
+        message: "`com.microsoft.Gelu` is not an ONNX operator type",
+        hint: Some("without its domain"),
+    },
+    Case {
+        name: "operator type with a space",
+        toml: concat!(
+            rtx!(),
+            "precision = \"fp16\"\nautocast.keep_fp32 = [\"Layer Normalization\"]\n"
+        ),
+        line: 8,
+        column: 23,
+        message: "`Layer Normalization` is not an ONNX operator type",
+        hint: Some("identifiers such as \"Softmax\""),
+    },
+    Case {
+        name: "operator both kept and converted",
+        toml: concat!(
+            rtx!(),
+            "precision = \"fp16\"\n[defaults.autocast]\nkeep_fp32 = [\"Softmax\"]\n[[engine]]\nname = \"a\"\nautocast.convert = [\"Exp\", \"Softmax\"]\n"
+        ),
+        line: 12,
+        column: 28,
+        message: "operator `Softmax` is in both `autocast.keep_fp32` and `autocast.convert`",
+        hint: Some("remove it from one list (`keep_fp32` lists it on line 9)"),
+    },
+    Case {
+        name: "unknown autocast key",
+        toml: concat!(
+            rtx!(),
+            "precision = \"fp16\"\n[defaults.autocast]\nkeep_fp16_io = true\n"
+        ),
+        line: 9,
+        column: 1,
+        message: "unknown key `keep_fp16_io`",
+        hint: Some("did you mean `keep_fp32_io`?"),
+    },
+    Case {
+        name: "rtx with a build gpu",
+        toml: concat!(rtx!(), "compatibility.gpu = \"H100\"\n"),
+        line: 7,
+        column: 21,
+        message: "`gpu` does not apply to TensorRT-RTX",
+        hint: Some("list the target's capability there, e.g. compute_capabilities = [\"8.9\"]"),
+    },
+    Case {
+        name: "empty build gpu",
+        toml: concat!(trt!(), "compatibility.gpu = \" \"\n"),
+        line: 6,
+        column: 21,
+        message: "`compatibility.gpu` is empty",
+        hint: Some("part of the GPU's name such as \"H100\""),
+    },
+    Case {
+        name: "build gpu that is neither a capability nor a name",
+        toml: concat!(
+            trt!(),
+            "[[engine]]\nname = \"a\"\ncompatibility = { gpu = \"90\" }\n"
+        ),
+        line: 8,
+        column: 25,
+        message: "`90` is not a compute capability",
+        hint: Some("\"major.minor\", e.g. \"9.0\""),
+    },
+    Case {
         name: "rank mismatch",
         toml: concat!(
             trt!(),

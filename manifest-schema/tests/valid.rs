@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use manifest_schema::{
-    ComputeCapability, Flavour, HardwareCompatibility, Manifest, Precision, RefitMode,
-    TacticSource, TilingLevel, TimingCachePolicy, Version, parse,
+    Autocast, ComputeCapability, Flavour, GpuSelector, HardwareCompatibility, Manifest, Precision,
+    RefitMode, TacticSource, TilingLevel, TimingCachePolicy, Version, parse,
 };
 
 fn ok(toml: &str) -> Manifest {
@@ -118,8 +118,103 @@ fn unset_settings_take_documented_defaults() {
     assert_eq!(s.compatibility.hardware, HardwareCompatibility::None);
     assert!(!s.compatibility.version_compatible && !s.compatibility.exclude_lean_runtime);
     assert!(s.compatibility.compute_capabilities.is_empty());
+    assert_eq!(s.compatibility.gpu, None);
     assert_eq!(s.timing_cache, TimingCachePolicy::Off);
     assert_eq!((s.weights.refit, s.weights.strip), (RefitMode::None, false));
+    assert!(s.autocast.is_default());
+}
+
+fn ops(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[test]
+fn autocast_settings_merge_key_by_key_and_apply_to_autocast_engines_only() {
+    let m = ok(r#"schema_version = 1
+[model]
+path = "m.onnx"
+[defaults]
+toolchain = "tensorrt-rtx 1.7"
+precision = "fp16"
+compatibility.compute_capabilities = ["8.6"]
+[defaults.autocast]
+keep_fp32 = ["Sigmoid", "Tanh", "Sigmoid"]
+keep_fp32_io = true
+[[engine]]
+name = "inherits"
+[[engine]]
+name = "own"
+precision = "bf16"
+autocast.keep_fp32 = ["Erf"]
+autocast.convert = ["Softmax", "ReduceMean"]
+[[engine]]
+name = "reverts"
+autocast = { keep_fp32 = [], keep_fp32_io = false }
+[[engine]]
+name = "baseline"
+precision = "fp32"
+"#);
+    let autocast = |name: &str| {
+        m.variant(name)
+            .map(|v| v.settings.autocast.clone())
+            .unwrap_or_else(|| panic!("no engine {name}"))
+    };
+    assert_eq!(
+        autocast("inherits"),
+        Autocast {
+            keep_fp32: ops(&["Sigmoid", "Tanh"]),
+            convert: BTreeSet::new(),
+            keep_fp32_io: true,
+        }
+    );
+    // The engine's list replaces the default's; keys it leaves out are inherited.
+    assert_eq!(
+        autocast("own"),
+        Autocast {
+            keep_fp32: ops(&["Erf"]),
+            convert: ops(&["ReduceMean", "Softmax"]),
+            keep_fp32_io: true,
+        }
+    );
+    assert!(autocast("reverts").is_default());
+    // [defaults.autocast] configures the autocast engines; the fp32 one is built as it is.
+    assert!(autocast("baseline").is_default());
+}
+
+#[test]
+fn the_build_gpu_is_a_compute_capability_or_a_name_fragment() {
+    let m = ok(r#"schema_version = 1
+[model]
+path = "m.onnx"
+[defaults]
+toolchain = "tensorrt 11.4"
+compatibility.gpu = "H100"
+compatibility.hardware = "same-compute-capability"
+[[engine]]
+name = "h100"
+[[engine]]
+name = "hopper"
+compatibility.gpu = " 9.0 "
+[[engine]]
+name = "l40s"
+compatibility = { gpu = "NVIDIA L40S" }
+"#);
+    let gpu = |name: &str| {
+        m.variant(name)
+            .and_then(|v| v.settings.compatibility.gpu.clone())
+    };
+    assert_eq!(gpu("h100"), Some(GpuSelector::Name("H100".into())));
+    assert_eq!(
+        gpu("hopper"),
+        Some(GpuSelector::ComputeCapability(cc(9, 0)))
+    );
+    assert_eq!(gpu("l40s"), Some(GpuSelector::Name("NVIDIA L40S".into())));
+    // Tables merge key by key: `hardware` comes from [defaults].
+    assert_eq!(
+        m.variant("hopper")
+            .map(|v| v.settings.compatibility.hardware),
+        Some(HardwareCompatibility::SameComputeCapability)
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ mod build;
 mod calls;
 mod config;
 mod error;
+mod inspector;
 mod observer;
 mod shim;
 mod toolchain;
@@ -34,6 +35,7 @@ pub use config::{
     TimingCacheConfig,
 };
 pub use error::{BuildError, LoadError, ParserError};
+pub use inspector::{InspectorJsonError, LayerPrecisionReport};
 pub use observer::{BuildObserver, Control, IgnoreProgress, LogMessage, ProgressEvent, Severity};
 pub use shim::install_shims;
 pub use toolchain::{Flavour, Toolchain, Version, default_search_dirs};

@@ -163,18 +163,43 @@ fn print_status(info: Option<&DaemonInfo>, caps: &v1::Capabilities, json: bool) 
             println!("  {:<14}unavailable: {reason}", toolchain.flavour);
         }
     }
+    let host = caps.gpu_host.clone().unwrap_or_default();
     if caps.gpus.is_empty() {
-        println!("gpus        none");
+        match host.unavailable.as_str() {
+            "" => println!("gpus        none"),
+            reason => println!("gpus        none: {reason}"),
+        }
+    } else if !host.driver_version.is_empty() {
+        println!(
+            "driver      {} (CUDA {})",
+            host.driver_version, host.cuda_driver_version
+        );
     }
     for gpu in &caps.gpus {
         println!(
-            "gpu {:<7} {} (compute {}, {} SMs, {})",
+            "gpu {:<7} {} (compute {}, {} SMs, {}, {})",
             gpu.index,
             gpu.name,
             gpu.compute_capability,
             gpu.multiprocessors,
-            size_text(gpu.memory_bytes)
+            size_text(gpu.memory_bytes),
+            gpu.uuid
         );
+    }
+    if !caps.gpus.is_empty() {
+        if host.mps_running {
+            let owner = if host.mps_owned {
+                "started by the daemon"
+            } else {
+                "existing"
+            };
+            println!(
+                "mps         running ({owner}), pipe dir {}",
+                host.mps_pipe_dir
+            );
+        } else {
+            println!("mps         off: {}", host.mps_unavailable);
+        }
     }
     let slots: Vec<String> = caps
         .slots
@@ -215,6 +240,16 @@ fn status_json(info: Option<&DaemonInfo>, caps: &v1::Capabilities) -> serde_json
                 "index": g.index, "name": g.name, "uuid": g.uuid,
                 "compute_capability": g.compute_capability,
                 "multiprocessors": g.multiprocessors, "memory_bytes": g.memory_bytes,
+                "pci_bus_id": g.pci_bus_id,
+                "max_sm_clock_mhz": (g.max_sm_clock_mhz > 0).then_some(g.max_sm_clock_mhz),
+                "max_memory_clock_mhz":
+                    (g.max_memory_clock_mhz > 0).then_some(g.max_memory_clock_mhz),
+                "mig_mode": match g.mig_mode() {
+                    v1::gpu::MigMode::Unknown => None,
+                    v1::gpu::MigMode::Disabled => Some(false),
+                    v1::gpu::MigMode::Enabled => Some(true),
+                },
+                "processes": g.processes,
             })
         })
         .collect();
@@ -244,6 +279,18 @@ fn status_json(info: Option<&DaemonInfo>, caps: &v1::Capabilities) -> serde_json
         "action_key_version": caps.action_key_version,
         "toolchains": toolchains,
         "gpus": gpus,
+        "gpu_host": caps.gpu_host.as_ref().map(|h| serde_json::json!({
+            "driver_version": (!h.driver_version.is_empty()).then_some(&h.driver_version),
+            "cuda_driver_version":
+                (!h.cuda_driver_version.is_empty()).then_some(&h.cuda_driver_version),
+            "unavailable": (!h.unavailable.is_empty()).then_some(&h.unavailable),
+            "mps": {
+                "running": h.mps_running,
+                "owned": h.mps_owned,
+                "pipe_dir": (!h.mps_pipe_dir.is_empty()).then_some(&h.mps_pipe_dir),
+                "unavailable": (!h.mps_unavailable.is_empty()).then_some(&h.mps_unavailable),
+            },
+        })),
         "store": { "kind": caps.store_kind, "url": caps.store_url },
         "slots": slots,
         "limits": limits,

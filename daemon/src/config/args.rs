@@ -93,6 +93,34 @@ pub struct ServeArgs {
     #[arg(long, env = "TRTFARMD_JOB_HISTORY", value_name = "N")]
     pub job_history: Option<u64>,
 
+    /// GPUs builds may use, by CUDA ordinal (`gpu.devices`) [default: all].
+    #[arg(
+        long,
+        env = "TRTFARMD_GPU_DEVICES",
+        value_name = "N,N",
+        value_delimiter = ','
+    )]
+    pub gpu_devices: Vec<u32>,
+
+    /// CUDA MPS for per-build compute limits (`gpu.mps`) [default: off].
+    #[arg(long, env = "TRTFARMD_MPS", value_name = "MODE", value_enum)]
+    pub mps: Option<super::MpsMode>,
+
+    /// MPS pipe directory (`gpu.mps_pipe_dir`) [default: /tmp/trtfarm-mps-<hash> for own,
+    /// $CUDA_MPS_PIPE_DIRECTORY or /tmp/nvidia-mps for existing].
+    #[arg(long, env = "TRTFARMD_MPS_PIPE_DIR", value_name = "DIR")]
+    pub mps_pipe_dir: Option<PathBuf>,
+
+    /// MPS log directory of an owned control daemon (`gpu.mps_log_dir`) [default:
+    /// <state_dir>/mps-log].
+    #[arg(long, env = "TRTFARMD_MPS_LOG_DIR", value_name = "DIR")]
+    pub mps_log_dir: Option<PathBuf>,
+
+    /// The nvidia-cuda-mps-control program (`gpu.mps_control`) [default: PATH, then
+    /// /usr/local/nvidia/bin, /usr/bin].
+    #[arg(long, env = "TRTFARMD_MPS_CONTROL", value_name = "PATH")]
+    pub mps_control: Option<PathBuf>,
+
     /// Directory of libtensorrt_rtx.so (`toolchains.tensorrt_rtx_lib_dir`) [default: search].
     #[arg(long, env = "TRTFARMD_TENSORRT_RTX_LIB_DIR", value_name = "DIR")]
     pub tensorrt_rtx_lib_dir: Option<PathBuf>,
@@ -150,6 +178,31 @@ impl ServeArgs {
         if let Some(dir) = &self.tensorrt_lib_dir {
             let dir = resolve_path("toolchains.tensorrt_lib_dir", dir, base)?;
             config.toolchains.tensorrt_lib_dir = Some(dir);
+        }
+        if !self.gpu_devices.is_empty() {
+            config.gpu.devices = Some(self.gpu_devices.clone());
+        }
+        overlay(&mut config.gpu.mps, self.mps);
+        for (field, flag, setting) in [
+            (
+                "gpu.mps_pipe_dir",
+                &self.mps_pipe_dir,
+                &mut config.gpu.mps_pipe_dir,
+            ),
+            (
+                "gpu.mps_log_dir",
+                &self.mps_log_dir,
+                &mut config.gpu.mps_log_dir,
+            ),
+            (
+                "gpu.mps_control",
+                &self.mps_control,
+                &mut config.gpu.mps_control,
+            ),
+        ] {
+            if let Some(path) = flag {
+                *setting = Some(resolve_path(field, path, base)?);
+            }
         }
         if let Some(url) = &self.store {
             config.store.url = resolve_store_url(url, base)?;

@@ -55,6 +55,16 @@ fn flags_parse_every_value_form() {
         "/opt/rtx",
         "--tensorrt-lib-dir",
         "/opt/trt",
+        "--gpu-devices",
+        "0,2",
+        "--mps",
+        "own",
+        "--mps-pipe-dir",
+        "/tmp/mps",
+        "--mps-log-dir",
+        "/tmp/mps-log",
+        "--mps-control",
+        "/opt/nvidia/nvidia-cuda-mps-control",
     ])
     .unwrap();
     assert_eq!(
@@ -83,6 +93,11 @@ fn flags_parse_every_value_form() {
             job_history: Some(5),
             tensorrt_rtx_lib_dir: Some("/opt/rtx".into()),
             tensorrt_lib_dir: Some("/opt/trt".into()),
+            gpu_devices: vec![0, 2],
+            mps: Some(crate::config::MpsMode::Own),
+            mps_pipe_dir: Some("/tmp/mps".into()),
+            mps_log_dir: Some("/tmp/mps-log".into()),
+            mps_control: Some("/opt/nvidia/nvidia-cuda-mps-control".into()),
         }
     );
 

@@ -141,6 +141,7 @@ fn setting_names() -> Vec<String> {
         ("slots", fields_of::<SlotsConfig>()),
         ("limits", fields_of::<LimitsConfig>()),
         ("toolchains", fields_of::<ToolchainsConfig>()),
+        ("gpu", fields_of::<GpuConfig>()),
     ];
     let mut names = Vec::new();
     for field in fields_of::<DaemonConfig>() {

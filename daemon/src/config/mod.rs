@@ -13,6 +13,7 @@
 
 mod args;
 mod error;
+mod gpu;
 mod paths;
 mod validate;
 mod values;
@@ -33,6 +34,7 @@ use serde::Deserialize;
 
 pub use args::ServeArgs;
 pub use error::ConfigError;
+pub use gpu::{GpuConfig, MpsMode};
 
 use paths::{file_url, resolve_path, resolve_store_url, user_dir};
 use trtfarm_proto::local::default_state_dir;
@@ -97,6 +99,9 @@ pub struct DaemonConfig {
 
     /// `[toolchains]`: where the TensorRT libraries are.
     pub toolchains: ToolchainsConfig,
+
+    /// `[gpu]`: GPUs for TensorRT Enterprise builds, and MPS.
+    pub gpu: GpuConfig,
 
     /// The file these settings were read from, if any. Not a setting; for logs and messages.
     #[serde(skip)]
@@ -240,6 +245,7 @@ impl Default for DaemonConfig {
             slots: SlotsConfig::default(),
             limits: LimitsConfig::default(),
             toolchains: ToolchainsConfig::default(),
+            gpu: GpuConfig::default(),
             config_file: None,
         }
     }
@@ -361,6 +367,15 @@ impl DaemonConfig {
         if let Some(dir) = &self.toolchains.tensorrt_lib_dir {
             let dir = resolve_path("toolchains.tensorrt_lib_dir", dir, base)?;
             self.toolchains.tensorrt_lib_dir = Some(dir);
+        }
+        for (field, path) in [
+            ("gpu.mps_pipe_dir", &mut self.gpu.mps_pipe_dir),
+            ("gpu.mps_log_dir", &mut self.gpu.mps_log_dir),
+            ("gpu.mps_control", &mut self.gpu.mps_control),
+        ] {
+            if let Some(dir) = path.as_deref() {
+                *path = Some(resolve_path(field, dir, base)?);
+            }
         }
         self.store.url = resolve_store_url(&self.store.url, base)?;
         Ok(())

@@ -187,6 +187,12 @@ fn syntax_errors_have_line_and_column() {
 
 #[test]
 fn settings_that_cannot_work_are_refused_by_name() {
+    assert_eq!(invalid_field("[gpu]\ndevices = []\n").0, "gpu.devices");
+    let (field, message) = invalid_field("[gpu]\ndevices = [0, 1, 0]\n");
+    assert_eq!(
+        (field, message.as_str()),
+        ("gpu.devices", "names GPU 0 twice")
+    );
     assert_eq!(
         invalid_field("[slots]\ngpu_builds_per_gpu = 0\n").0,
         "slots.gpu_builds_per_gpu"
@@ -285,4 +291,20 @@ fn the_default_build_timeout_setting_is_gone() {
         message.contains("unknown field `default_build_timeout`"),
         "{message}"
     );
+}
+
+#[test]
+fn the_gpu_table_parses_and_its_paths_are_resolved_against_the_file() {
+    let config = DaemonConfig::from_toml_str(
+        "[gpu]\ndevices = [1, 3]\nmps = \"own\"\nmps_log_dir = \"mps-log\"\n",
+        Path::new("/etc/trtfarm/daemon.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.gpu.devices, Some(vec![1, 3]));
+    assert_eq!(config.gpu.mps, MpsMode::Own);
+    assert_eq!(
+        config.gpu.mps_log_dir.as_deref(),
+        Some(Path::new("/etc/trtfarm/mps-log"))
+    );
+    assert_eq!(DaemonConfig::defaults().gpu.mps, MpsMode::Off);
 }

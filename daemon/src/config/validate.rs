@@ -58,6 +58,19 @@ impl DaemonConfig {
                 "is 0; give a duration like \"6h\"".into(),
             );
         }
+        if let Some(devices) = &self.gpu.devices {
+            if devices.is_empty() {
+                return invalid(
+                    "gpu.devices",
+                    "is empty; leave it out to use every GPU, or set slots for TensorRT-RTX only"
+                        .into(),
+                );
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(twice) = devices.iter().find(|d| !seen.insert(**d)) {
+                return invalid("gpu.devices", format!("names GPU {twice} twice"));
+            }
+        }
         if let Some(bytes) = limits.worker_memory
             && bytes < MIN_WORKER_MEMORY
         {

@@ -28,7 +28,9 @@ impl Farm {
         if state.joinable.get(&build.prepared.key) == Some(&build_id) {
             state.joinable.remove(&build.prepared.key);
         }
-        state.queue.release(build.resource);
+        if let Some(resource) = build.resource {
+            state.queue.release(resource);
+        }
         for id in &build.jobs {
             if let Some(active) = state.jobs.remove(id)
                 && let Err(e) = self.end_job(active.job, &active.events, outcome.clone())

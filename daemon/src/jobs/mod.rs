@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::request::{PreparedBuild, RequestPolicy, prepare};
 use crate::worker::{BuildRoot, WorkerLauncher};
 use db::JobDb;
-use queue::{BuildId, BuildQueue, Resource};
+use queue::{BuildId, BuildQueue, Demand, Resource};
 
 /// Events buffered per watcher before the slowest one starts missing log lines.
 const EVENT_BUFFER: usize = 1024;
@@ -92,7 +92,8 @@ struct ActiveJob {
 struct Build {
     prepared: Arc<PreparedBuild>,
     jobs: BTreeSet<u64>,
-    resource: Resource,
+    /// The slot it holds while running; `None` while queued.
+    resource: Option<Resource>,
     /// Set while running: `true` stops the worker.
     cancel: Option<watch::Sender<bool>>,
 }
@@ -329,17 +330,21 @@ impl Farm {
             None => {
                 state.next_build += 1;
                 let build_id = state.next_build;
-                let resource = Resource::Cpu;
+                let demand = if prepared.gpu_candidates.is_empty() {
+                    Demand::cpu()
+                } else {
+                    Demand::any_gpu(prepared.gpu_candidates.iter().copied())
+                };
                 if !prepared.request.skip_cache {
                     state.joinable.insert(prepared.key, build_id);
                 }
-                state.queue.push(build_id, priority, resource);
+                state.queue.push(build_id, priority, demand);
                 state.builds.insert(
                     build_id,
                     Build {
                         prepared,
                         jobs: BTreeSet::new(),
-                        resource,
+                        resource: None,
                         cancel: None,
                     },
                 );
@@ -381,6 +386,7 @@ impl Farm {
             };
             let (cancel_tx, cancel_rx) = watch::channel(false);
             build.cancel = Some(cancel_tx);
+            build.resource = Some(resource);
             let prepared = Arc::clone(&build.prepared);
             let job_ids: Vec<u64> = build.jobs.iter().copied().collect();
             let started = now_ms();
@@ -405,7 +411,7 @@ impl Farm {
             self.metrics.build_started();
             let farm = Arc::clone(self);
             tokio::spawn(async move {
-                let outcome = farm.execute(build_id, &prepared, cancel_rx).await;
+                let outcome = farm.execute(build_id, &prepared, resource, cancel_rx).await;
                 farm.finish_build(build_id, outcome);
             });
         }

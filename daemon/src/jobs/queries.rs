@@ -96,7 +96,8 @@ impl Farm {
                         let resource = state
                             .builds
                             .get(&active.build)
-                            .map(|b| b.resource.to_string())
+                            .and_then(|b| b.resource)
+                            .map(|r| r.to_string())
                             .unwrap_or_default();
                         now.push(event(
                             id,

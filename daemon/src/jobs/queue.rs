@@ -29,13 +29,35 @@ impl fmt::Display for Resource {
     }
 }
 
+/// What a build can run on: any one of these resources (an Enterprise build may run on any GPU
+/// of the model it targets; a TensorRT-RTX build needs a CPU slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand(Vec<Resource>);
+
+impl Demand {
+    /// A CPU build slot.
+    pub fn cpu() -> Demand {
+        Demand(vec![Resource::Cpu])
+    }
+
+    /// A slot on any of these GPUs.
+    pub fn any_gpu(indices: impl IntoIterator<Item = u32>) -> Demand {
+        Demand(indices.into_iter().map(Resource::Gpu).collect())
+    }
+
+    /// The resources that would do.
+    pub fn candidates(&self) -> &[Resource] {
+        &self.0
+    }
+}
+
 /// Order of the queue: priority (higher first), then arrival.
 type Place = (Reverse<i32>, u64);
 
 /// Queued builds and the slots they wait for.
 #[derive(Debug, Default)]
 pub struct BuildQueue {
-    order: BTreeMap<Place, (BuildId, Resource)>,
+    order: BTreeMap<Place, (BuildId, Demand)>,
     places: HashMap<BuildId, Place>,
     capacity: BTreeMap<Resource, u32>,
     in_use: HashMap<Resource, u32>,
@@ -52,10 +74,10 @@ impl BuildQueue {
     }
 
     /// Appends a build behind everything of equal or higher priority.
-    pub fn push(&mut self, build: BuildId, priority: i32, resource: Resource) {
+    pub fn push(&mut self, build: BuildId, priority: i32, demand: Demand) {
         let place = (Reverse(priority), self.next_arrival);
         self.next_arrival += 1;
-        self.order.insert(place, (build, resource));
+        self.order.insert(place, (build, demand));
         self.places.insert(build, place);
     }
 
@@ -102,19 +124,35 @@ impl BuildQueue {
         self.order.is_empty()
     }
 
-    /// Whether any slot of `resource` exists at all.
-    pub fn serves(&self, resource: Resource) -> bool {
-        self.capacity.get(&resource).is_some_and(|n| *n > 0)
+    /// Whether any slot that `demand` could use exists at all.
+    pub fn serves(&self, demand: &Demand) -> bool {
+        demand
+            .candidates()
+            .iter()
+            .any(|resource| self.capacity.get(resource).is_some_and(|n| *n > 0))
+    }
+
+    /// The free resource of `demand` with the fewest builds running (spreads GPU builds over
+    /// the GPUs that qualify), if any.
+    fn free_slot(&self, demand: &Demand) -> Option<Resource> {
+        demand
+            .candidates()
+            .iter()
+            .filter_map(|resource| {
+                let used = self.in_use.get(resource).copied().unwrap_or(0);
+                let capacity = self.capacity.get(resource).copied().unwrap_or(0);
+                (used < capacity).then_some((used, *resource))
+            })
+            .min()
+            .map(|(_, resource)| resource)
     }
 
     /// The next build that has a free slot, taken off the queue with its slot reserved.
     pub fn pop_runnable(&mut self) -> Option<(BuildId, Resource)> {
-        let (place, build, resource) =
-            self.order.iter().find_map(|(place, (build, resource))| {
-                let used = self.in_use.get(resource).copied().unwrap_or(0);
-                let capacity = self.capacity.get(resource).copied().unwrap_or(0);
-                (used < capacity).then_some((*place, *build, *resource))
-            })?;
+        let (place, build, resource) = self.order.iter().find_map(|(place, (build, demand))| {
+            self.free_slot(demand)
+                .map(|resource| (*place, *build, resource))
+        })?;
         self.order.remove(&place);
         self.places.remove(&build);
         *self.in_use.entry(resource).or_default() += 1;
@@ -156,10 +194,10 @@ mod tests {
     #[test]
     fn fifo_within_a_priority_and_higher_priority_first() {
         let mut queue = BuildQueue::new([(Resource::Cpu, 10)]);
-        queue.push(1, 0, Resource::Cpu);
-        queue.push(2, 0, Resource::Cpu);
-        queue.push(3, 5, Resource::Cpu);
-        queue.push(4, 0, Resource::Cpu);
+        queue.push(1, 0, Demand::cpu());
+        queue.push(2, 0, Demand::cpu());
+        queue.push(3, 5, Demand::cpu());
+        queue.push(4, 0, Demand::cpu());
         assert_eq!(queue.position(3), Some(1));
         assert_eq!(queue.position(4), Some(4));
         assert_eq!(drain(&mut queue), vec![3, 1, 2, 4]);
@@ -169,7 +207,7 @@ mod tests {
     fn slots_limit_concurrency_and_release_frees_them() {
         let mut queue = BuildQueue::new([(Resource::Cpu, 2)]);
         for build in 1..=3 {
-            queue.push(build, 0, Resource::Cpu);
+            queue.push(build, 0, Demand::cpu());
         }
         assert_eq!(drain(&mut queue), vec![1, 2]);
         assert_eq!(queue.running(), 2);
@@ -181,9 +219,9 @@ mod tests {
     #[test]
     fn a_build_waiting_for_its_gpu_does_not_block_cpu_builds() {
         let mut queue = BuildQueue::new([(Resource::Cpu, 1), (Resource::Gpu(0), 1)]);
-        queue.push(1, 0, Resource::Gpu(0));
-        queue.push(2, 0, Resource::Gpu(0));
-        queue.push(3, 0, Resource::Cpu);
+        queue.push(1, 0, Demand::any_gpu([0]));
+        queue.push(2, 0, Demand::any_gpu([0]));
+        queue.push(3, 0, Demand::cpu());
         assert_eq!(drain(&mut queue), vec![1, 3]);
         assert_eq!(queue.position(2), Some(1));
     }
@@ -191,9 +229,9 @@ mod tests {
     #[test]
     fn raise_moves_up_but_never_down() {
         let mut queue = BuildQueue::new([(Resource::Cpu, 1)]);
-        queue.push(1, 0, Resource::Cpu);
-        queue.push(2, 1, Resource::Cpu);
-        queue.push(3, 0, Resource::Cpu);
+        queue.push(1, 0, Demand::cpu());
+        queue.push(2, 1, Demand::cpu());
+        queue.push(3, 0, Demand::cpu());
         queue.raise(3, 2);
         queue.raise(2, -5);
         assert_eq!(queue.queued().collect::<Vec<_>>(), vec![3, 2, 1]);
@@ -202,8 +240,8 @@ mod tests {
     #[test]
     fn removed_builds_never_run() {
         let mut queue = BuildQueue::new([(Resource::Cpu, 4)]);
-        queue.push(1, 0, Resource::Cpu);
-        queue.push(2, 0, Resource::Cpu);
+        queue.push(1, 0, Demand::cpu());
+        queue.push(2, 0, Demand::cpu());
         assert!(queue.remove(1));
         assert!(!queue.remove(1));
         assert_eq!(drain(&mut queue), vec![2]);
@@ -212,7 +250,35 @@ mod tests {
     #[test]
     fn a_resource_without_slots_is_not_served() {
         let queue = BuildQueue::new([(Resource::Cpu, 1)]);
-        assert!(queue.serves(Resource::Cpu));
-        assert!(!queue.serves(Resource::Gpu(0)));
+        assert!(queue.serves(&Demand::cpu()));
+        assert!(!queue.serves(&Demand::any_gpu([0])));
+        assert!(!queue.serves(&Demand::any_gpu([])));
+    }
+
+    #[test]
+    fn a_gpu_build_takes_the_least_busy_gpu_that_qualifies() {
+        let mut queue = BuildQueue::new([
+            (Resource::Gpu(0), 2),
+            (Resource::Gpu(1), 2),
+            (Resource::Gpu(2), 2),
+        ]);
+        // GPUs 0 and 1 are the requested model; GPU 2 is another and never used.
+        for build in 1..=5 {
+            queue.push(build, 0, Demand::any_gpu([0, 1]));
+        }
+        let placed: Vec<(BuildId, Resource)> =
+            std::iter::from_fn(|| queue.pop_runnable()).collect();
+        assert_eq!(
+            placed,
+            vec![
+                (1, Resource::Gpu(0)),
+                (2, Resource::Gpu(1)),
+                (3, Resource::Gpu(0)),
+                (4, Resource::Gpu(1)),
+            ]
+        );
+        assert_eq!(queue.position(5), Some(1));
+        queue.release(Resource::Gpu(1));
+        assert_eq!(queue.pop_runnable(), Some((5, Resource::Gpu(1))));
     }
 }

@@ -10,10 +10,10 @@ use tokio::sync::{mpsc, watch};
 use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, Published, StoreError};
 
-use super::queue::BuildId;
+use super::queue::{BuildId, Resource};
 use super::{Farm, failure};
 use crate::metrics::Outcome as MetricOutcome;
-use crate::provenance::{Provenance, Subject, hex};
+use crate::provenance::{GpuRun, Provenance, Subject, hex};
 use crate::request::{PreparedBuild, parse_digest, wire_digest};
 use crate::worker::protocol::{
     INPUTS_DIR, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE, TIMING_CACHE_FILE,
@@ -23,6 +23,12 @@ use crate::worker::task_manifest::{TASK_MANIFEST_PATH, TASK_VARIANT};
 use crate::worker::{BuildRoot, WorkerCommand, WorkerDone, WorkerEvent, WorkerOutcome, WorkerTask};
 
 type Outcome = Result<v1::ActionResult, v1::Failure>;
+
+/// When and where a build ran.
+struct Slot {
+    started: SystemTime,
+    resource: Resource,
+}
 
 fn infrastructure(message: impl Into<String>) -> v1::Failure {
     failure(v1::FailureKind::Infrastructure, message, Vec::new())
@@ -44,11 +50,35 @@ pub(super) fn result_digests(result: &v1::ActionResult) -> Result<Vec<BlobDigest
 }
 
 impl Farm {
+    /// The variables a worker gets beyond the fixed base: trtfarm's cache, and for a GPU build
+    /// its GPU (by UUID) and MPS share.
+    fn worker_env(
+        &self,
+        prepared: &PreparedBuild,
+        resource: Resource,
+    ) -> Result<Vec<(String, String)>, v1::Failure> {
+        let mut env = vec![(
+            "TRTFARM_CACHE_DIR".to_owned(),
+            self.build_root.cache_dir().display().to_string(),
+        )];
+        if let Resource::Gpu(index) = resource {
+            let gpus = &self.inventory.gpus;
+            let gpu = gpus.get(index).ok_or_else(|| {
+                infrastructure(format!(
+                    "the scheduler chose GPU {index}, which this daemon lacks"
+                ))
+            })?;
+            env.extend(gpus.worker_env(gpu, prepared.variant.settings.mps_percentage));
+        }
+        Ok(env)
+    }
+
     /// Runs the build to its end. Never panics on bad input: every failure is an outcome.
     pub(super) async fn execute(
         self: &Arc<Self>,
         build_id: BuildId,
         prepared: &PreparedBuild,
+        resource: Resource,
         cancel: watch::Receiver<bool>,
     ) -> Outcome {
         let scratch = self
@@ -56,7 +86,9 @@ impl Farm {
             .state_dir
             .join("scratch")
             .join(format!("{build_id:020}"));
-        let outcome = self.execute_in(build_id, prepared, cancel, &scratch).await;
+        let outcome = self
+            .execute_in(build_id, prepared, resource, cancel, &scratch)
+            .await;
         // The slot only holds task.json and symlinks into the scratch directory.
         for dir in [self.build_root.slot(build_id), scratch] {
             if let Err(e) = tokio::fs::remove_dir_all(&dir).await
@@ -72,6 +104,7 @@ impl Farm {
         self: &Arc<Self>,
         build_id: BuildId,
         prepared: &PreparedBuild,
+        resource: Resource,
         cancel: watch::Receiver<bool>,
         scratch: &Path,
     ) -> Outcome {
@@ -123,10 +156,7 @@ impl Farm {
             scratch: slot,
             memory_limit: self.settings.worker_memory,
             deadline: prepared.timeout,
-            extra_env: vec![(
-                "TRTFARM_CACHE_DIR".to_owned(),
-                self.build_root.cache_dir().display().to_string(),
-            )],
+            extra_env: self.worker_env(prepared, resource)?,
         };
         let report = self.launcher.launch(command, events_tx, cancel).await;
         // The launcher dropped its sender: the pump ends once it has written everything.
@@ -142,7 +172,8 @@ impl Farm {
         };
         let outcome = match report.outcome {
             WorkerOutcome::Succeeded(done) => {
-                self.publish(prepared, scratch, &log_path, log_written, &done, started)
+                let slot = Slot { started, resource };
+                self.publish(prepared, scratch, &log_path, log_written, &done, &slot)
                     .await
             }
             WorkerOutcome::BuildFailed { message } => {
@@ -199,8 +230,9 @@ impl Farm {
         log_path: &Path,
         log_written: bool,
         done: &WorkerDone,
-        started: SystemTime,
+        slot: &Slot,
     ) -> Outcome {
+        let started = slot.started;
         for (what, loaded, probed) in [
             ("", &done.library_blake3, &prepared.toolchain.library_digest),
             (
@@ -285,6 +317,14 @@ impl Farm {
             host: &self.host,
             started,
             finished,
+            gpu: match slot.resource {
+                Resource::Gpu(index) => self.inventory.gpus.get(index).map(|gpu| GpuRun {
+                    uuid: &gpu.uuid,
+                    mps_percentage: prepared.variant.settings.mps_percentage,
+                    context: done.gpu_context.as_ref(),
+                }),
+                Resource::Cpu => None,
+            },
         }
         .statement();
         let provenance_path = scratch.join("provenance.json");

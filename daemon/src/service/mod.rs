@@ -86,7 +86,8 @@ impl v1::farm_server::Farm for FarmService {
             api_versions: vec![v1::API_VERSION.to_string()],
             action_key_version: crate::action_key::ACTION_KEY_VERSION,
             toolchains,
-            gpus: Vec::new(),
+            gpus: self.farm.inventory().gpus.wire(),
+            gpu_host: Some(self.farm.inventory().gpus.wire_host()),
             store_kind: store.kind().to_string(),
             store_url: store.display_url().to_string(),
             limits: Some(v1::Limits {

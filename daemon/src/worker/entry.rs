@@ -11,6 +11,7 @@ use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use manifest_schema::Flavour;
 use trt_ffi::{BuildObserver, BuildRequest, Control, LogMessage, OnnxSource, ProgressEvent};
 
 use super::protocol::{
@@ -18,7 +19,9 @@ use super::protocol::{
     TRANSFORMED_MODEL_FILE, WorkerDone, WorkerMessage, WorkerTask,
 };
 use crate::toolchains;
-use crate::variant_config::{ModelPrecision, build_config_for_prepared_model, model_precision};
+use crate::variant_config::{
+    ModelPrecision, autocast_options, build_config_for_prepared_model, model_precision,
+};
 
 /// Runs the build described by `./task.json`, streaming log and progress as JSON lines on
 /// stdout and ending with `Done` (exit 0) or `Failed` (exit 1).
@@ -85,8 +88,21 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
     let toolchain = toolchains::load(requirement.flavour, task.library_dir.as_deref())
         .map_err(|e| format!("{e:#}"))?;
     toolchains::check_version(&toolchain, requirement).map_err(|e| format!("{e:#}"))?;
+    // Enterprise builds time tactics on this GPU: check what the context gets before building.
+    let gpu_context = match requirement.flavour {
+        Flavour::TensorRt => Some(super::gpu_context::check_build_gpu(
+            variant.settings.mps_percentage,
+            &mut |text| {
+                reporter.send(&WorkerMessage::Log {
+                    severity: "info".into(),
+                    text,
+                });
+            },
+        )?),
+        Flavour::TensorRtRtx => None,
+    };
 
-    let model = prepare_model(model_precision(variant), reporter)?;
+    let model = prepare_model(variant, reporter)?;
     let request = BuildRequest {
         onnx: OnnxSource::File(PathBuf::from(model)),
         config,
@@ -99,6 +115,7 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
     let layer_info = match &output.layer_info_json {
         Some(json) => {
             write(LAYERS_FILE, json.as_bytes())?;
+            report_layer_precisions(json, reporter);
             true
         }
         None => false,
@@ -134,18 +151,20 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         layer_info_error: output.layer_info_error,
         timing_cache,
         transformed_model: model == TRANSFORMED_MODEL_FILE,
+        gpu_context,
     })
 }
 
-/// Converts or checks the model as its precision needs, and returns the file to build.
+/// Converts or checks the model as the variant's precision (and `autocast` settings) need, and
+/// returns the file to build.
 fn prepare_model(
-    precision: ModelPrecision,
+    variant: &manifest_schema::Variant,
     reporter: &mut Reporter,
 ) -> Result<&'static str, String> {
-    match precision {
+    match model_precision(variant) {
         ModelPrecision::AsIs => Ok(MODEL_FILE),
         ModelPrecision::Autocast(target) => {
-            let options = onnx_graph::autocast::AutocastOptions::new(target);
+            let options = autocast_options(target, &variant.settings.autocast);
             let report = onnx_graph::autocast::autocast_file(
                 Path::new(MODEL_FILE),
                 Path::new(TRANSFORMED_MODEL_FILE),
@@ -179,6 +198,20 @@ fn prepare_model(
             Ok(MODEL_FILE)
         }
     }
+}
+
+/// Logs how many of the engine's layers compute in each precision, from the inspector's JSON:
+/// what TensorRT really built, beside what autocast asked for. Without layer info (TensorRT-RTX
+/// on a machine without a GPU) the autocast log line is all there is.
+fn report_layer_precisions(json: &str, reporter: &mut Reporter) {
+    let (severity, text) = match trt_ffi::LayerPrecisionReport::from_inspector_json(json) {
+        Ok(report) => ("info", format!("layers by precision: {report}")),
+        Err(e) => ("warning", format!("no layer precision report: {e}")),
+    };
+    reporter.send(&WorkerMessage::Log {
+        severity: severity.into(),
+        text,
+    });
 }
 
 fn write(path: &str, bytes: &[u8]) -> Result<(), String> {

@@ -11,6 +11,7 @@
 
 pub mod build_root;
 mod entry;
+pub mod gpu_context;
 mod outcome;
 mod output;
 pub mod protocol;

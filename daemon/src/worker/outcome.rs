@@ -7,7 +7,7 @@ use super::output::WorkerResult;
 use super::protocol::WorkerDone;
 
 /// How a worker run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WorkerOutcome {
     /// The worker reported `Done` and exited 0: the outputs are in `<scratch>/out`.
     Succeeded(WorkerDone),
@@ -29,7 +29,7 @@ pub enum WorkerOutcome {
 }
 
 /// Everything the daemon learns from one worker run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerReport {
     /// How it ended.
     pub outcome: WorkerOutcome,
@@ -154,6 +154,7 @@ mod tests {
             layer_info_error: None,
             timing_cache: false,
             transformed_model: false,
+            gpu_context: None,
         }
     }
 

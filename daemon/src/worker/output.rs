@@ -44,7 +44,7 @@ pub enum WorkerEvent {
 }
 
 /// The worker's final word, if it gave one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum WorkerResult {
     /// It reported `Done`.
     Done(WorkerDone),

@@ -58,7 +58,7 @@ pub struct WorkerTask {
 }
 
 /// One line of JSON on the worker's stdout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
     /// A TensorRT log message (Info and above).
@@ -103,7 +103,7 @@ pub enum ProgressKind {
 }
 
 /// What a successful worker reports about its outputs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerDone {
     /// Size of `out/engine.plan` in bytes.
     pub plan_size: u64,
@@ -125,6 +125,9 @@ pub struct WorkerDone {
     /// Whether the model was converted (fp16/bf16) into `out/model.transformed.onnx`.
     #[serde(default)]
     pub transformed_model: bool,
+    /// What the worker's CUDA context got on the build GPU (Enterprise builds only).
+    #[serde(default)]
+    pub gpu_context: Option<trtfarm_gpu::context::ContextReport>,
 }
 
 /// Marks text cut short to fit a line.
@@ -198,6 +201,7 @@ mod tests {
             layer_info_error: Some("no GPU".into()),
             timing_cache: false,
             transformed_model: true,
+            gpu_context: None,
         });
         let line = encode(&done);
         assert!(

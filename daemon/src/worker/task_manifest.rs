@@ -5,7 +5,8 @@
 //! comment of 1 to 1600 characters gave 5 different plans of one dynamic-shape model in 8
 //! builds. Here the variant is rendered from its resolved settings, so two requests with the
 //! same action key give the worker byte-identical text: nothing the key leaves out (engine
-//! name, output path, build timeout, profile names, comments, other engines) is written.
+//! name, output path, build timeout, profile names, comments, other engines, and
+//! `compatibility.gpu`, which the daemon has already resolved to a GPU) is written.
 
 use std::path::Path;
 
@@ -126,6 +127,25 @@ fn render(variant: &Variant) -> String {
         weights.insert("strip".into(), true.into());
     }
     engine.insert("weights".into(), weights.into());
+
+    // Only what differs from the built-in conversion: other precisions always carry the
+    // default, and the schema refuses an `autocast` table for them.
+    let mut autocast = Table::new();
+    for (key, ops) in [
+        ("keep_fp32", &s.autocast.keep_fp32),
+        ("convert", &s.autocast.convert),
+    ] {
+        if !ops.is_empty() {
+            let list: Vec<Value> = ops.iter().map(|op| op.as_str().into()).collect();
+            autocast.insert(key.into(), list.into());
+        }
+    }
+    if s.autocast.keep_fp32_io {
+        autocast.insert("keep_fp32_io".into(), true.into());
+    }
+    if !autocast.is_empty() {
+        engine.insert("autocast".into(), autocast.into());
+    }
 
     // Profile names are labels, not settings: left out, they default to `profile<index>`.
     let profiles: Vec<Value> = variant

@@ -172,3 +172,43 @@ inputs."gpu_0/data_0" = { min = [4, 3, 8, 8], opt = [8, 3, 8, 8], max = [16, 3, 
         vec![16, 3, 8, 8]
     );
 }
+
+#[test]
+fn autocast_settings_travel_to_the_worker() {
+    let fp16 = RTX.replace(
+        "[[engine]]\nname = \"fp32\"",
+        "[defaults.autocast]\nkeep_fp32 = [\"Sigmoid\"]\n[[engine]]\nname = \"fp32\"\nprecision = \"fp16\"",
+    );
+    let base = task_of(&fp16, "fp32");
+    for extra in [
+        "autocast.keep_fp32 = [\"Sigmoid\", \"Tanh\"]",
+        "autocast.convert = [\"Softmax\"]",
+        "autocast.keep_fp32_io = true",
+    ] {
+        let changed = fp16.replace(
+            "precision = \"fp16\"",
+            &format!("precision = \"fp16\"\n{extra}"),
+        );
+        let text = task_of(&changed, "fp32");
+        assert_ne!(text, base, "{extra}");
+        // What the worker parses is what the user's manifest resolved to.
+        assert_eq!(
+            variant_of(&text, TASK_VARIANT).settings.autocast,
+            variant_of(&changed, "fp32").settings.autocast,
+            "{extra}"
+        );
+    }
+    let settings = variant_of(&base, TASK_VARIANT).settings.autocast;
+    assert!(settings.keep_fp32.contains("Sigmoid") && settings.convert.is_empty());
+    // Without autocast settings the task has no table at all.
+    assert!(!task_of(RTX, "fp32").contains("autocast"));
+}
+
+#[test]
+fn the_build_gpu_selector_stays_with_the_daemon() {
+    let enterprise = "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\n\
+                      toolchain = \"tensorrt 11.4\"\n";
+    let with_gpu = format!("{enterprise}compatibility.gpu = \"H100\"\n");
+    let name = manifest_schema::IMPLICIT_VARIANT_NAME;
+    assert_eq!(task_of(&with_gpu, name), task_of(enterprise, name));
+}
