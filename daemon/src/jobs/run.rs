@@ -321,7 +321,7 @@ impl Farm {
                 Resource::Gpu(index) => self.inventory.gpus.get(index).map(|gpu| GpuRun {
                     uuid: &gpu.uuid,
                     mps_percentage: prepared.variant.settings.mps_percentage,
-                    context: done.gpu_context.as_ref(),
+                    context: done.gpu_context.as_deref(),
                 }),
                 Resource::Cpu => None,
             },

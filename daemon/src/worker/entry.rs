@@ -90,7 +90,7 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
     toolchains::check_version(&toolchain, requirement).map_err(|e| format!("{e:#}"))?;
     // Enterprise builds time tactics on this GPU: check what the context gets before building.
     let gpu_context = match requirement.flavour {
-        Flavour::TensorRt => Some(super::gpu_context::check_build_gpu(
+        Flavour::TensorRt => Some(Box::new(super::gpu_context::check_build_gpu(
             variant.settings.mps_percentage,
             &mut |text| {
                 reporter.send(&WorkerMessage::Log {
@@ -98,7 +98,7 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
                     text,
                 });
             },
-        )?),
+        )?)),
         Flavour::TensorRtRtx => None,
     };
 

@@ -127,7 +127,7 @@ pub struct WorkerDone {
     pub transformed_model: bool,
     /// What the worker's CUDA context got on the build GPU (Enterprise builds only).
     #[serde(default)]
-    pub gpu_context: Option<trtfarm_gpu::context::ContextReport>,
+    pub gpu_context: Option<Box<trtfarm_gpu::context::ContextReport>>,
 }
 
 /// Marks text cut short to fit a line.
