@@ -70,6 +70,8 @@ pub struct Provenance<'a> {
 pub struct GpuRun<'a> {
     /// `GPU-…` of the build GPU.
     pub uuid: &'a str,
+    /// Its SMs, all of them (from the daemon's inventory).
+    pub multiprocessors: u32,
     /// The MPS share the manifest asked for.
     pub mps_percentage: Option<u8>,
     /// The worker's own report of its context.
@@ -146,7 +148,7 @@ impl Provenance<'_> {
                     "gpu": self.gpu.map(|gpu| json!({
                         "uuid": gpu.uuid,
                         "mpsActiveThreadPercentage": gpu.mps_percentage,
-                        "deviceMultiprocessors": gpu.context.map(|c| c.device_multiprocessors),
+                        "multiprocessors": gpu.multiprocessors,
                         "contextSmCount": gpu.context.and_then(|c| c.context_sm_count),
                     })),
                 },

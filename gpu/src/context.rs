@@ -2,9 +2,10 @@
 //! and `CUDA_VISIBLE_DEVICES`), it reports the SMs the context may use and, optionally, the
 //! bf16 GEMM throughput it reaches.
 //!
-//! Under MPS with `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` the device attribute still names the
-//! whole GPU; the context's execution affinity (`cuCtxGetExecAffinity`) is what names the
-//! client's share (on the H100 lent here, 25% gave 32 of 132 SMs). Both are reported.
+//! Under MPS with `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`, both the context's execution affinity
+//! (`cuCtxGetExecAffinity`) and the device's SM-count attribute name the client's share: on the
+//! H100 lent here (driver 580), 25% gave 32 of 132 SMs in both, already before the context
+//! existed, and about 30% of the unlimited GEMM throughput.
 
 mod matmul;
 #[cfg(test)]
@@ -32,7 +33,8 @@ pub struct ContextReport {
     pub device_name: String,
     /// Device compute capability.
     pub compute_capability: ComputeCapability,
-    /// `CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT` before any context existed.
+    /// `CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT` before any context existed (already the MPS
+    /// share under an active thread percentage, with driver 580).
     pub device_multiprocessors: u32,
     /// The same attribute read with the context current.
     pub multiprocessors_in_context: u32,

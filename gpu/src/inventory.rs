@@ -49,7 +49,8 @@ pub struct GpuInfo {
     pub uuid: String,
     /// SM architecture, e.g. 9.0 for Hopper.
     pub compute_capability: ComputeCapability,
-    /// Streaming multiprocessors on the whole device (not an MPS client's share).
+    /// Streaming multiprocessors as this process sees them: the whole device, unless this
+    /// process itself has `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` set (then the MPS share).
     pub multiprocessors: u32,
     /// Total device memory in bytes.
     pub memory_bytes: u64,
@@ -63,7 +64,8 @@ pub struct GpuInfo {
     pub max_memory_clock_mhz: Option<u32>,
     /// Whether MIG mode is on now (NVML); `None` when unknown or unsupported.
     pub mig_mode: Option<bool>,
-    /// Compute processes running on the device (NVML); empty when NVML is absent.
+    /// Compute processes running on the device (NVML); empty when NVML is absent. Under MPS
+    /// this lists the MPS server, not its clients.
     pub processes: Vec<GpuProcess>,
 }
 

@@ -12,6 +12,11 @@
 
 mod control;
 mod endpoint;
+mod error;
+#[cfg(test)]
+mod fake_control;
+#[cfg(test)]
+mod lifecycle_tests;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -21,9 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub use control::MpsControl;
+pub use error::MpsError;
 
 /// Environment variable naming the directory of the control daemon's `control` endpoint.
 pub const PIPE_DIRECTORY_ENV: &str = "CUDA_MPS_PIPE_DIRECTORY";
@@ -46,30 +50,6 @@ pub const PID_FILE: &str = "nvidia-cuda-mps-control.pid";
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`MpsControl::shutdown`] waits for the daemon to exit after `quit`.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Whether and how builds share GPUs through MPS (`gpu.mps` in `daemon.toml`).
-///
-/// `mps = "off"`, `[gpu.mps.own]` with `pipe_dir` and `log_dir`, or `[gpu.mps.existing]` with
-/// `pipe_dir`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum MpsMode {
-    /// No MPS: each worker gets its own CUDA context, time-sliced with the others (default).
-    #[default]
-    Off,
-    /// This process starts an MPS control daemon with these directories and stops it on exit.
-    Own {
-        /// `CUDA_MPS_PIPE_DIRECTORY`, created with mode 0700; e.g. `/run/trtfarm/mps`.
-        pipe_dir: PathBuf,
-        /// `CUDA_MPS_LOG_DIRECTORY`, created with mode 0700; e.g. `/var/log/trtfarm/mps`.
-        log_dir: PathBuf,
-    },
-    /// Use a control daemon someone else runs (a systemd unit, the k8s device plugin).
-    Existing {
-        /// Its `CUDA_MPS_PIPE_DIRECTORY`, e.g. `/tmp/nvidia-mps`.
-        pipe_dir: PathBuf,
-    },
-}
 
 /// Whether the daemon's sockets fit in `pipe_dir` (a Unix socket path has at most 107 bytes).
 pub fn check_pipe_dir_length(pipe_dir: &Path) -> Result<(), MpsError> {
@@ -107,144 +87,6 @@ impl ControlAction {
             ControlAction::Quit => Some("quit\n"),
         }
     }
-}
-
-/// Errors starting, finding or stopping an MPS control daemon, with what to do about them.
-#[derive(Debug, thiserror::Error)]
-pub enum MpsError {
-    /// No control binary on `PATH` or in the fallback directories.
-    #[error(
-        "MPS was asked for but {CONTROL_BINARY} is not on PATH or in /usr/local/nvidia/bin; \
-         install the NVIDIA driver utilities or set gpu.mps = \"off\""
-    )]
-    ControlBinaryNotFound,
-    /// The control binary given does not exist or cannot be run.
-    #[error(
-        "MPS control binary {} does not exist or is not executable; install the NVIDIA driver \
-         utilities or set gpu.mps = \"off\"", binary.display()
-    )]
-    ControlBinaryMissing {
-        /// The path given.
-        binary: PathBuf,
-    },
-    /// The pipe directory is too long for the Unix sockets the daemon creates in it.
-    #[error(
-        "MPS pipe directory {} is too long: the control daemon's sockets in it (up to \
-         {LONGEST_ENDPOINT}) must fit in {} bytes; choose a shorter one, e.g. under /tmp or /run",
-        pipe_dir.display(), socket::MAX_SOCKET_PATH
-    )]
-    PipeDirTooLong {
-        /// The directory.
-        pipe_dir: PathBuf,
-    },
-    /// A pipe or log directory could not be created.
-    #[error("cannot create MPS directory {}: {source}", path.display())]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Someone else's control daemon already answers in the pipe directory.
-    #[error(
-        "an MPS control daemon{} already answers on {}/control and this process did not start \
-         it; use it with gpu.mps.existing.pipe_dir = {:?}, stop it with `echo quit | \
-         CUDA_MPS_PIPE_DIRECTORY={} {CONTROL_BINARY}`, or choose another pipe_dir",
-        pid_text(*pid), pipe_dir.display(), pipe_dir, pipe_dir.display()
-    )]
-    AlreadyRunning {
-        /// The pipe directory.
-        pipe_dir: PathBuf,
-        /// Its pid, from its pid file.
-        pid: Option<u32>,
-    },
-    /// The control binary could not be started.
-    #[error("cannot run {}: {source}", binary.display())]
-    Spawn {
-        /// The binary.
-        binary: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// `nvidia-cuda-mps-control -d` exited with an error.
-    #[error(
-        "{} -d failed ({status}): {stderr}; see {}/control.log",
-        binary.display(), log_dir.display()
-    )]
-    StartFailed {
-        /// The binary.
-        binary: PathBuf,
-        /// Its exit status.
-        status: std::process::ExitStatus,
-        /// What it printed.
-        stderr: String,
-        /// Where its log is.
-        log_dir: PathBuf,
-    },
-    /// The daemon started but never answered on its `control` endpoint.
-    #[error(
-        "the MPS control daemon did not answer on {}/control within {waited:?}; see {}/control.log",
-        pipe_dir.display(), log_dir.display()
-    )]
-    StartTimedOut {
-        /// The pipe directory.
-        pipe_dir: PathBuf,
-        /// Its log directory.
-        log_dir: PathBuf,
-        /// How long it was given.
-        waited: Duration,
-    },
-    /// No control daemon in the pipe directory.
-    #[error(
-        "no MPS control daemon at {}: {}/control does not exist; start one (`{CONTROL_BINARY} -d` \
-         with CUDA_MPS_PIPE_DIRECTORY set to it) or set gpu.mps to \"off\" or to own",
-        pipe_dir.display(), pipe_dir.display()
-    )]
-    NotRunning {
-        /// The pipe directory.
-        pipe_dir: PathBuf,
-    },
-    /// A `control` endpoint is there but nothing listens on it.
-    #[error(
-        "{}/control exists but no MPS control daemon answers on it (one that stopped left it \
-         behind); start one or set gpu.mps to \"off\" or to own",
-        pipe_dir.display()
-    )]
-    NotAnswering {
-        /// The pipe directory.
-        pipe_dir: PathBuf,
-    },
-    /// The `control` endpoint cannot be reached (permissions, not a socket or FIFO).
-    #[error("cannot reach the MPS control endpoint {}: {reason}", path.display())]
-    Inaccessible {
-        /// The endpoint.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// An active thread percentage outside 1..=100.
-    #[error("{ACTIVE_THREAD_PERCENTAGE_ENV} must be 1 to 100, got {0}")]
-    InvalidPercentage(u8),
-    /// The daemon was asked to quit but is still running.
-    #[error(
-        "the MPS control daemon{} on {} did not exit within {waited:?} of `quit` ({detail}); it \
-         waits for its clients to finish: look for processes still using the GPU (nvidia-smi)",
-        pid_text(*pid), pipe_dir.display()
-    )]
-    ShutdownTimedOut {
-        /// The pipe directory.
-        pipe_dir: PathBuf,
-        /// Its pid, when known.
-        pid: Option<u32>,
-        /// How long it was given.
-        waited: Duration,
-        /// What was seen, e.g. the quit command's failure.
-        detail: String,
-    },
-}
-
-fn pid_text(pid: Option<u32>) -> String {
-    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 }
 
 /// The command that starts (`-d`) a control daemon, or the client that tells it to quit (write
@@ -306,26 +148,4 @@ fn find_binary_in(
 pub(crate) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Whether `mode` can work here, with an error a user can act on when it cannot: the control
-/// binary for [`MpsMode::Own`] (and no foreign daemon in its pipe directory), an answering
-/// daemon for [`MpsMode::Existing`].
-pub fn availability(mode: &MpsMode) -> Result<(), MpsError> {
-    match mode {
-        MpsMode::Off => Ok(()),
-        MpsMode::Own { pipe_dir, .. } => {
-            let path = std::env::var_os("PATH");
-            find_control_binary(path.as_deref()).ok_or(MpsError::ControlBinaryNotFound)?;
-            check_pipe_dir_length(pipe_dir)?;
-            match endpoint::probe_endpoint(pipe_dir) {
-                endpoint::Endpoint::Answers => Err(MpsError::AlreadyRunning {
-                    pipe_dir: pipe_dir.clone(),
-                    pid: endpoint::read_pid_file(pipe_dir),
-                }),
-                _ => Ok(()),
-            }
-        }
-        MpsMode::Existing { pipe_dir } => endpoint::check_existing(pipe_dir),
-    }
 }

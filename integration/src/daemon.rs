@@ -19,7 +19,7 @@ pub struct Daemon {
     pub metrics: String,
     /// The daemon's state directory (jobs database, scratch, uploads).
     pub state_dir: PathBuf,
-    /// The `file://` store's directory.
+    /// The `file://` store's directory (unused with another store).
     pub store_dir: PathBuf,
 }
 
@@ -33,6 +33,19 @@ impl Daemon {
     /// [`start`](Self::start) with `env` added to the daemon's environment (which is otherwise
     /// the test's own), to show that a daemon's environment does not reach its builds.
     pub fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let store = format!("file://{}", root.join("store").display());
+        Daemon::start_on_store(root, &store, &[], extra, env)
+    }
+
+    /// [`start_with_env`](Self::start_with_env) with the store at `store_url` (its backend
+    /// options as `KEY=VALUE` in `store_options`) instead of a `file://` store under `root`.
+    pub fn start_on_store(
+        root: &Path,
+        store_url: &str,
+        store_options: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let state_dir = root.join("state");
         let store_dir = root.join("store");
         let mut command = Command::new(binary("trtfarmd"));
@@ -41,10 +54,15 @@ impl Daemon {
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(&state_dir)
-            .arg("--store")
-            .arg(format!("file://{}", store_dir.display()))
+            .args(["--store", store_url])
+            .args(
+                store_options
+                    .iter()
+                    .flat_map(|option| ["--store-option", option.as_str()]),
+            )
             .args(extra)
             .env_remove("TRTFARMD_CONFIG")
+            .env_remove("TRTFARMD_STORE_OPTION")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

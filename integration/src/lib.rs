@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod determinism;
 pub mod farm;
 pub mod models;
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 

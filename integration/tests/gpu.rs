@@ -28,7 +28,11 @@ fn probe_gpu_reports_no_gpu_without_a_driver_and_never_panics() {
     assert!(reason.contains("no NVIDIA driver"), "{inventory:#}");
 
     let ran = run(Command::new(binary("trtfarmd")).args(["probe-gpu"])).expect_code(0, "probe-gpu");
-    assert!(ran.stdout.contains("no GPU: no NVIDIA driver"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("no GPU: no NVIDIA driver"),
+        "{}",
+        ran.stdout
+    );
 
     // Asking for a CUDA context is an error with the reason, not a panic.
     let ran = run(Command::new(binary("trtfarmd")).args(["probe-gpu", "--context", "0"]))
@@ -64,5 +68,9 @@ async fn a_daemon_without_gpus_serves_and_says_why_it_has_none() {
     let home = tempfile::tempdir().unwrap();
     let ran = run(trtfarm(home.path()).args(["--daemon", &daemon.endpoint, "daemon", "status"]))
         .expect_code(0, "daemon status");
-    assert!(ran.stdout.contains("gpus        none: no NVIDIA driver"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("gpus        none: no NVIDIA driver"),
+        "{}",
+        ran.stdout
+    );
 }

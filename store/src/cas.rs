@@ -131,14 +131,27 @@ impl Backend {
         match hashed {
             Ok(hashes) if hashes.digest == target => {
                 // Completion is the publish step: the blob appears only now, whole and verified.
-                writer
-                    .finish()
-                    .await
-                    .map_err(|source| StoreError::backend(&context, source))?;
+                let stored = match writer.finish().await {
+                    Ok(_) => true,
+                    // Azure Blob drops every uncommitted block of a blob when any upload of it
+                    // commits, so of two concurrent uploads of one blob the later commit fails
+                    // (InvalidBlockList). Blobs are immutable by digest: if it is there now,
+                    // another writer published these same bytes and this upload is done.
+                    Err(source) => match self.contains(&target).await {
+                        Ok(true) => {
+                            tracing::debug!(
+                                digest = %target, store = %self.display_url, error = %source,
+                                "upload lost a race to a concurrent upload of the same blob"
+                            );
+                            false
+                        }
+                        _ => return Err(StoreError::backend(&context, source)),
+                    },
+                };
                 Ok(PutOutcome {
                     digest: target,
                     sha256: hashes.sha256,
-                    stored: true,
+                    stored,
                 })
             }
             Ok(hashes) => {

@@ -18,6 +18,9 @@
 //! - no operation holds a whole blob in memory: files are streamed in bounded chunks.
 //!
 //! All operations must run inside a tokio runtime (file I/O goes through `spawn_blocking`).
+//!
+//! With the `test-servers` feature, `test_servers` starts real S3 (s3s-fs) and Azure Blob
+//! (Azurite) servers on loopback for tests; the store's own tests run on every backend.
 
 #![warn(missing_docs)]
 
@@ -29,6 +32,8 @@ mod error;
 mod layout;
 mod open;
 mod quarantine;
+#[cfg(feature = "test-servers")]
+pub mod test_servers;
 mod upload;
 mod verify;
 

@@ -57,7 +57,10 @@ macro_rules! cloud_store {
 /// - `s3://bucket/prefix`, `az://container/prefix` (or `azure://`), `gs://bucket/prefix`:
 ///   configured from the environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`) with `options` (keys such as
 ///   `aws_endpoint`, `aws_access_key_id`, `aws_allow_http`) applied on top. An option the backend
-///   does not know is refused rather than ignored.
+///   does not know is refused rather than ignored. An S3-compatible server takes
+///   `aws_endpoint=http://host:port` and `aws_allow_http=true`; an Azure emulator (Azurite) takes
+///   `azure_storage_endpoint=http://host:port/<account>` with `azure_allow_http=true` and the
+///   account name and key (see `test_servers` for working sets).
 ///
 /// The URL's path is the store root; everything is kept below it.
 pub fn open(url: &str, options: &[(String, String)]) -> Result<Arc<dyn ContentStore>, StoreError> {

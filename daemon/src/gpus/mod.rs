@@ -30,6 +30,8 @@ pub struct GpuSlot {
     pub uuid: String,
     /// e.g. 9.0.
     pub compute_capability: ComputeCapability,
+    /// All its SMs (an MPS client gets a share of them).
+    pub multiprocessors: u32,
 }
 
 /// Whether builds can be limited to a share of a GPU.
@@ -98,6 +100,7 @@ impl GpuSet {
                     major: gpu.compute_capability.major as u16,
                     minor: gpu.compute_capability.minor as u16,
                 },
+                multiprocessors: gpu.multiprocessors,
             })
             .collect();
         let unavailable = match (&inventory.unavailable, gpus.is_empty()) {
@@ -208,6 +211,7 @@ pub(crate) mod testing {
                     name: (*name).into(),
                     uuid: format!("GPU-{index:08x}-0000-0000-0000-000000000000"),
                     compute_capability: cc.parse().expect("a compute capability"),
+                    multiprocessors: 132,
                 })
                 .collect(),
             unavailable: gpus.is_empty().then(|| "no NVIDIA driver".into()),

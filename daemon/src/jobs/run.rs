@@ -320,6 +320,7 @@ impl Farm {
             gpu: match slot.resource {
                 Resource::Gpu(index) => self.inventory.gpus.get(index).map(|gpu| GpuRun {
                     uuid: &gpu.uuid,
+                    multiprocessors: gpu.multiprocessors,
                     mps_percentage: prepared.variant.settings.mps_percentage,
                     context: done.gpu_context.as_deref(),
                 }),

@@ -32,21 +32,20 @@ fn check_share(report: &ContextReport, mps_percentage: Option<u8>) -> Result<(),
             seen.unwrap_or("unset")
         ));
     }
-    match report.context_sm_count {
-        Some(sms) if sms >= report.device_multiprocessors && asked < 100 => Err(format!(
-            "the engine asks for mps_percentage = {asked}, but the worker's CUDA context got all \
-             {sms} SMs; is the MPS control daemon running for this GPU?"
-        )),
-        _ => Ok(()),
-    }
+    // The SM count is reported, not checked here: under MPS even the device attribute gives
+    // the client's share (measured on an H100: 32 at 25 %), so the worker cannot see the whole.
+    // The daemon, which knows the GPU's full count, records both in the provenance.
+    Ok(())
 }
 
 /// One line for the build log: which GPU, and how many SMs the context got.
 fn describe(report: &ContextReport) -> String {
-    let sms = match report.context_sm_count {
-        Some(sms) => format!("{sms} of {} SMs", report.device_multiprocessors),
-        None => format!("{} SMs", report.device_multiprocessors),
-    };
+    let sms = format!(
+        "{} SMs",
+        report
+            .context_sm_count
+            .unwrap_or(report.multiprocessors_in_context)
+    );
     let mps = match &report.mps_active_thread_percentage {
         Some(p) => format!(", MPS {p} %"),
         None if report.mps_pipe_directory_set => ", MPS client, no limit".into(),
@@ -88,8 +87,6 @@ mod tests {
         assert!(not_client.contains("not an MPS client"), "{not_client}");
         let other_share = check_share(&fake_report(Some("50"), true, Some(66)), Some(25));
         assert!(other_share.is_err());
-        let whole_gpu = check_share(&fake_report(Some("25"), true, Some(132)), Some(25));
-        assert!(whole_gpu.unwrap_err().contains("got all 132 SMs"));
         assert!(check_share(&fake_report(None, false, None), None).is_ok());
     }
 
@@ -97,8 +94,8 @@ mod tests {
     fn the_log_line_names_the_gpu_and_its_share() {
         assert_eq!(
             describe(&fake_report(Some("25"), true, Some(32))),
-            "build GPU: NVIDIA H100 80GB HBM3 (compute capability 9.0), this context gets 32 of \
-             132 SMs, MPS 25 %"
+            "build GPU: NVIDIA H100 80GB HBM3 (compute capability 9.0), this context gets 32 SMs, \
+             MPS 25 %"
         );
     }
 }

@@ -36,15 +36,6 @@ impl MpsControl {
     /// and waits up to [`START_TIMEOUT`] until it answers on `<pipe_dir>/control`. Refuses when
     /// another daemon already answers there.
     pub fn start_own(binary: &Path, pipe_dir: &Path, log_dir: &Path) -> Result<Self, MpsError> {
-        Self::start_own_within(binary, pipe_dir, log_dir, START_TIMEOUT)
-    }
-
-    pub(super) fn start_own_within(
-        binary: &Path,
-        pipe_dir: &Path,
-        log_dir: &Path,
-        timeout: Duration,
-    ) -> Result<Self, MpsError> {
         if !is_executable(binary) {
             return Err(MpsError::ControlBinaryMissing {
                 binary: binary.to_path_buf(),
@@ -91,7 +82,7 @@ impl MpsControl {
             .stderr(output)
             .spawn()
             .map_err(spawn_err)?;
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + START_TIMEOUT;
         let mut exited = false;
         loop {
             if !exited && let Ok(Some(status)) = child.try_wait() {
@@ -114,7 +105,7 @@ impl MpsControl {
                 return Err(MpsError::StartTimedOut {
                     pipe_dir: pipe_dir.to_path_buf(),
                     log_dir: log_dir.to_path_buf(),
-                    waited: timeout,
+                    waited: START_TIMEOUT,
                 });
             }
             sleep(POLL);
@@ -211,7 +202,13 @@ impl Drop for MpsControl {
     }
 }
 
-/// Runs the client with `quit` on its standard input; kills it if it outlives `deadline`.
+/// Runs the client with `quit` on its standard input and waits for it until `deadline`.
+///
+/// The client only returns once the daemon has exited, and NVIDIA's daemon first waits for its
+/// clients to end (seen with driver 580: "Server 432 has 2 active worker threads. Server will
+/// not shutdown", retried with backoff). Killing the client could drop the pending quit, so one
+/// still running at `deadline` is left to finish (a thread reaps it) and the daemon still
+/// exits once the last build is gone.
 fn send_quit(binary: &Path, dirs: &MpsDirs, deadline: Instant) -> Result<(), String> {
     let mut child = control_command(binary, dirs, ControlAction::Quit)
         .stdin(Stdio::piped())
@@ -228,8 +225,10 @@ fn send_quit(binary: &Path, dirs: &MpsDirs, deadline: Instant) -> Result<(), Str
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("the quit command exited with {status}")),
             Ok(None) if Instant::now() >= deadline => {
-                reap(&mut child);
-                return Err("the quit command did not finish".to_string());
+                std::thread::spawn(move || child.wait());
+                return Err(
+                    "quit is still pending, waiting for the daemon's clients to end".into(),
+                );
             }
             Ok(None) => sleep(POLL),
             Err(e) => return Err(e.to_string()),

@@ -1,23 +1,66 @@
-//! Shared helpers for the store's integration tests: real `file://` and `memory://` stores.
+//! Shared helpers for the store's integration tests: real stores of every kind available here
+//! (`file://`, `memory://`, S3 on s3s-fs, Azure Blob on Azurite) and the [`per_backend!`] macro
+//! that runs one test body on each, as one test per backend (`<test>::s3`, `<test>::azure`, …).
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod raw;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tempfile::TempDir;
-use trtfarm_store::{BlobDigest, ContentStore, StoreError, open};
+use trtfarm_store::test_servers::{ServerKind, TestServer};
+use trtfarm_store::{ContentStore, StoreError, open};
 
-/// A store under test plus the temporary directories it lives in.
+pub use raw::RawStore;
+
+/// Generates a module `$name` holding one `#[tokio::test]` per listed backend, each running the
+/// body on a fresh [`TestStore`] of that kind: a failure names the backend in the test's path.
+///
+/// ```ignore
+/// per_backend!([file, memory, s3, azure] async fn round_trips(t) { ... });
+/// ```
+#[allow(unused_macros)] // not every test binary uses it
+macro_rules! per_backend {
+    ([$($backend:ident),+ $(,)?] $(#[$meta:meta])* async fn $name:ident($t:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($t: $crate::common::TestStore) $body
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $backend() {
+                    run($crate::common::TestStore::$backend()).await
+                }
+            )+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_backend;
+
+/// A store under test plus everything it lives in (temporary directories, a server process).
 pub struct TestStore {
     /// The store itself.
     pub store: Arc<dyn ContentStore>,
-    /// The `file://` store's root directory (None for `memory://`).
+    /// The same storage seen without the store's checks, for inspecting and damaging objects
+    /// (None for `memory://`, whose bytes only the store itself can reach).
+    pub raw: Option<RawStore>,
+    /// The `file://` store's root directory (None for the others).
     pub root: Option<PathBuf>,
     /// A directory for the test's local input and output files.
     pub scratch: TempDir,
+    /// The URL and options the store was opened with (for opening more clients on it).
+    url: String,
+    options: Vec<(String, String)>,
     _root_dir: Option<TempDir>,
+    /// The server behind an `s3://` or `az://` store; killed when the test store is dropped.
+    pub server: Option<TestServer>,
 }
 
 impl TestStore {
@@ -26,11 +69,16 @@ impl TestStore {
         let root_dir = tempfile::tempdir().unwrap();
         let root = root_dir.path().join("store");
         let url = format!("file://{}", root.display());
+        let store = open(&url, &[]).unwrap();
         Self {
-            store: open(&url, &[]).unwrap(),
+            store,
+            raw: Some(RawStore::local(&root)),
             root: Some(root),
             scratch: tempfile::tempdir().unwrap(),
+            url,
+            options: Vec::new(),
             _root_dir: Some(root_dir),
+            server: None,
         }
     }
 
@@ -38,15 +86,60 @@ impl TestStore {
     pub fn memory() -> Self {
         Self {
             store: open("memory://", &[]).unwrap(),
+            raw: None,
             root: None,
             scratch: tempfile::tempdir().unwrap(),
+            url: "memory://".into(),
+            options: Vec::new(),
             _root_dir: None,
+            server: None,
         }
     }
 
-    /// Both kinds, for tests that must hold on every backend available here.
-    pub fn all() -> Vec<Self> {
-        vec![Self::file(), Self::memory()]
+    /// An `s3://` store on a fresh s3s-fs server.
+    pub fn s3() -> Self {
+        Self::remote(TestServer::start(ServerKind::S3sFs))
+    }
+
+    /// An `az://` store on a fresh Azurite server.
+    pub fn azure() -> Self {
+        Self::remote(TestServer::start(ServerKind::Azurite))
+    }
+
+    fn remote(server: TestServer) -> Self {
+        let (url, options) = (server.url(), server.options());
+        let store = server.open().unwrap_or_else(|e| panic!("open {url}: {e}"));
+        Self {
+            store,
+            raw: Some(RawStore::remote(&url, &options)),
+            root: None,
+            scratch: tempfile::tempdir().unwrap(),
+            url,
+            options,
+            _root_dir: None,
+            server: Some(server),
+        }
+    }
+
+    /// Another client on the same storage, as a second daemon would open it (for `memory://`,
+    /// whose storage lives in one client, the same client).
+    pub fn another_client(&self) -> Arc<dyn ContentStore> {
+        match self.raw {
+            None => Arc::clone(&self.store),
+            Some(_) => open(&self.url, &self.options).unwrap(),
+        }
+    }
+
+    /// The raw view; panics for `memory://`.
+    pub fn raw(&self) -> &RawStore {
+        self.raw
+            .as_ref()
+            .expect("memory:// stores have no raw view")
+    }
+
+    /// Backend kind, for assertion messages.
+    pub fn kind(&self) -> String {
+        self.store.kind().to_string()
     }
 
     /// Writes `bytes` to a scratch file called `name` and returns its path.
@@ -54,28 +147,6 @@ impl TestStore {
         let path = self.scratch.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         path
-    }
-
-    /// Where the `file://` store keeps a blob on disk (per the documented layout).
-    pub fn blob_file(&self, digest: &BlobDigest) -> PathBuf {
-        let hex = digest.hex();
-        self.root
-            .as_ref()
-            .expect("only file:// stores have blob files")
-            .join("cas/blake3")
-            .join(&hex[..2])
-            .join(&hex)
-    }
-
-    /// Names of the files under the `file://` store's `quarantine/blake3/`.
-    pub fn quarantined(&self) -> Vec<String> {
-        let dir = self.root.as_ref().unwrap().join("quarantine/blake3");
-        match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        }
     }
 }
 
@@ -101,7 +172,11 @@ pub struct Drained {
 }
 
 /// Reads `digest` from `offset` to the end (or the first error).
-pub async fn drain(store: &dyn ContentStore, digest: &BlobDigest, offset: u64) -> Drained {
+pub async fn drain(
+    store: &dyn ContentStore,
+    digest: &trtfarm_store::BlobDigest,
+    offset: u64,
+) -> Drained {
     let mut drained = Drained {
         bytes: Vec::new(),
         chunk_sizes: Vec::new(),
