@@ -378,3 +378,44 @@ async fn fp16_builds_from_a_converted_model_that_can_be_fetched() {
         "no fp32 weight is left in this model (it has no numerically sensitive op)"
     );
 }
+
+/// TensorRT-RTX cannot inspect a plan without a GPU it supports, so the inspector's layer
+/// precisions cannot be read here. The plan's size can: TensorRT keeps a strongly typed
+/// network's weights in their own type, so a weight-heavy model built at fp16 (after autocast)
+/// gives a plan smaller than the fp32 one by about half its weight bytes. An fp16 request built
+/// as fp32 would not.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_fp16_plan_carries_half_precision_weights() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    // A 3→256 convolution and three of 256×256×3×3: 7.1 MB of fp32 weights, far more than the
+    // kernels and the rest of the plan.
+    let model = integration::models::deep_cnn(&project, 3, 256, 8, 7);
+    let weight_bytes = (3 * 256 * 9 + 3 * 256 * 256 * 9) as u64 * 4;
+    let mut manifest = images_manifest("deep.onnx", 8, &[("fp32", 3), ("fp16", 3)]);
+    manifest = manifest.replace(
+        "name = \"fp16\"\n",
+        "name = \"fp16\"\nprecision = \"fp16\"\n",
+    );
+    let manifest_path = project.join("engine.toml");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    assert!(std::fs::metadata(&model).unwrap().len() > weight_bytes);
+
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let mut sizes = Vec::new();
+    for variant in ["fp32", "fp16"] {
+        let request = request_for(&mut client, &manifest_path, variant).await;
+        let job = job_of(&client.submit(request).await.unwrap().into_inner());
+        let result = succeeded(&follow(&mut client, job.id).await);
+        sizes.push(result.engine.unwrap().size_bytes);
+    }
+    let (fp32, fp16) = (sizes[0], sizes[1]);
+    eprintln!("plan sizes: fp32 {fp32} B, fp16 {fp16} B, fp32 weights {weight_bytes} B");
+    assert!(
+        fp32 - fp16.min(fp32) > weight_bytes * 4 / 10,
+        "the fp16 plan ({fp16} B) should be smaller than the fp32 plan ({fp32} B) by about half \
+         of the {weight_bytes} B of weights"
+    );
+}
