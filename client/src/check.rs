@@ -76,6 +76,7 @@ pub fn check_manifest(path: &Path) -> ManifestReport {
             Ok(inputs) => {
                 let inputs: Vec<ModelInput> = inputs.into_iter().map(to_model_input).collect();
                 diagnostics.extend(manifest.check_against_model(&inputs));
+                diagnostics.extend(trtfarm::inputs::check_model(&manifest));
             }
             Err(error) => diagnostics.push(manifest.model_diagnostic(
                 error.to_string(),

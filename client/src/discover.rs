@@ -10,6 +10,12 @@ pub const MANIFEST_FILE_NAME: &str = "engine.toml";
 /// Expands command-line paths into manifest files: a file is taken as it is, a directory is
 /// searched recursively for `engine.toml`. No paths means the current directory. The result is
 /// sorted and free of duplicates, so output order does not depend on the file system.
+///
+/// The search follows no symbolic links, neither to directories nor to `engine.toml` files: a
+/// manifest is found where it really is, so its directory, the root every path in it must stay
+/// inside, is the one it was written in. Something named on the command line that is neither a
+/// regular file (after links) nor a directory (a device, a FIFO) is refused: reading it could
+/// block or never end.
 pub fn find_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let default = [PathBuf::from(".")];
     let paths = if paths.is_empty() {
@@ -27,8 +33,13 @@ pub fn find_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             if found.len() == before {
                 bail!("no {MANIFEST_FILE_NAME} under {}", path.display());
             }
-        } else {
+        } else if metadata.is_file() {
             found.push(path.clone());
+        } else {
+            bail!(
+                "{} is not a manifest file or a directory; name an engine.toml or a directory holding some",
+                path.display()
+            );
         }
     }
     found.sort();
@@ -107,6 +118,29 @@ mod tests {
             error.to_string().contains("no engine.toml under"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_device_is_refused_and_a_symlinked_manifest_is_not_searched() {
+        let error = find_manifests(&[PathBuf::from("/dev/zero")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("/dev/zero is not a manifest file or a directory"),
+            "{error}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        touch(&root.join("real/engine.toml"));
+        std::os::unix::fs::symlink(root.join("real"), root.join("alias")).unwrap();
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        std::os::unix::fs::symlink(root.join("real/engine.toml"), root.join("b/engine.toml"))
+            .unwrap();
+        let found = find_manifests(&[root.to_path_buf()]).unwrap();
+        assert_eq!(found, vec![root.join("real/engine.toml")]);
+        // Named directly, a symlinked manifest is taken.
+        let found = find_manifests(&[root.join("b/engine.toml")]).unwrap();
+        assert_eq!(found, vec![root.join("b/engine.toml")]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context;
-use manifest_schema::{Manifest, ManifestErrors, ModelDim, ModelInput, Severity};
+use manifest_schema::{Diagnostic, Manifest, ManifestErrors, ModelDim, ModelInput, Severity};
 use trtfarm_proto::v1;
 
 use crate::digest_cache::DigestCache;
@@ -25,7 +25,9 @@ pub struct CheckedManifest {
 }
 
 /// Loads and validates a manifest as `trtfarm check` does: syntax and values, the files it
-/// names, then its profiles against the model's graph inputs (never its weights).
+/// names (inside the manifest's directory), then its profiles against the model's graph inputs
+/// (never its weights), then what a build worker checks before TensorRT sees the model
+/// ([`check_model`]).
 pub fn load_checked(path: &Path) -> Result<CheckedManifest, ManifestErrors> {
     let manifest = manifest_schema::load(path)?;
     let mut diagnostics = manifest.check_inputs();
@@ -34,6 +36,7 @@ pub fn load_checked(path: &Path) -> Result<CheckedManifest, ManifestErrors> {
             Ok(inputs) => {
                 let inputs: Vec<ModelInput> = inputs.into_iter().map(to_model_input).collect();
                 diagnostics.extend(manifest.check_against_model(&inputs));
+                diagnostics.extend(check_model(&manifest));
             }
             Err(error) => diagnostics.push(manifest.model_diagnostic(
                 error.to_string(),
@@ -46,6 +49,61 @@ pub fn load_checked(path: &Path) -> Result<CheckedManifest, ManifestErrors> {
     }
     let warnings = (!diagnostics.is_empty()).then(|| manifest.errors(diagnostics));
     Ok(CheckedManifest { manifest, warnings })
+}
+
+/// The model as a build worker checks it before TensorRT sees it ([`onnx_graph::sanity`]: an
+/// ONNX graph with outputs, dimensions TensorRT keeps, external data beside the model and within
+/// its files), and its external-data files inside the manifest's directory once symbolic links
+/// are resolved. Errors are located at `model.path`; empty when all is well. `trtfarm submit`
+/// runs it (through [`load_checked`]) so a model no build can use fails here, not in the farm.
+pub fn check_model(manifest: &Manifest) -> Vec<Diagnostic> {
+    let model = &manifest.model.resolved_path;
+    if let Err(error) = onnx_graph::sanity::check_model(model) {
+        let hint = match error {
+            onnx_graph::OnnxError::NotOnnx { .. } => {
+                "`model.path` must name an ONNX model with a graph that has outputs"
+            }
+            _ => "re-export the model (with its external data beside it) and check it again",
+        };
+        return vec![manifest.model_diagnostic(error.to_string(), Some(hint.to_string()))];
+    }
+    let locations = match onnx_graph::external_data::read_external_data_locations(model) {
+        Ok(locations) => locations,
+        Err(error) => return vec![manifest.model_diagnostic(error.to_string(), None)],
+    };
+    locations
+        .iter()
+        .filter_map(|location| match external_data_escape(manifest, location) {
+            Ok(None) => None,
+            Ok(Some(message)) => {
+                Some(manifest.model_diagnostic(message, Some(COPY_DATA_IN_HINT.to_string())))
+            }
+            Err(error) => Some(manifest.model_diagnostic(format!("{error:#}"), None)),
+        })
+        .collect()
+}
+
+/// The fix for external data linked in from outside the project.
+const COPY_DATA_IN_HINT: &str = "every input stays inside the manifest's project (the nearest \
+     directory above engine.toml with `.git`, else its own directory): copy the data file in \
+     instead of linking to it";
+
+/// Where the external-data file `location` (relative to the model's directory) leads when, with
+/// symbolic links resolved, that is outside the project root: the message saying so.
+fn external_data_escape(manifest: &Manifest, location: &str) -> anyhow::Result<Option<String>> {
+    let model = &manifest.model.resolved_path;
+    let local = model.parent().unwrap_or(Path::new(".")).join(location);
+    let outside = manifest
+        .outside_root(&local)
+        .with_context(|| format!("cannot read external-data file {}", local.display()))?;
+    Ok(outside.map(|real| {
+        format!(
+            "{} stores tensors in `{location}`, which resolves through a symbolic link to {}, \
+             outside the project",
+            model.display(),
+            real.display()
+        )
+    }))
 }
 
 /// The ONNX reader's view of an input, in the manifest crate's terms.
@@ -76,8 +134,10 @@ pub struct LocalInput {
 }
 
 /// Lists every file a manifest's builds read: the model, its external-data files (found by
-/// streaming the model), then plugins. External data must lie in or below the model's
-/// directory, which is where TensorRT's parser looks for it.
+/// streaming the model), then plugins. External data must be named relative to the model's
+/// directory (where TensorRT's parser looks for it) without `..`, and, with symbolic links
+/// resolved, lie inside the manifest's directory like every other input (see
+/// [`Manifest::outside_root`]; `check_inputs` checked the model and plugins).
 pub fn list_inputs(manifest: &Manifest) -> anyhow::Result<Vec<LocalInput>> {
     let model = &manifest.model.resolved_path;
     let mut inputs = vec![LocalInput {
@@ -95,6 +155,9 @@ pub fn list_inputs(manifest: &Manifest) -> anyhow::Result<Vec<LocalInput>> {
              directory; move the data file beside the model and re-export it",
             model.display()
         );
+        if let Some(message) = external_data_escape(manifest, &location)? {
+            anyhow::bail!("{message}; {COPY_DATA_IN_HINT}");
+        }
         inputs.push(LocalInput {
             local: model_dir.join(&location),
             path: location,
@@ -258,6 +321,61 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
         std::fs::write(&model_path, bytes).unwrap();
         let error = list_inputs(&checked.manifest).unwrap_err();
         assert!(error.to_string().contains("`../wb`"), "{error}");
+    }
+
+    #[test]
+    fn external_data_symlinked_from_outside_the_manifests_directory_is_refused() {
+        let (dir, manifest) = repo(true);
+        let models = dir.path().join("models");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let moved = elsewhere.path().join("net.weights");
+        std::fs::rename(models.join("net.weights"), &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, models.join("net.weights")).unwrap();
+        let errors = load_checked(&manifest).unwrap_err().render_plain();
+        assert!(
+            errors.contains("engine.toml:3:8")
+                && errors.contains(
+                    "stores tensors in `net.weights`, which resolves through a symbolic link"
+                )
+                && errors.contains("copy the data file in"),
+            "{errors}"
+        );
+        let unchecked = manifest_schema::load(&manifest).unwrap();
+        let error = list_inputs(&unchecked).unwrap_err().to_string();
+        assert!(
+            error.contains("outside the project")
+                && error.contains("copy the data file in"),
+            "{error}"
+        );
+        // A link that stays inside the manifest's directory is fine.
+        std::fs::rename(&moved, dir.path().join("shared.weights")).unwrap();
+        std::fs::remove_file(models.join("net.weights")).unwrap();
+        std::os::unix::fs::symlink("../shared.weights", models.join("net.weights")).unwrap();
+        let inputs = list_inputs(&load_checked(&manifest).unwrap().manifest).unwrap();
+        assert_eq!(inputs[1].path, "net.weights");
+    }
+
+    #[test]
+    fn a_model_no_build_can_use_is_refused_before_submitting() {
+        let (dir, manifest) = repo(false);
+        let mut broken = model(3);
+        broken.graph.as_mut().unwrap().output.clear();
+        onnx_graph::write_model(&broken, &dir.path().join("models/net.onnx")).unwrap();
+        let errors = load_checked(&manifest).unwrap_err().render_plain();
+        assert!(
+            errors.contains("engine.toml:3:8") && errors.contains("its graph declares no outputs"),
+            "{errors}"
+        );
+        // External data cut short is caught here too, not in the farm.
+        let (dir, manifest) = repo(true);
+        let weights = dir.path().join("models/net.weights");
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        let errors = load_checked(&manifest).unwrap_err().render_plain();
+        assert!(
+            errors.contains("the model cannot be built") && errors.contains("of `net.weights`"),
+            "{errors}"
+        );
     }
 
     #[test]

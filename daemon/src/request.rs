@@ -7,6 +7,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use manifest_schema::limits::MAX_MANIFEST_BYTES;
 use manifest_schema::{Flavour, Variant};
 use tonic::Status;
 use trtfarm_proto::v1;
@@ -106,6 +107,15 @@ pub fn prepare(
     } else {
         manifest_msg.path.as_str()
     };
+    // Checked before parsing: the daemon parses every request's manifest, so its size is the
+    // work a client can ask for (the manifest format's own limits bound the rest).
+    if manifest_msg.toml.len() > MAX_MANIFEST_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "{manifest_path} is {} bytes; this daemon accepts manifests of at most {} (1 MiB)",
+            manifest_msg.toml.len(),
+            MAX_MANIFEST_BYTES
+        )));
+    }
     let manifest = manifest_schema::parse(&manifest_msg.toml, Path::new(manifest_path))
         .map_err(|errors| Status::invalid_argument(errors.render_plain()))?;
     let variant = manifest
@@ -145,6 +155,13 @@ pub fn prepare(
     let mut key_inputs = Vec::with_capacity(request.inputs.len());
     let mut model_digest = None;
     for input in &request.inputs {
+        // Every file placed at its own path must stay inside the scratch directory. The model
+        // always lands at inputs/model.onnx: its path (which may climb to a shared models
+        // directory of the client's project) is only compared with the manifest's.
+        let relative = match v1::InputRole::try_from(input.role) {
+            Ok(v1::InputRole::Model) => PathBuf::from(MODEL_FILE),
+            _ => safe_relative(&input.path)?,
+        };
         let digest = parse_digest(input.digest.as_ref(), &input.path)?;
         if digest.size > policy.max_blob_size {
             return Err(Status::resource_exhausted(format!(
@@ -167,7 +184,6 @@ pub fn prepare(
                 key_inputs.push(KeyInput::Model(digest));
             }
             Ok(v1::InputRole::ExternalData) => {
-                let relative = safe_relative(&input.path)?;
                 let path = relative.to_string_lossy().into_owned();
                 if Some(relative.as_os_str()) == Path::new(MODEL_FILE).file_name() {
                     return Err(Status::invalid_argument(format!(
@@ -304,7 +320,8 @@ pub fn wire_digest(digest: &BlobDigest) -> v1::Digest {
 }
 
 /// `path` as a relative path that stays inside the directory it is joined to: no root, no
-/// `..`, no empty name.
+/// `..` (not even one that comes back down), no empty name, NUL or backslash. Applied to every
+/// input of a request (model, external data, plugin), the same rule `engine.toml` paths follow.
 fn safe_relative(path: &str) -> Result<PathBuf, Status> {
     let refuse = |why: &str| {
         Err(Status::invalid_argument(format!(

@@ -112,7 +112,14 @@ fn external_data_goes_beside_the_model_and_into_the_key() {
 
 #[test]
 fn paths_that_climb_out_or_are_absolute_are_refused() {
-    for path in ["../secret", "/etc/passwd", "a/../../b", "", "a\\b"] {
+    for path in [
+        "../secret",
+        "/etc/passwd",
+        "a/../../b",
+        "a/../b",
+        "",
+        "a\\b",
+    ] {
         let status = refused(request(
             MANIFEST,
             vec![model(), input(path, 2, v1::InputRole::ExternalData)],
@@ -151,16 +158,109 @@ fn the_model_input_must_be_the_manifests_model() {
         "{}",
         status.message()
     );
-    // Another spelling of the same path is fine.
-    prepare(
+    // Another spelling of the same path is fine; the model always lands at inputs/model.onnx.
+    let prepared = prepare(
         request(
             MANIFEST,
-            vec![input("./models/x/../net.onnx", 1, v1::InputRole::Model)],
+            vec![input("./models//net.onnx", 1, v1::InputRole::Model)],
         ),
         &inventory(),
         &policy(),
     )
     .unwrap();
+    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_FILE));
+}
+
+#[test]
+fn no_input_placed_at_its_own_path_may_leave_the_scratch_directory() {
+    let roles = [
+        v1::InputRole::ExternalData,
+        v1::InputRole::Plugin,
+        v1::InputRole::Unspecified,
+    ];
+    for role in roles {
+        for path in [
+            "../net.onnx",
+            "/models/net.onnx",
+            "models/../net.onnx",
+            "a\\b",
+            "",
+        ] {
+            let status = refused(request(MANIFEST, vec![model(), input(path, 2, role)]));
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{role:?} {path}"
+            );
+            assert!(
+                status
+                    .message()
+                    .contains("input paths are relative to the model"),
+                "{role:?} {path}: {}",
+                status.message()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_model_shared_from_above_the_manifest_is_placed_like_any_model() {
+    // The client checked that `../models/net.onnx` is inside its project; the daemon only
+    // places the model at inputs/model.onnx, so the spelling cannot reach outside the scratch.
+    let shared = MANIFEST.replace("models/net.onnx", "../models/net.onnx");
+    let prepared = prepare(
+        request(
+            &shared,
+            vec![input("../models/net.onnx", 1, v1::InputRole::Model)],
+        ),
+        &inventory(),
+        &policy(),
+    )
+    .unwrap();
+    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_FILE));
+    let status = refused(request(
+        &shared,
+        vec![input("models/net.onnx", 1, v1::InputRole::Model)],
+    ));
+    assert!(
+        status.message().contains("names `../models/net.onnx`"),
+        "{}",
+        status.message()
+    );
+}
+
+#[test]
+fn a_manifest_over_the_size_limit_is_resource_exhausted() {
+    let mut big = MANIFEST.to_string();
+    big.push_str(&"#".repeat(manifest_schema::limits::MAX_MANIFEST_BYTES));
+    let status = refused(request(&big, vec![model()]));
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().starts_with("team/engine.toml is ")
+            && status.message().contains("at most 1048576 (1 MiB)"),
+        "{}",
+        status.message()
+    );
+    // Just under the limit the manifest is parsed (and builds).
+    let mut fits = MANIFEST.to_string();
+    fits.push_str(&"#".repeat(manifest_schema::limits::MAX_MANIFEST_BYTES - MANIFEST.len()));
+    prepare(request(&fits, vec![model()]), &inventory(), &policy()).unwrap();
+}
+
+#[test]
+fn a_manifest_over_the_engine_limit_is_refused_with_its_location() {
+    let mut many = MANIFEST.to_string();
+    for i in 0..manifest_schema::limits::MAX_ENGINES {
+        many.push_str(&format!("[[engine]]\nname = \"e{i}\"\n"));
+    }
+    let status = refused(request(&many, vec![model()]));
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("team/engine.toml:")
+            && status.message().contains("over the limit of 256"),
+        "{}",
+        status.message()
+    );
 }
 
 #[test]

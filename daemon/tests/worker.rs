@@ -126,24 +126,21 @@ async fn worker_gives_identical_plans_for_the_same_task_in_scratch_dirs_of_equal
 }
 
 #[tokio::test]
-async fn worker_reports_a_model_tensorrt_rejects_as_a_build_failure_with_the_parsers_words() {
+async fn worker_reports_a_truncated_model_as_a_build_failure_before_tensorrt_sees_it() {
     let scratch = Scratch::new();
     scratch.write_task(&rtx_task(VARIANT));
-    // Half a model: arbitrary bytes are often read as an empty protobuf, which the parser
-    // accepts (the builder then fails on a network without outputs).
+    // Half a model: arbitrary bytes are often read as an empty protobuf, which TensorRT's parser
+    // accepts (the builder then fails on a network without outputs), so trtfarm checks first.
     let model = std::fs::read(example_model()).unwrap();
     scratch.write_model(&model[..model.len() / 2]);
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     match &report.outcome {
         WorkerOutcome::BuildFailed { message } => {
             assert!(
-                message.contains("the ONNX parser rejected the model"),
+                message.contains("the model failed trtfarm's check before parsing"),
                 "{message}"
             );
-            assert!(
-                message.contains("Failed to parse the ONNX model"),
-                "{message}"
-            );
+            assert!(message.contains("is truncated"), "{message}");
         }
         other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
     }

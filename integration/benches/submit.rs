@@ -110,6 +110,8 @@ fn main() {
 fn write_repository(repo: &Path) {
     let models = repo.join("models");
     std::fs::create_dir_all(&models).unwrap();
+    // A repository: the manifests' shared `../models` is inside their project.
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
     for (index, name) in ["a", "b"].into_iter().enumerate() {
         let mut g = GraphBuilder::new(name, index as u64 + 1);
         let x = g.input("images", DataType::Float, dims!["N", 3, 16, 16]);

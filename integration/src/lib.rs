@@ -5,6 +5,7 @@ pub mod cli;
 pub mod daemon;
 pub mod determinism;
 pub mod farm;
+pub mod hostile_models;
 pub mod models;
 pub mod servers;
 

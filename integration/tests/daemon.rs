@@ -239,7 +239,7 @@ async fn futures_join<T: Send + 'static>(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_model_tensorrt_rejects_fails_with_the_parsers_message() {
+async fn a_truncated_model_fails_with_trtfarms_check_and_its_log_is_kept() {
     let root = tempfile::tempdir().unwrap();
     let project = root.path().join("project");
     std::fs::create_dir_all(&project).unwrap();

@@ -1,12 +1,14 @@
-//! Filesystem checks of the files a manifest names: they exist, and the model matches its pin.
+//! Filesystem checks of the files a manifest names: they exist, stay inside the manifest's
+//! directory once symbolic links are resolved, and the model matches its pin.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::diagnostic::Diagnostic;
 use crate::model::{Blake3Digest, Manifest};
+use crate::resolve::STAY_INSIDE_HINT;
 
 /// Read buffer for hashing; models are often gigabytes, so they are streamed.
 const HASH_BUFFER_BYTES: usize = 1 << 20;
@@ -21,9 +23,10 @@ pub fn hash_file(path: &Path) -> std::io::Result<Blake3Digest> {
 }
 
 impl Manifest {
-    /// Checks the files the manifest names: the model and every plugin exist and are regular
-    /// files, and a pinned model `digest` matches the model's content. Each diagnostic points
-    /// at the offending value. Empty when everything is in order.
+    /// Checks the files the manifest names: the model and every plugin exist, are regular files
+    /// and, with symbolic links resolved, lie inside the manifest's directory (see
+    /// [`Manifest::outside_root`]); a pinned model `digest` matches the model's content. Each
+    /// diagnostic points at the offending value. Empty when everything is in order.
     pub fn check_inputs(&self) -> Vec<Diagnostic> {
         let mut diagnostics = Vec::new();
         let model_ok = self.check_regular_file(
@@ -71,6 +74,28 @@ impl Manifest {
         diagnostics
     }
 
+    /// The project root: the nearest directory at or above the manifest's that holds `.git`
+    /// (a repository, or a worktree's `.git` file), else the manifest's own directory, with
+    /// symbolic links resolved. Inputs (model, external data, plugins) must lie inside it, so
+    /// a manifest from an untrusted change cannot make `trtfarm submit` upload files from
+    /// elsewhere on the machine (`../../.ssh/id_ed25519`).
+    pub fn root(&self) -> std::io::Result<PathBuf> {
+        let dir = std::fs::canonicalize(self.dir())?;
+        Ok(dir
+            .ancestors()
+            .find(|candidate| candidate.join(".git").exists())
+            .unwrap_or(&dir)
+            .to_path_buf())
+    }
+
+    /// Where `file` really is when that is outside the project root ([`Manifest::root`]), with
+    /// symbolic links and `..` resolved; `None` when it is inside.
+    pub fn outside_root(&self, file: &Path) -> std::io::Result<Option<PathBuf>> {
+        let root = self.root()?;
+        let real = std::fs::canonicalize(file)?;
+        Ok((!real.starts_with(&root)).then_some(real))
+    }
+
     fn check_regular_file(
         &self,
         path: &Path,
@@ -79,7 +104,22 @@ impl Manifest {
         out: &mut Vec<Diagnostic>,
     ) -> bool {
         let problem = match std::fs::metadata(path) {
-            Ok(meta) if meta.is_file() => return true,
+            Ok(meta) if meta.is_file() => match self.outside_root(path) {
+                Ok(None) => return true,
+                Ok(Some(real)) => {
+                    out.push(self.source.error(
+                        span,
+                        format!(
+                            "{what} `{}` resolves to {}, outside the project",
+                            path.display(),
+                            real.display()
+                        ),
+                        Some(STAY_INSIDE_HINT.to_string()),
+                    ));
+                    return false;
+                }
+                Err(e) => format!("cannot resolve {what} `{}`: {e}", path.display()),
+            },
             Ok(meta) if meta.is_dir() => {
                 format!("{what} `{}` is a directory, not a file", path.display())
             }

@@ -9,6 +9,7 @@ mod canonical;
 mod diagnostic;
 mod enums;
 mod inputs;
+pub mod limits;
 mod model;
 mod model_inputs;
 mod profiles;
@@ -45,10 +46,27 @@ pub use toolchain::{
 
 use diagnostic::SourceFile;
 
-/// Reads, parses and validates the manifest at `path`.
+/// Reads, parses and validates the manifest at `path`. Reads at most one byte more than
+/// [`limits::MAX_MANIFEST_BYTES`], so a path naming a device or a huge file is refused without
+/// being read whole.
 pub fn load(path: &Path) -> Result<Manifest, ManifestErrors> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path),
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|file| {
+        file.take(limits::MAX_MANIFEST_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+    });
+    let text = read.and_then(|_| {
+        if bytes.len() > limits::MAX_MANIFEST_BYTES {
+            return Ok(None);
+        }
+        String::from_utf8(std::mem::take(&mut bytes))
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    });
+    match text {
+        Ok(Some(text)) => parse(&text, path),
+        Ok(None) => Err(too_large(path, None)),
         Err(e) => {
             let source = SourceFile::new(path, "");
             let diagnostic = source.error(0..0, format!("cannot read manifest: {e}"), None);
@@ -59,8 +77,11 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestErrors> {
 
 /// Parses and validates manifest text. `path` is only used in messages and to resolve the
 /// relative paths inside the manifest; the filesystem is not touched (see
-/// [`Manifest::check_inputs`]).
+/// [`Manifest::check_inputs`]). Text over [`limits::MAX_MANIFEST_BYTES`] is refused unparsed.
 pub fn parse(source: &str, path: &Path) -> Result<Manifest, ManifestErrors> {
+    if source.len() > limits::MAX_MANIFEST_BYTES {
+        return Err(too_large(path, Some(source.len())));
+    }
     let file = SourceFile::new(path, source);
     let raw: raw::RawManifest = match toml::from_str(source) {
         Ok(raw) => raw,
@@ -71,4 +92,28 @@ pub fn parse(source: &str, path: &Path) -> Result<Manifest, ManifestErrors> {
     };
     resolve::resolve(raw, file.clone())
         .map_err(|diagnostics| ManifestErrors::new(file, diagnostics))
+}
+
+/// The error for a manifest over [`limits::MAX_MANIFEST_BYTES`], of `len` bytes when known.
+fn too_large(path: &Path, len: Option<usize>) -> ManifestErrors {
+    let source = SourceFile::new(path, "");
+    let diagnostic = source.error(
+        0..0,
+        match len {
+            Some(len) => format!(
+                "the manifest is {len} bytes, over the limit of {} bytes (1 MiB)",
+                limits::MAX_MANIFEST_BYTES
+            ),
+            None => format!(
+                "the manifest is larger than the limit of {} bytes (1 MiB)",
+                limits::MAX_MANIFEST_BYTES
+            ),
+        },
+        Some(
+            "real manifests are a few KiB: check that this is the right file; split a very \
+             large fan-out of engines over several manifests"
+                .to_string(),
+        ),
+    );
+    ManifestErrors::new(source, vec![diagnostic])
 }

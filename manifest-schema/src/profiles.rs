@@ -3,12 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
+use crate::limits::{MAX_DIMENSION, MAX_PROFILE_INPUTS, MAX_PROFILES, MAX_RANK};
 use crate::model::{Profile, ShapeRange};
 use crate::raw::{Located, RawProfile, RawShapeRange};
 use crate::validate::Checker;
-
-/// Largest dimension TensorRT accepts (dimensions are `int32_t`).
-const MAX_DIMENSION: i64 = i32::MAX as i64;
 
 /// A checked list of profiles with where each was written. `spans[i]` belongs to `profiles[i]`.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +59,22 @@ pub(crate) fn profiles(
     raw: &[Located<RawProfile>],
 ) -> Option<CheckedProfiles> {
     let errors_before = ck.diagnostics.len();
+    if let Some(first_over) = raw.get(MAX_PROFILES) {
+        ck.error(
+            first_over.span(),
+            format!(
+                "{} optimization profiles, over the limit of {MAX_PROFILES}; this is profile {}",
+                raw.len(),
+                MAX_PROFILES + 1
+            ),
+            Some(
+                "TensorRT tunes every profile separately: cover the shapes with fewer, wider \
+                 profiles, or build several engines"
+                    .to_string(),
+            ),
+        );
+        return None;
+    }
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut result = CheckedProfiles::default();
     for (index, located) in raw.iter().enumerate() {
@@ -81,6 +95,17 @@ pub(crate) fn profiles(
             ck.error(name_span.clone(), format!("duplicate profile name `{name}`"), Some(format!("the first profile named `{name}` is on line {line}; profile names must be unique")));
         } else {
             seen.insert(name.clone(), name_span.start);
+        }
+        let input_count = profile.inputs.get().len();
+        if input_count > MAX_PROFILE_INPUTS {
+            ck.error(
+                profile.inputs.span(),
+                format!(
+                    "profile `{name}` describes {input_count} inputs, over the limit of {MAX_PROFILE_INPUTS}"
+                ),
+                Some("a profile lists the model's dynamic inputs; no real model has this many".to_string()),
+            );
+            continue;
         }
         if profile.inputs.get().is_empty() {
             ck.error(profile.inputs.span(), format!("profile `{name}` has no inputs"), Some("give `min`, `opt` and `max` for each dynamic input, or remove the profile for a static-shape model".to_string()));
@@ -111,6 +136,19 @@ fn shape_range(ck: &mut Checker<'_>, input: &str, raw: &RawShapeRange) -> Option
     let errors_before = ck.diagnostics.len();
     let shapes = [("min", &raw.min), ("opt", &raw.opt), ("max", &raw.max)];
     for (which, shape) in shapes {
+        let rank = shape.get().len();
+        if rank > MAX_RANK {
+            ck.error(
+                shape.span(),
+                format!(
+                    "input `{input}`: {which} has rank {rank}, over TensorRT's limit of {MAX_RANK}"
+                ),
+                Some(format!(
+                    "TensorRT tensors have at most {MAX_RANK} dimensions"
+                )),
+            );
+            continue;
+        }
         for (d, dim) in shape.get().iter().enumerate() {
             let value = *dim.get();
             if value < 1 {
@@ -134,6 +172,28 @@ fn shape_range(ck: &mut Checker<'_>, input: &str, raw: &RawShapeRange) -> Option
                 );
             }
         }
+    }
+    // Ranks and dimensions are in range now; the element count of the largest shape can still
+    // overflow the 64-bit count TensorRT (and every runtime) keeps of a tensor's size.
+    let max = raw.max.get();
+    if ck.diagnostics.len() == errors_before
+        && max
+            .iter()
+            .try_fold(1i64, |count, dim| count.checked_mul(*dim.get()))
+            .is_none()
+    {
+        let shape: Vec<String> = max.iter().map(|d| d.get().to_string()).collect();
+        ck.error(
+            raw.max.span(),
+            format!(
+                "input `{input}`: max [{}] has more elements than a 64-bit count holds",
+                shape.join(", ")
+            ),
+            Some(format!(
+                "the product of the max dimensions must be at most {} (2^63 - 1); no GPU holds a tensor near that size",
+                i64::MAX
+            )),
+        );
     }
     let min_rank = raw.min.get().len();
     for (which, shape) in [("opt", &raw.opt), ("max", &raw.max)] {

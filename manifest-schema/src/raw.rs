@@ -66,11 +66,14 @@ pub(crate) struct RawManifest {
     #[serde(default)]
     pub(crate) defaults: Option<Located<RawSettings>>,
     /// Optimization profiles shared by every `[[engine]]` without its own, in order
-    /// (TensorRT selects profiles by index). None for static-shape models.
+    /// (TensorRT selects profiles by index). None for static-shape models. At most 64.
     #[serde(default)]
+    #[schemars(length(max = 64))]
     pub(crate) profile: Option<Vec<Located<RawProfile>>>,
-    /// The engine variants to build. Default: one engine named `default` built from `[defaults]`.
+    /// The engine variants to build, at most 256. Default: one engine named `default` built from
+    /// `[defaults]`.
     #[serde(default)]
+    #[schemars(length(max = 256))]
     pub(crate) engine: Option<Vec<Located<RawEngine>>>,
 }
 
@@ -79,7 +82,8 @@ pub(crate) struct RawManifest {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Model")]
 pub(crate) struct RawModel {
-    /// The ONNX file, relative to the manifest (use `/`); must not be absolute.
+    /// The ONNX file, relative to the manifest (use `/`). Like every path here it stays inside
+    /// the manifest's directory: not absolute, no `..`, no symbolic link that leads out.
     /// External-data files beside it are inputs too. Example: `"resnet50.onnx"`.
     #[schemars(length(min = 1))]
     pub(crate) path: Located<String>,
@@ -87,8 +91,9 @@ pub(crate) struct RawModel {
     #[serde(default)]
     #[schemars(regex(pattern = r"^blake3:[0-9a-fA-F]{64}$"))]
     pub(crate) digest: Option<Located<String>>,
-    /// Plugin shared libraries loaded by the builder, relative to the manifest; their content is
-    /// part of the build's key. Default: `[]`. Example: `["plugins/libroi_align.so"]`.
+    /// Plugin shared libraries loaded by the builder, relative to the manifest and inside its
+    /// directory (as `path`); their content is part of the build's key. Default: `[]`.
+    /// Example: `["plugins/libroi_align.so"]`.
     #[serde(default)]
     pub(crate) plugins: Option<Vec<Located<String>>>,
 }
@@ -101,7 +106,7 @@ pub(crate) struct RawProfile {
     /// A label for messages and the lock. Default: `"profile<index>"`. Does not change the engine.
     #[serde(default)]
     pub(crate) name: Option<Located<String>>,
-    /// Input name → `{ min = [...], opt = [...], max = [...] }`.
+    /// Input name → `{ min = [...], opt = [...], max = [...] }`, at most 1024 inputs.
     pub(crate) inputs: Located<BTreeMap<Located<String>, Located<RawShapeRange>>>,
 }
 
@@ -110,15 +115,20 @@ pub(crate) struct RawProfile {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "ShapeRange")]
 pub(crate) struct RawShapeRange {
-    /// Smallest shape, e.g. `[1, 3, 224, 224]`.
+    /// Smallest shape, e.g. `[1, 3, 224, 224]`. Every shape has rank 0–8 and dimensions
+    /// 1–2147483647.
+    #[schemars(length(max = 8), inner(range(min = 1, max = 2147483647)))]
     pub(crate) min: Located<Vec<Located<i64>>>,
     /// Shape TensorRT optimizes for, e.g. `[8, 3, 224, 224]`.
+    #[schemars(length(max = 8), inner(range(min = 1, max = 2147483647)))]
     pub(crate) opt: Located<Vec<Located<i64>>>,
-    /// Largest shape, e.g. `[32, 3, 224, 224]`.
+    /// Largest shape, e.g. `[32, 3, 224, 224]`; its element count must fit in 63 bits.
+    #[schemars(length(max = 8), inner(range(min = 1, max = 2147483647)))]
     pub(crate) max: Located<Vec<Located<i64>>>,
 }
 
-/// Memory pool limits. Sizes are integers (bytes) or strings with a unit such as `"2GiB"`.
+/// Memory pool limits. Sizes are integers (bytes) or strings with a unit such as `"2GiB"`, at
+/// most 1 TiB.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "MemoryPools")]
@@ -288,13 +298,15 @@ macro_rules! build_settings {
             /// Unique within the manifest; letters, digits, `.`, `_`, `-`. Example: `"fp16"`.
             #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
             pub(crate) name: Located<String>,
-            /// Where `trtfarm submit --out`/`fetch` writes the engine, relative to the manifest.
+            /// Where `trtfarm submit --out`/`fetch` writes the engine, relative to the manifest and
+            /// inside its directory (no `..`).
             /// Default: none. Example: `"build/resnet50.fp16.engine"`.
             #[serde(default)]
             pub(crate) output: Option<Located<String>>,
             /// This engine's own optimization profiles, used instead of the top-level
-            /// `[[profile]]` entries. Default: the top-level ones.
+            /// `[[profile]]` entries, at most 64. Default: the top-level ones.
             #[serde(default)]
+            #[schemars(length(max = 64))]
             pub(crate) profile: Option<Vec<Located<RawProfile>>>,
             $( $(#[$meta])* #[serde(default)] pub(crate) $field: Option<$ty>, )+
         }

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use crate::autocast::{check_defaults_used, check_engine_applies};
 use crate::diagnostic::{Diagnostic, SourceFile, sort_and_dedup};
+use crate::limits::MAX_ENGINES;
 use crate::model::{
     Blake3Digest, Manifest, Model, ModelSpans, PluginLibrary, Variant, manifest_dir,
 };
@@ -51,8 +52,24 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
             profile_spans.push(shared.spans);
         }
     }
+    if let Some(first_over) = engines.get(MAX_ENGINES) {
+        ck.error(
+            first_over.get().name.span(),
+            format!(
+                "the manifest has {} `[[engine]]` tables, over the limit of {MAX_ENGINES}; this is \
+                 engine {}",
+                engines.len(),
+                MAX_ENGINES + 1
+            ),
+            Some(
+                "split the engines over several manifests (each may name the same model)"
+                    .to_string(),
+            ),
+        );
+    }
     let mut names: HashMap<&str, usize> = HashMap::new();
-    for engine in engines {
+    // Past the limit nothing is resolved: the error above is all a hostile manifest gets.
+    for engine in engines.iter().take(MAX_ENGINES) {
         any_engine_autocast |= defaults
             .overlay(&engine.get().settings())
             .precision()
@@ -115,8 +132,29 @@ fn schema_version(ck: &mut Checker<'_>, value: Option<&Located<i64>>) -> Option<
     }
 }
 
-/// A path written in the manifest must be relative and non-empty. Returns whether it is.
-fn check_relative_path(ck: &mut Checker<'_>, value: &Located<String>, key: &str) -> bool {
+/// The hint for an input that would leave the project root.
+pub(crate) const STAY_INSIDE_HINT: &str = "a manifest reads files only inside its project: the nearest \
+     directory above engine.toml that holds `.git` (else engine.toml's own directory); move the \
+     file there";
+
+/// The hint for an output path with `..`.
+const OUTPUT_BELOW_HINT: &str = "`trtfarm submit` writes engines below the manifest's directory; \
+     write e.g. output = \"build/net.engine\"";
+
+/// Checks a path written in the manifest (`model.path`, `plugins`, `output`): relative to the
+/// manifest's directory, non-empty, written with `/`. Inputs (`allow_parent`) may climb with
+/// `..`, since models are often shared between manifests, but must stay inside the project root
+/// with symbolic links resolved; that needs the filesystem and is checked by
+/// [`crate::Manifest::check_inputs`] (and, for the model's external-data files, by the client).
+/// `output`, where `trtfarm submit` writes, has no `..` at all (not even one that comes back
+/// down: `a/../b` through a symlinked `a` lands elsewhere), so a manifest from an untrusted
+/// change cannot make it overwrite files outside its directory. Returns whether the path passes.
+fn check_relative_path(
+    ck: &mut Checker<'_>,
+    value: &Located<String>,
+    key: &str,
+    allow_parent: bool,
+) -> bool {
     let text = value.get();
     if text.trim().is_empty() {
         ck.error(
@@ -132,12 +170,31 @@ fn check_relative_path(ck: &mut Checker<'_>, value: &Located<String>, key: &str)
         ck.error(value.span(), format!("`{key}` is an absolute path"), Some("paths are relative to the manifest's directory, so the manifest can move with its model".to_string()));
         return false;
     }
+    if text.contains('\\') || text.contains('\0') {
+        ck.error(
+            value.span(),
+            format!(
+                "`{key}` `{}` has a backslash or a NUL character",
+                text.escape_debug()
+            ),
+            Some("write paths with `/` between directories, e.g. \"models/net.onnx\"".to_string()),
+        );
+        return false;
+    }
+    if !allow_parent && text.split('/').any(|part| part == "..") {
+        ck.error(
+            value.span(),
+            format!("`{key}` `{text}` leaves the manifest's directory with `..`"),
+            Some(OUTPUT_BELOW_HINT.to_string()),
+        );
+        return false;
+    }
     true
 }
 
 fn model(ck: &mut Checker<'_>, source: &SourceFile, raw: &RawModel) -> Option<Model> {
     let dir = manifest_dir(source.path());
-    let mut ok = check_relative_path(ck, &raw.path, "model.path");
+    let mut ok = check_relative_path(ck, &raw.path, "model.path", true);
     let digest = match &raw.digest {
         None => None,
         Some(text) => match text.get().trim().parse::<Blake3Digest>() {
@@ -151,7 +208,7 @@ fn model(ck: &mut Checker<'_>, source: &SourceFile, raw: &RawModel) -> Option<Mo
     };
     let mut plugins = Vec::new();
     for plugin in raw.plugins.as_deref().unwrap_or_default() {
-        ok &= check_relative_path(ck, plugin, "plugins");
+        ok &= check_relative_path(ck, plugin, "plugins", true);
         plugins.push(PluginLibrary {
             path: plugin.get().clone(),
             resolved_path: dir.join(plugin.get()),
@@ -210,7 +267,7 @@ fn engine_variant<'r>(
         names.insert(name, name_span.start);
     }
     let output = match &engine.output {
-        Some(output) if check_relative_path(ck, output, "output") => {
+        Some(output) if check_relative_path(ck, output, "output", false) => {
             Some(manifest_dir(source.path()).join(output.get()))
         }
         Some(_) => {

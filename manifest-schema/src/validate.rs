@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::autocast::autocast;
 use crate::diagnostic::{Diagnostic, SourceFile};
 use crate::enums::{Flavour, HardwareCompatibility, RefitMode, TilingLevel, TimingCachePolicy};
+use crate::limits::MAX_POOL_BYTES;
 use crate::model::{
     Autocast, BuildSettings, Compatibility, ComputeCapability, GpuSelector, GpuSelectorParseError,
     MemoryPools, Weights,
@@ -80,6 +81,22 @@ impl<'a> Checker<'a> {
                 Err(e) => Err((e.message, e.hint)),
             },
         };
+        let parsed = parsed.and_then(|bytes| {
+            if bytes <= MAX_POOL_BYTES {
+                return Ok(bytes);
+            }
+            Err((
+                format!(
+                    "`memory_pools.{key}` is {bytes} bytes ({:.1} TiB), over the limit of 1 TiB",
+                    bytes as f64 / MAX_POOL_BYTES as f64
+                ),
+                Some(
+                    "no GPU has that much memory: check the unit (\"64GiB\", not \"64TiB\"), or \
+                     leave the key out for the toolchain's default"
+                        .to_string(),
+                ),
+            ))
+        });
         match parsed {
             Ok(bytes) => Some(bytes),
             Err((message, hint)) => {

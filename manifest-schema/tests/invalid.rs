@@ -617,6 +617,77 @@ const CASES: &[Case] = &[
         hint: None,
     },
     Case {
+        name: "output path climbing out",
+        toml: concat!(
+            trt!(),
+            "[[engine]]\nname = \"a\"\noutput = \"../../.bashrc\"\n"
+        ),
+        line: 8,
+        column: 10,
+        message: "`output` `../../.bashrc` leaves the manifest's directory",
+        hint: Some("writes engines below the manifest's directory"),
+    },
+    Case {
+        name: "model path with a backslash",
+        toml: "schema_version = 1\n[model]\npath = \"models\\\\m.onnx\"\n[defaults]\ntoolchain = \"tensorrt 10.8\"\n",
+        line: 3,
+        column: 8,
+        message: "`model.path` `models\\\\m.onnx` has a backslash or a NUL character",
+        hint: Some("write paths with `/`"),
+    },
+    Case {
+        name: "rank over eight",
+        toml: concat!(
+            trt!(),
+            "[[profile]]\ninputs.x = { min = [1, 1, 1, 1, 1, 1, 1, 1, 1], opt = [1, 1, 1, 1, 1, 1, 1, 1, 1], max = [1, 1, 1, 1, 1, 1, 1, 1, 1] }\n"
+        ),
+        line: 7,
+        column: 20,
+        message: "input `x`: min has rank 9, over TensorRT's limit of 8",
+        hint: Some("at most 8 dimensions"),
+    },
+    Case {
+        name: "negative dimension",
+        toml: concat!(
+            trt!(),
+            "[[profile]]\ninputs.x = { min = [-1, 3], opt = [1, 3], max = [1, 3] }\n"
+        ),
+        line: 7,
+        column: 21,
+        message: "input `x`: min[0] is -1; dimensions must be at least 1",
+        hint: Some("concrete shapes"),
+    },
+    Case {
+        name: "max shape with more elements than 64 bits count",
+        toml: concat!(
+            trt!(),
+            "[[profile]]\ninputs.x = { min = [1, 1, 1], opt = [1, 1, 1], max = [2147483647, 2147483647, 2147483647] }\n"
+        ),
+        line: 7,
+        column: 54,
+        message: "input `x`: max [2147483647, 2147483647, 2147483647] has more elements than a 64-bit count holds",
+        hint: Some("at most 9223372036854775807"),
+    },
+    Case {
+        name: "memory pool over a tebibyte",
+        toml: concat!(trt!(), "memory_pools.workspace = \"2TiB\"\n"),
+        line: 6,
+        column: 26,
+        message: "`memory_pools.workspace` is 2199023255552 bytes (2.0 TiB), over the limit of 1 TiB",
+        hint: Some("check the unit"),
+    },
+    Case {
+        name: "memory pool in bytes over a tebibyte",
+        toml: concat!(
+            trt!(),
+            "[[engine]]\nname = \"a\"\nmemory_pools.tactic_dram = 1099511627777\n"
+        ),
+        line: 8,
+        column: 28,
+        message: "`memory_pools.tactic_dram` is 1099511627777 bytes (1.0 TiB), over the limit of 1 TiB",
+        hint: None,
+    },
+    Case {
         name: "column counts characters",
         toml: concat!(
             trt!(),

@@ -97,6 +97,16 @@ pub enum OnnxError {
         /// The largest entry the reader buffers.
         limit: u64,
     },
+    /// The file is an ONNX model, but one no TensorRT build should be handed (see
+    /// [`crate::sanity`]): a dimension past TensorRT's limits, external data outside the model's
+    /// directory or past the end of its file.
+    #[error("{}: the model cannot be built: {reason}", path.display())]
+    Unbuildable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the input, output or tensor.
+        reason: String,
+    },
     /// Writing a model failed.
     #[error("cannot write {}: {source}", path.display())]
     Write {

@@ -199,6 +199,11 @@ impl fmt::Display for GraphInput {
 /// Returns the inputs of the model's main graph that are not initializers, in graph order,
 /// streaming the file: memory use does not depend on the size of the weights.
 pub fn read_graph_inputs(path: &Path) -> Result<Vec<GraphInput>, OnnxError> {
+    Ok(scan_file(path)?.into_inputs())
+}
+
+/// Opens `path` and runs [`scan_model`] over it.
+pub(crate) fn scan_file(path: &Path) -> Result<GraphScan, OnnxError> {
     let open_error = |source| OnnxError::Open {
         path: path.to_owned(),
         source,
@@ -206,19 +211,28 @@ pub fn read_graph_inputs(path: &Path) -> Result<Vec<GraphInput>, OnnxError> {
     let file = File::open(path).map_err(open_error)?;
     let len = file.metadata().map_err(open_error)?.len();
     let mut reader = WireReader::new(file, len, path);
-    Ok(scan_model(&mut reader)?.into_inputs())
+    scan_model(&mut reader)
 }
 
 /// What the scan of a model collects.
 #[derive(Default)]
 pub(crate) struct GraphScan {
     inputs: Vec<ValueInfoProto>,
+    /// The main graph's outputs (read for [`crate::sanity`]; small like the inputs).
+    pub(crate) outputs: Vec<ValueInfoProto>,
     initializer_names: HashSet<String>,
     /// `graph` fields seen (protobuf merges repeated ones).
     graphs: usize,
 }
 
 impl GraphScan {
+    /// The main graph's inputs that are not initializers, as declared.
+    pub(crate) fn input_infos(&self) -> impl Iterator<Item = &ValueInfoProto> {
+        self.inputs
+            .iter()
+            .filter(|info| !self.initializer_names.contains(info.name()))
+    }
+
     fn into_inputs(self) -> Vec<GraphInput> {
         let initializers = self.initializer_names;
         self.inputs
@@ -234,6 +248,7 @@ const MODEL_IR_VERSION: u32 = 1;
 const MODEL_GRAPH: u32 = 7;
 const GRAPH_INITIALIZER: u32 = 5;
 const GRAPH_INPUT: u32 = 11;
+const GRAPH_OUTPUT: u32 = 12;
 const GRAPH_SPARSE_INITIALIZER: u32 = 15;
 const TENSOR_NAME: u32 = 8;
 const SPARSE_TENSOR_VALUES: u32 = 1;
@@ -333,6 +348,7 @@ fn scan_graph<R: Read + Seek>(
         let tag = reader.read_tag(end, "GraphProto")?;
         let what = match tag.number {
             GRAPH_INPUT => "GraphProto.input",
+            GRAPH_OUTPUT => "GraphProto.output",
             GRAPH_INITIALIZER => "GraphProto.initializer",
             GRAPH_SPARSE_INITIALIZER => "GraphProto.sparse_initializer",
             _ => {
@@ -342,12 +358,16 @@ fn scan_graph<R: Read + Seek>(
         };
         let entry_end = expect_len(reader, tag, end, what)?;
         match tag.number {
-            GRAPH_INPUT => {
+            GRAPH_INPUT | GRAPH_OUTPUT => {
                 let offset = reader.position();
                 let bytes = reader.read_payload(entry_end, what)?;
                 let info = ValueInfoProto::decode(bytes.as_slice())
                     .map_err(|err| reader.malformed(offset, what, err.to_string()))?;
-                scan.inputs.push(info);
+                if tag.number == GRAPH_INPUT {
+                    scan.inputs.push(info);
+                } else {
+                    scan.outputs.push(info);
+                }
             }
             GRAPH_INITIALIZER => {
                 if let Some(name) = scan_tensor_name(reader, entry_end)? {

@@ -1,7 +1,7 @@
 //! ONNX models for trtfarm: the protobuf types generated from `onnx.proto` ([`proto`]), a small
 //! writer of real networks for tests and examples ([`GraphBuilder`], [`ModelBuilder`]), and a
 //! streaming reader of a model's graph inputs ([`read_graph_inputs`]) that never loads the
-//! weights.
+//! weights, and the check a model passes before TensorRT sees it ([`sanity::check_model`]).
 
 #![warn(missing_docs)]
 
@@ -16,6 +16,7 @@ mod graph_inputs;
 mod model_stream;
 pub mod proto;
 pub mod quantization;
+pub mod sanity;
 mod weights;
 mod wire;
 

@@ -154,3 +154,24 @@ fn a_truncated_real_model_says_truncated() {
     assert!(matches!(err, OnnxError::Truncated { .. }), "{err}");
     assert!(err.to_string().contains("cut.onnx is truncated"), "{err}");
 }
+
+#[test]
+fn real_models_and_the_examples_pass_the_pre_build_check_and_tensor_files_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut models = files_with_extension(&light_models_dir(), "onnx");
+    models.extend(
+        write_examples(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(path, _)| path),
+    );
+    for model in &models {
+        if let Err(err) = onnx_graph::sanity::check_model(model) {
+            panic!("{}: {err}", model.display());
+        }
+    }
+    for tensor in files_with_extension(&light_models_dir(), "pb") {
+        let err = onnx_graph::sanity::check_model(&tensor).unwrap_err();
+        assert!(matches!(err, OnnxError::NotOnnx { .. }), "{err}");
+    }
+}

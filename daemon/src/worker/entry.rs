@@ -161,6 +161,17 @@ fn prepare_model(
     variant: &manifest_schema::Variant,
     reporter: &mut Reporter,
 ) -> Result<&'static str, String> {
+    // What TensorRT's parser would take quietly or misread (bytes that are no model, a graph
+    // without outputs, dimensions past 32 bits, external data outside `inputs/` or past the end
+    // of its file) is refused here, in the model's own terms, and said in the build log too.
+    if let Err(e) = onnx_graph::sanity::check_model(Path::new(MODEL_FILE)) {
+        let message = format!("the model failed trtfarm's check before parsing: {e}");
+        reporter.send(&WorkerMessage::Log {
+            severity: "error".into(),
+            text: message.clone(),
+        });
+        return Err(message);
+    }
     match model_precision(variant) {
         ModelPrecision::AsIs => Ok(MODEL_FILE),
         ModelPrecision::Autocast(target) => {
