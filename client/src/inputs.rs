@@ -343,8 +343,7 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
         let unchecked = manifest_schema::load(&manifest).unwrap();
         let error = list_inputs(&unchecked).unwrap_err().to_string();
         assert!(
-            error.contains("outside the project")
-                && error.contains("copy the data file in"),
+            error.contains("outside the project") && error.contains("copy the data file in"),
             "{error}"
         );
         // A link that stays inside the manifest's directory is fine.
