@@ -19,11 +19,11 @@ pub struct Cli {
 /// How to reach a daemon. With no `--daemon`, a local daemon is found or started.
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
-    /// URL of a remote daemon, e.g. `http://farm.example:50051` (default: a local daemon,
-    /// started on demand).
+    /// URL of a remote daemon, e.g. `http://farm.example:50051`, or `https://...` for one
+    /// serving TLS (default: a local daemon, started on demand).
     #[arg(long, global = true, env = "TRTFARM_DAEMON", value_name = "URL")]
     pub daemon: Option<String>,
-    /// Bearer token for a remote daemon.
+    /// Bearer token for a remote daemon (prefer --token-file: a flag shows in `ps`).
     #[arg(
         long,
         global = true,
@@ -32,6 +32,14 @@ pub struct DaemonArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// File holding the bearer token for a remote daemon (its first token line); must not be
+    /// readable by group or others (chmod 600).
+    #[arg(long, global = true, env = "TRTFARM_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an https:// daemon, instead of the platform's roots
+    /// (for a private CA or a self-signed certificate).
+    #[arg(long, global = true, env = "TRTFARM_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
     /// State directory of the local daemon (default: the same one `trtfarmd serve` uses).
     #[arg(long, global = true, env = "TRTFARM_DAEMON_DIR", value_name = "DIR")]
     pub daemon_dir: Option<PathBuf>,

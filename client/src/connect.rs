@@ -1,5 +1,8 @@
-//! Reaching a daemon: a remote one by URL (with its bearer token), or the local one, found or
-//! started through its info file (see [`crate::local_daemon`]). Both give the same client type.
+//! Reaching a daemon: a remote one by URL (with its bearer token, over TLS for `https://`; see
+//! [`credentials`]), or the local one, found or started through its info file (see
+//! [`crate::local_daemon`]). Both give the same client type.
+
+mod credentials;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +11,7 @@ use anyhow::Context;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use trtfarm_proto::local::default_state_dir;
 use trtfarm_proto::v1::farm_client::FarmClient;
@@ -24,6 +27,12 @@ const WINDOW: u32 = 8 << 20;
 
 /// How long establishing a connection may take before the daemon counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to do about a daemon certificate the client does not trust.
+const UNTRUSTED_HINT: &str = "hint: give the CA certificate that signed the daemon's \
+     certificate with --tls-ca PATH (or TRTFARM_TLS_CA); a self-signed certificate works as its \
+     own CA only if it is not marked as a CA (openssl req -x509 ... -addext \
+     basicConstraints=critical,CA:FALSE)";
 
 /// A connected `trtfarm.v1.Farm` client, remote or local.
 pub type FarmConnection = FarmClient<InterceptedService<Channel, BearerToken>>;
@@ -66,24 +75,56 @@ pub fn local_dir(args: &DaemonArgs) -> PathBuf {
     args.daemon_dir.clone().unwrap_or_else(default_state_dir)
 }
 
-/// A client for the daemon `args` name: `--daemon URL` (sending `--token`), else the local
+/// A client for the daemon `args` name: `--daemon URL` (see [`connect_remote`]), else the local
 /// daemon, started (or restarted, when its version differs from this client's) on demand.
 pub async fn connect(args: &DaemonArgs) -> anyhow::Result<FarmConnection> {
     match &args.daemon {
-        Some(url) => open(url, args.token.as_deref(), CONNECT_TIMEOUT).await,
+        Some(url) => connect_remote(url, args).await,
         None => Ok(local_daemon::ensure(&local_dir(args)).await?.client),
     }
 }
 
-/// Connects to the daemon at `endpoint`, sending `token` with every call.
+/// A client for the daemon at `url`, sending the token of `--token` or `--token-file`, over TLS
+/// for an `https://` URL (trusting `--tls-ca`, else the platform's roots).
+pub async fn connect_remote(url: &str, args: &DaemonArgs) -> anyhow::Result<FarmConnection> {
+    let token = credentials::token(args)?;
+    let tls = credentials::tls_config(url, args.tls_ca.as_deref())?;
+    if token.is_some() && tls.is_none() && !is_loopback_url(url) {
+        eprintln!("warning: sending the bearer token to {url} unencrypted; use an https:// URL");
+    }
+    dial(url, token.as_deref(), tls, CONNECT_TIMEOUT).await
+}
+
+/// Connects to the daemon at `endpoint`, sending `token` with every call (an `https://`
+/// endpoint trusts the platform's roots).
 pub async fn open(
     endpoint: &str,
     token: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<FarmConnection> {
+    let tls = credentials::tls_config(endpoint, None)?;
+    dial(endpoint, token, tls, timeout).await
+}
+
+/// Connects to `endpoint` with `tls` (none: plain HTTP/2), sending `token` with every call.
+async fn dial(
+    endpoint: &str,
+    token: Option<&str>,
+    tls: Option<ClientTlsConfig>,
+    timeout: Duration,
+) -> anyhow::Result<FarmConnection> {
     let interceptor = BearerToken::new(token)?;
-    let channel = Endpoint::from_shared(endpoint.to_string())
-        .with_context(|| format!("`{endpoint}` is not a daemon URL"))?
+    let mut builder = Endpoint::from_shared(endpoint.to_string())
+        .with_context(|| format!("`{endpoint}` is not a daemon URL"))?;
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).with_context(|| {
+            format!(
+                "cannot set up TLS for {endpoint} (without --tls-ca, the platform's root \
+                     certificates are trusted)"
+            )
+        })?;
+    }
+    let channel = builder
         .connect_timeout(timeout)
         // Blob streams need more than HTTP/2's 64 KiB default window to run at disk speed.
         .http2_adaptive_window(true)
@@ -92,8 +133,30 @@ pub async fn open(
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("cannot reach the daemon at {endpoint}"))?;
+        .map_err(|error| {
+            let error = anyhow::Error::from(error);
+            let chain = format!("{error:#}");
+            if chain.contains("invalid peer certificate") {
+                anyhow::anyhow!("cannot reach the daemon at {endpoint}: {chain}\n{UNTRUSTED_HINT}")
+            } else {
+                error.context(format!("cannot reach the daemon at {endpoint}"))
+            }
+        })?;
     Ok(FarmClient::with_interceptor(channel, interceptor).max_decoding_message_size(MAX_MESSAGE))
+}
+
+/// Whether `url` names this machine (`localhost` or a loopback address).
+fn is_loopback_url(url: &str) -> bool {
+    let host = url
+        .parse::<tonic::codegen::http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_string))
+        .unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The gRPC status code as the contract spells it (`DATA_LOSS`, `NOT_FOUND`, ...).
@@ -155,6 +218,20 @@ mod tests {
         let request = without.call(tonic::Request::new(())).unwrap();
         assert!(request.metadata().get("authorization").is_none());
         assert!(BearerToken::new(Some("line\nbreak")).is_err());
+    }
+
+    #[test]
+    fn loopback_urls_are_told_from_remote_ones() {
+        for url in [
+            "http://127.0.0.1:50051",
+            "http://localhost:1",
+            "http://[::1]:50051",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in ["http://farm:50051", "http://10.0.0.5:1", "not a url"] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
     }
 
     #[test]

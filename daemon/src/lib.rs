@@ -3,6 +3,7 @@
 //!
 //! Where things are:
 //! - `config`: `daemon.toml`, flags and environment.
+//! - `auth`: bearer tokens and TLS: who may call, and over what.
 //! - `server` and `service`: the gRPC server and the `trtfarm.v1.Farm` implementation.
 //! - `action_key`: the one place the cache key is computed.
 //! - `jobs`: the persistent job table and the scheduler.
@@ -13,6 +14,7 @@
 //!   build, shared by `trtfarmd build` and the workers.
 
 pub mod action_key;
+pub mod auth;
 pub mod config;
 pub mod gpus;
 pub mod inventory;
@@ -23,6 +25,7 @@ pub mod provenance;
 pub mod request;
 pub mod server;
 pub mod service;
+pub mod store_cmd;
 pub mod timing_cache;
 pub mod toolchains;
 pub mod variant_config;

@@ -39,6 +39,8 @@ enum Command {
     Serve(Box<trtfarmd::config::ServeArgs>),
     /// Build a manifest's engines here and now, without queue or store.
     Build(local_build::LocalBuildOptions),
+    /// Store maintenance: `store gc` deletes what nothing references.
+    Store(trtfarmd::store_cmd::StoreArgs),
     /// Run one build in the current directory (a scratch dir the daemon prepared). Started by
     /// the daemon with a fixed argv and environment; not for people.
     #[command(hide = true)]
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Build(options) => local_build::run(&options),
         Command::ProbeGpu(options) => trtfarmd::gpus::probe_gpu_main(&options),
         Command::Serve(args) => serve(&args).map(|()| true),
+        Command::Store(args) => trtfarmd::store_cmd::store_main(&args),
         Command::Worker => unreachable!("handled above"),
     };
     match result {

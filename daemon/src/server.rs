@@ -1,13 +1,15 @@
 //! `trtfarmd serve`: wire the store, the farm, the gRPC service, health, reflection and metrics
-//! together, and shut down by draining.
+//! together, behind the token check and TLS when configured, and shut down by draining.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
 use trtfarm_proto::v1;
 
+use crate::auth::{self, RequireToken, TokenSet};
 use crate::config::DaemonConfig;
 use crate::gpus::{self, GpuSet, MpsConfig, MpsService};
 use crate::inventory;
@@ -23,8 +25,25 @@ const WINDOW: u32 = 8 << 20;
 
 /// Runs the daemon until SIGINT or SIGTERM, then drains.
 pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
-    if !config.is_loopback() {
-        tracing::warn!(listen = %config.listen, "listening beyond loopback without authentication");
+    // Tokens and certificate first: a daemon that cannot use them must not start at all.
+    let tokens = match &config.auth.token_file {
+        Some(path) => {
+            let tokens = TokenSet::load(path)?;
+            tracing::info!(path = %path.display(), tokens = tokens.len(), "bearer tokens required");
+            Some(Arc::new(RwLock::new(tokens)))
+        }
+        None => None,
+    };
+    let (server, scheme) = match config.tls.files() {
+        Some((cert, key)) => (auth::server_with_tls(cert, key)?, "https"),
+        None => (tonic::transport::Server::builder(), "http"),
+    };
+    if !config.is_loopback() && scheme == "http" {
+        tracing::warn!(
+            listen = %config.listen,
+            "listening beyond loopback without TLS: tokens, models and engines cross the \
+             network in clear text; set [tls] cert_file and key_file"
+        );
     }
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
@@ -121,15 +140,22 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         },
         config.state_dir.join("uploads"),
     );
+    let require_token = RequireToken::new(tokens.clone());
+    if let (Some(path), Some(tokens)) = (&config.auth.token_file, tokens) {
+        // Installed before the daemon listens: from then on SIGHUP reloads, never kills.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP (token file reloads)")?;
+        tokio::spawn(auth::reload_on_hangup(hangup, path.clone(), tokens));
+    }
     DaemonInfo {
         pid: std::process::id(),
-        endpoint: format!("http://{bound}"),
+        endpoint: format!("{scheme}://{bound}"),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
     .write(&config.state_dir)
     .context("cannot write the daemon's info file")?;
     // The one line scripts and tests wait for.
-    println!("trtfarmd listening on http://{bound}");
+    println!("trtfarmd listening on {scheme}://{bound}");
 
     let drain_timeout = config.drain_timeout;
     let shutdown = {
@@ -147,18 +173,20 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     // Our own listener (bound first, so port 0 works) bypasses the builder's TCP_NODELAY:
     // set it here, or every small response waits out the peer's delayed ACK (~40 ms).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    server
         // Blob streams need more than HTTP/2's 64 KiB default window to run at disk speed.
         .http2_adaptive_window(Some(true))
         .initial_connection_window_size(Some(WINDOW))
         .initial_stream_window_size(Some(WINDOW))
+        // Health stays open: load balancers probe it without a token.
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(
+        .add_service(InterceptedService::new(reflection, require_token.clone()))
+        .add_service(InterceptedService::new(
             v1::farm_server::FarmServer::new(service)
                 .max_decoding_message_size(16 << 20)
                 .max_encoding_message_size(16 << 20),
-        )
+            require_token,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     let _ = std::fs::remove_file(config.state_dir.join(INFO_FILE));

@@ -24,7 +24,14 @@ pub fn trtfarm(home: &Path) -> Command {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if name.starts_with("TRTFARMD_")
-            || ["TRTFARM_DAEMON", "TRTFARM_TOKEN", "TRTFARM_DAEMON_DIR"].contains(&name.as_ref())
+            || [
+                "TRTFARM_DAEMON",
+                "TRTFARM_TOKEN",
+                "TRTFARM_TOKEN_FILE",
+                "TRTFARM_TLS_CA",
+                "TRTFARM_DAEMON_DIR",
+            ]
+            .contains(&name.as_ref())
         {
             command.env_remove(name.as_ref());
         }

@@ -29,6 +29,7 @@ mod backend;
 mod cas;
 mod digest;
 mod error;
+pub mod gc;
 mod layout;
 mod open;
 mod quarantine;

@@ -8,7 +8,7 @@ use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
 use trtfarm_proto::v1;
 
 use crate::cli::{DaemonAction, DaemonArgs};
-use crate::connect::{describe_status, local_dir, open};
+use crate::connect::{connect_remote, describe_status, local_dir};
 use crate::local_daemon::{self, CLIENT_VERSION, Probe, Stopped};
 
 /// Runs a daemon action. `status` exits 1 (`Ok(false)`) when no daemon answers.
@@ -105,7 +105,7 @@ async fn local_status(dir: &Path, json: bool) -> anyhow::Result<bool> {
 
 async fn remote_status(daemon: &DaemonArgs, url: &str, json: bool) -> anyhow::Result<bool> {
     let answer = async {
-        let mut client = open(url, daemon.token.as_deref(), Duration::from_secs(10)).await?;
+        let mut client = connect_remote(url, daemon).await?;
         client
             .get_capabilities(v1::GetCapabilitiesRequest {})
             .await

@@ -51,6 +51,16 @@ pub(super) fn spawn_daemon(dir: &Path) -> anyhow::Result<Spawned> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    // The local daemon listens on loopback and local commands send no token or CA: settings
+    // meant for a remote daemon, left in this shell, would make it refuse its own client.
+    for name in [
+        "TRTFARMD_TOKEN_FILE",
+        "TRTFARMD_TLS_CERT",
+        "TRTFARMD_TLS_KEY",
+        "TRTFARMD_LISTEN",
+    ] {
+        command.env_remove(name);
+    }
     if let Some(lib_dir) = std::env::var_os("TRTFARM_RTX_LIB_DIR").filter(|v| !v.is_empty()) {
         command.arg("--tensorrt-rtx-lib-dir").arg(lib_dir);
     }

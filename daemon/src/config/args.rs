@@ -128,6 +128,19 @@ pub struct ServeArgs {
     /// Directory of libnvinfer.so (`toolchains.tensorrt_lib_dir`) [default: search].
     #[arg(long, env = "TRTFARMD_TENSORRT_LIB_DIR", value_name = "DIR")]
     pub tensorrt_lib_dir: Option<PathBuf>,
+
+    /// Bearer tokens, one per line, mode 0600 (`auth.token_file`) [default: none; required
+    /// when --listen is not loopback].
+    #[arg(long, env = "TRTFARMD_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// TLS certificate chain, PEM (`tls.cert_file`) [default: none, plain HTTP/2].
+    #[arg(long, env = "TRTFARMD_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key, PEM (`tls.key_file`) [default: none].
+    #[arg(long, env = "TRTFARMD_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -199,6 +212,13 @@ impl ServeArgs {
                 &self.mps_control,
                 &mut config.gpu.mps_control,
             ),
+            (
+                "auth.token_file",
+                &self.token_file,
+                &mut config.auth.token_file,
+            ),
+            ("tls.cert_file", &self.tls_cert, &mut config.tls.cert_file),
+            ("tls.key_file", &self.tls_key, &mut config.tls.key_file),
         ] {
             if let Some(path) = flag {
                 *setting = Some(resolve_path(field, path, base)?);

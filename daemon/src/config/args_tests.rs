@@ -65,6 +65,12 @@ fn flags_parse_every_value_form() {
         "/tmp/mps-log",
         "--mps-control",
         "/opt/nvidia/nvidia-cuda-mps-control",
+        "--token-file",
+        "tokens",
+        "--tls-cert",
+        "/etc/tls/cert.pem",
+        "--tls-key",
+        "/etc/tls/key.pem",
     ])
     .unwrap();
     assert_eq!(
@@ -98,6 +104,9 @@ fn flags_parse_every_value_form() {
             mps_pipe_dir: Some("/tmp/mps".into()),
             mps_log_dir: Some("/tmp/mps-log".into()),
             mps_control: Some("/opt/nvidia/nvidia-cuda-mps-control".into()),
+            token_file: Some("tokens".into()),
+            tls_cert: Some("/etc/tls/cert.pem".into()),
+            tls_key: Some("/etc/tls/key.pem".into()),
         }
     );
 
@@ -225,5 +234,63 @@ fn the_default_file_is_read_only_when_it_exists() {
     match DaemonConfig::load_with_default_file(&named, Some(&path)) {
         Err(ConfigError::Read { path, .. }) => assert_eq!(path, missing),
         other => panic!("expected a read error, got {other:?}"),
+    }
+}
+
+#[test]
+fn auth_and_tls_flags_overlay_the_file_and_satisfy_validation() {
+    let (_dir, path) = temp_config(
+        "listen = \"0.0.0.0:7001\"\n[auth]\ntoken_file = \"file-tokens\"\n\
+         [tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n",
+    );
+    let base = path.parent().unwrap();
+    let from_file = ServeArgs {
+        config: Some(path.clone()),
+        ..ServeArgs::default()
+    };
+    let config = DaemonConfig::load_with_default_file(&from_file, None).unwrap();
+    assert_eq!(config.auth.token_file, Some(base.join("file-tokens")));
+    assert_eq!(
+        config.tls.files(),
+        Some((
+            base.join("cert.pem").as_path(),
+            base.join("key.pem").as_path()
+        ))
+    );
+
+    let flags = ServeArgs {
+        config: Some(path.clone()),
+        token_file: Some("flag-tokens".into()),
+        tls_key: Some("/srv/key.pem".into()),
+        ..ServeArgs::default()
+    };
+    let config = DaemonConfig::load_with_default_file(&flags, None).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(config.auth.token_file, Some(cwd.join("flag-tokens")));
+    assert_eq!(
+        config.tls.key_file.as_deref(),
+        Some(std::path::Path::new("/srv/key.pem"))
+    );
+    assert_eq!(config.tls.cert_file, Some(base.join("cert.pem")));
+
+    // A non-loopback --listen over a file without [auth] is refused as a whole.
+    let (_dir, bare) = temp_config("[slots]\ncpu = 1\n");
+    let args = ServeArgs {
+        config: Some(bare),
+        listen: Some("0.0.0.0:0".parse().unwrap()),
+        ..ServeArgs::default()
+    };
+    match DaemonConfig::load_with_default_file(&args, None) {
+        Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "auth.token_file"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A --tls-cert alone over a file without [tls] is half a TLS setup.
+    let args = ServeArgs {
+        tls_cert: Some("/srv/cert.pem".into()),
+        ..ServeArgs::default()
+    };
+    match DaemonConfig::load_with_default_file(&args, None) {
+        Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "tls.key_file"),
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }

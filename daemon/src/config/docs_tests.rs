@@ -73,6 +73,19 @@ fn the_example_file_parses_with_every_field() {
         Some(Path::new("/opt/tensorrt/lib"))
     );
     assert_eq!(
+        full.auth.token_file.as_deref(),
+        Some(Path::new("/etc/trtfarm/tokens"))
+    );
+    assert_eq!(
+        full.tls.files(),
+        Some((
+            Path::new("/etc/trtfarm/tls/cert.pem"),
+            Path::new("/etc/trtfarm/tls/key.pem")
+        ))
+    );
+    assert_eq!(config.auth.token_file, None, "optional: commented out");
+    assert_eq!(config.tls.files(), None, "optional: commented out");
+    assert_eq!(
         full.store.options,
         BTreeMap::from([
             ("aws_allow_http".to_string(), "true".to_string()),
@@ -142,6 +155,8 @@ fn setting_names() -> Vec<String> {
         ("limits", fields_of::<LimitsConfig>()),
         ("toolchains", fields_of::<ToolchainsConfig>()),
         ("gpu", fields_of::<GpuConfig>()),
+        ("auth", fields_of::<AuthConfig>()),
+        ("tls", fields_of::<TlsConfig>()),
     ];
     let mut names = Vec::new();
     for field in fields_of::<DaemonConfig>() {

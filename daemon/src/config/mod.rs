@@ -12,6 +12,7 @@
 //! - [`ConfigError`]: what went wrong, with file, line and column.
 
 mod args;
+mod auth;
 mod error;
 mod gpu;
 mod paths;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use args::ServeArgs;
+pub use auth::{AuthConfig, TlsConfig};
 pub use error::ConfigError;
 pub use gpu::{GpuConfig, MpsMode};
 
@@ -53,9 +55,9 @@ pub struct DaemonConfig {
     /// Address the gRPC server listens on.
     ///
     /// Default: `"127.0.0.1:50051"`, reachable from this machine only. Example:
-    /// `listen = "0.0.0.0:50051"`. A non-loopback address is accepted with a warning: there is
-    /// no authentication yet, so anyone who can reach the port can submit builds and read
-    /// results. Flag `--listen`, env `TRTFARMD_LISTEN`.
+    /// `listen = "0.0.0.0:50051"`. A non-loopback address needs `auth.token_file` (the daemon
+    /// refuses to start without one), and should have `[tls]`, or tokens and engines cross the
+    /// network in clear text. Flag `--listen`, env `TRTFARMD_LISTEN`.
     #[serde(deserialize_with = "values::de_socket_addr")]
     pub listen: SocketAddr,
 
@@ -102,6 +104,12 @@ pub struct DaemonConfig {
 
     /// `[gpu]`: GPUs for TensorRT Enterprise builds, and MPS.
     pub gpu: GpuConfig,
+
+    /// `[auth]`: bearer tokens callers must send.
+    pub auth: AuthConfig,
+
+    /// `[tls]`: the certificate and key for serving over TLS.
+    pub tls: TlsConfig,
 
     /// The file these settings were read from, if any. Not a setting; for logs and messages.
     #[serde(skip)]
@@ -246,6 +254,8 @@ impl Default for DaemonConfig {
             limits: LimitsConfig::default(),
             toolchains: ToolchainsConfig::default(),
             gpu: GpuConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
             config_file: None,
         }
     }
@@ -301,18 +311,11 @@ impl DaemonConfig {
 
     /// Loads the configuration for `trtfarmd serve`: the file named by `--config` (or
     /// `$XDG_CONFIG_HOME/trtfarm/daemon.toml` when that exists, else built-in defaults), then
-    /// the environment variables and flags in `args` on top. Warns when `listen` is not loopback.
+    /// the environment variables and flags in `args` on top. Refuses a non-loopback `listen`
+    /// without `auth.token_file`, and a half-configured `[tls]`.
     pub fn load(args: &ServeArgs) -> Result<Self, ConfigError> {
         let default_file = dirs::config_dir().map(|dir| dir.join(DEFAULT_CONFIG_FILE));
-        let config = Self::load_with_default_file(args, default_file.as_deref())?;
-        if !config.is_loopback() {
-            tracing::warn!(
-                listen = %config.listen,
-                "listening on a non-loopback address without authentication: anyone who can \
-                 reach it can submit builds and read results"
-            );
-        }
-        Ok(config)
+        Self::load_with_default_file(args, default_file.as_deref())
     }
 
     /// [`DaemonConfig::load`] with the fallback config file given, so tests need not touch the
@@ -372,6 +375,9 @@ impl DaemonConfig {
             ("gpu.mps_pipe_dir", &mut self.gpu.mps_pipe_dir),
             ("gpu.mps_log_dir", &mut self.gpu.mps_log_dir),
             ("gpu.mps_control", &mut self.gpu.mps_control),
+            ("auth.token_file", &mut self.auth.token_file),
+            ("tls.cert_file", &mut self.tls.cert_file),
+            ("tls.key_file", &mut self.tls.key_file),
         ] {
             if let Some(dir) = path.as_deref() {
                 *path = Some(resolve_path(field, dir, base)?);

@@ -75,6 +75,10 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(limits.job_history, 10_000);
     assert_eq!(config.toolchains, ToolchainsConfig::default());
     assert_eq!(config.toolchains.tensorrt_lib_dir, None);
+    assert_eq!(config.auth, AuthConfig::default());
+    assert_eq!(config.auth.token_file, None);
+    assert_eq!(config.tls, TlsConfig::default());
+    assert_eq!(config.tls.files(), None);
     assert_eq!(config.config_file, None);
     config.validate().unwrap();
 }
@@ -170,7 +174,8 @@ fn addresses_must_be_ip_and_port() {
     let config = parse("listen = \"[::1]:7000\"\nmetrics_listen = \"0.0.0.0:9464\"\n").unwrap();
     assert!(config.is_loopback());
     assert_eq!(config.metrics_listen.unwrap().port(), 9464);
-    assert!(!parse("listen = \"0.0.0.0:50051\"\n").unwrap().is_loopback());
+    let open = parse("listen = \"0.0.0.0:50051\"\n[auth]\ntoken_file = \"tokens\"\n").unwrap();
+    assert!(!open.is_loopback());
 
     let (_, _, message) = parse_error("listen = \"localhost:50051\"\n");
     assert!(message.contains("no host names"), "{message}");
@@ -307,4 +312,58 @@ fn the_gpu_table_parses_and_its_paths_are_resolved_against_the_file() {
         Some(Path::new("/etc/trtfarm/mps-log"))
     );
     assert_eq!(DaemonConfig::defaults().gpu.mps, MpsMode::Off);
+}
+
+#[test]
+fn a_non_loopback_listen_without_a_token_file_is_refused_saying_how_to_fix_it() {
+    for listen in ["0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051", "0.0.0.0:0"] {
+        let error = parse(&format!("listen = \"{listen}\"\n")).unwrap_err();
+        let ConfigError::Invalid { field, message } = &error else {
+            panic!("expected an invalid setting, got {error:?}");
+        };
+        assert_eq!(*field, "auth.token_file", "{listen}");
+        assert!(
+            message.contains(&format!("`listen` ({listen})")),
+            "{message}"
+        );
+        assert!(message.contains("not a loopback address"), "{message}");
+        assert!(message.contains("--token-file PATH"), "{message}");
+        assert!(message.contains("listen on 127.0.0.1"), "{message}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid daemon config: `auth.token_file` is not set, but `listen`"),
+            "{error}"
+        );
+    }
+    // With a token file it is accepted, and loopback never needs one (but may have one).
+    let config = parse("listen = \"0.0.0.0:50051\"\n[auth]\ntoken_file = \"tokens\"\n").unwrap();
+    assert_eq!(
+        config.auth.token_file.as_deref(),
+        Some(Path::new("/etc/trtfarm/tokens")),
+        "relative to the file's directory"
+    );
+    parse("listen = \"[::1]:50051\"\n").unwrap();
+    parse("[auth]\ntoken_file = \"/srv/tokens\"\n").unwrap();
+}
+
+#[test]
+fn tls_needs_both_the_certificate_and_the_key() {
+    let (field, message) = invalid_field("[tls]\ncert_file = \"cert.pem\"\n");
+    assert_eq!(field, "tls.key_file");
+    assert!(message.contains("give both"), "{message}");
+    let (field, message) = invalid_field("[tls]\nkey_file = \"key.pem\"\n");
+    assert_eq!(field, "tls.cert_file");
+    assert!(message.contains("give both"), "{message}");
+
+    let config = parse("[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"~/key.pem\"\n").unwrap();
+    assert_eq!(
+        config.tls.files(),
+        Some((
+            Path::new("/etc/trtfarm/tls/cert.pem"),
+            home().join("key.pem").as_path()
+        ))
+    );
+    let (_, _, message) = parse_error("[tls]\ncert = \"cert.pem\"\n");
+    assert!(message.contains("`cert_file`"), "{message}");
 }

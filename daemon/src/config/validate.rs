@@ -71,6 +71,38 @@ impl DaemonConfig {
                 return invalid("gpu.devices", format!("names GPU {twice} twice"));
             }
         }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return invalid(
+                    "tls.key_file",
+                    "is not set, but `tls.cert_file` is: give both (the PEM certificate chain \
+                     and its private key) or neither"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "tls.cert_file",
+                    "is not set, but `tls.key_file` is: give both (the PEM certificate chain \
+                     and its private key) or neither"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if !self.is_loopback() && self.auth.token_file.is_none() {
+            return invalid(
+                "auth.token_file",
+                format!(
+                    "is not set, but `listen` ({}) is not a loopback address: anyone who can \
+                     reach the port could submit builds and read every result. Give a token \
+                     file (`--token-file PATH` or `[auth] token_file`) holding a token of at \
+                     least 32 bytes, mode 0600, e.g. `(umask 077; openssl rand -hex 32 > \
+                     tokens)`; or listen on 127.0.0.1",
+                    self.listen
+                ),
+            );
+        }
         if let Some(bytes) = limits.worker_memory
             && bytes < MIN_WORKER_MEMORY
         {
