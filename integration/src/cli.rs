@@ -30,6 +30,7 @@ pub fn trtfarm(home: &Path) -> Command {
                 "TRTFARM_TOKEN_FILE",
                 "TRTFARM_TLS_CA",
                 "TRTFARM_DAEMON_DIR",
+                "TRTFARM_INPUT_ROOTS",
             ]
             .contains(&name.as_ref())
         {

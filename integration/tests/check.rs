@@ -138,3 +138,50 @@ fn a_missing_path_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("nowhere"));
 }
+
+#[test]
+fn a_model_outside_the_project_needs_its_directory_in_trtfarm_input_roots() {
+    let examples = examples_copy();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let shared = dir.path().join("models");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::copy(
+        examples.path().join("cnn-dynamic-batch/classifier.onnx"),
+        shared.join("classifier.onnx"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(examples.path().join("cnn-dynamic-batch/engine.toml"))
+        .unwrap()
+        .replace(
+            "path = \"classifier.onnx\"",
+            "path = \"../models/classifier.onnx\"",
+        );
+    std::fs::write(project.join("engine.toml"), manifest).unwrap();
+
+    let refused = trtfarm(&["check", "engine.toml"], &project);
+    let stderr = text(&refused.stderr) + &text(&refused.stdout);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("outside the project") && stderr.contains("TRTFARM_INPUT_ROOTS"),
+        "{stderr}"
+    );
+
+    let allowed = Command::new(binary("trtfarm"))
+        .args(["check", "engine.toml"])
+        .current_dir(&project)
+        .env("NO_COLOR", "1")
+        .env(
+            "TRTFARM_INPUT_ROOTS",
+            format!("relative:{}", shared.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        allowed.status.success(),
+        "{}{}",
+        text(&allowed.stdout),
+        text(&allowed.stderr)
+    );
+}

@@ -22,6 +22,27 @@ pub fn hash_file(path: &Path) -> std::io::Result<Blake3Digest> {
     Ok(hasher.finalize().into())
 }
 
+/// The environment variable naming more directories inputs may come from, beyond the project
+/// root: absolute paths separated by `:` (a shared `/models` mount, say). It is read by the
+/// process that reads the files (`trtfarm`, and `trtfarmd build`); a daemon serving builds
+/// never opens a client's paths: it receives the files' contents by digest.
+pub const INPUT_ROOTS_ENV: &str = "TRTFARM_INPUT_ROOTS";
+
+/// The directories in [`INPUT_ROOTS_ENV`], symbolic links resolved; relative entries and
+/// directories that do not exist are skipped (they could allow nothing, or the wrong thing).
+pub fn extra_input_roots() -> Vec<PathBuf> {
+    std::env::var_os(INPUT_ROOTS_ENV)
+        .map(|value| parse_input_roots(&value))
+        .unwrap_or_default()
+}
+
+fn parse_input_roots(value: &std::ffi::OsStr) -> Vec<PathBuf> {
+    std::env::split_paths(value)
+        .filter(|dir| dir.is_absolute())
+        .filter_map(|dir| std::fs::canonicalize(dir).ok())
+        .collect()
+}
+
 impl Manifest {
     /// Checks the files the manifest names: the model and every plugin exist, are regular files
     /// and, with symbolic links resolved, lie inside the manifest's directory (see
@@ -88,12 +109,14 @@ impl Manifest {
             .to_path_buf())
     }
 
-    /// Where `file` really is when that is outside the project root ([`Manifest::root`]), with
-    /// symbolic links and `..` resolved; `None` when it is inside.
+    /// Where `file` really is when that is outside the project root ([`Manifest::root`]) and
+    /// every directory named in [`INPUT_ROOTS_ENV`], with symbolic links and `..` resolved;
+    /// `None` when it is inside one of them.
     pub fn outside_root(&self, file: &Path) -> std::io::Result<Option<PathBuf>> {
-        let root = self.root()?;
         let real = std::fs::canonicalize(file)?;
-        Ok((!real.starts_with(&root)).then_some(real))
+        let mut roots = vec![self.root()?];
+        roots.extend(extra_input_roots());
+        Ok((!roots.iter().any(|root| real.starts_with(root))).then_some(real))
     }
 
     fn check_regular_file(
@@ -135,5 +158,29 @@ impl Manifest {
             Some("paths are relative to the manifest's directory".to_string()),
         ));
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_roots_are_absolute_existing_directories_with_links_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("models");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let value = format!(
+            "{}:relative/dir:{}:{}",
+            dir.path().join("link").display(),
+            dir.path().join("missing").display(),
+            real.display()
+        );
+        let canonical = std::fs::canonicalize(&real).unwrap();
+        assert_eq!(
+            parse_input_roots(value.as_ref()),
+            vec![canonical.clone(), canonical]
+        );
     }
 }

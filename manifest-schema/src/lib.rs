@@ -31,7 +31,7 @@ pub use enums::{
     Flavour, HardwareCompatibility, Precision, RefitMode, TacticSource, TilingLevel,
     TimingCachePolicy, UnknownValue,
 };
-pub use inputs::hash_file;
+pub use inputs::{INPUT_ROOTS_ENV, extra_input_roots, hash_file};
 pub use model::{
     Autocast, Blake3Digest, BuildSettings, Compatibility, ComputeCapability,
     ComputeCapabilityParseError, DigestParseError, GpuSelector, GpuSelectorParseError, Manifest,

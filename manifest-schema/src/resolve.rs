@@ -135,7 +135,8 @@ fn schema_version(ck: &mut Checker<'_>, value: Option<&Located<i64>>) -> Option<
 /// The hint for an input that would leave the project root.
 pub(crate) const STAY_INSIDE_HINT: &str = "a manifest reads files only inside its project: the nearest \
      directory above engine.toml that holds `.git` (else engine.toml's own directory); move the \
-     file there";
+     file there, or name the directory it is in in TRTFARM_INPUT_ROOTS (absolute paths, \
+     `:`-separated)";
 
 /// The hint for an output path with `..`.
 const OUTPUT_BELOW_HINT: &str = "`trtfarm submit` writes engines below the manifest's directory; \
