@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tonic::{Status, Streaming};
+use tonic::Status;
 use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, ContentStore, StoreError};
 
@@ -72,8 +72,9 @@ pub(super) async fn download(
     })))
 }
 
-/// Uploads in progress, staged on disk.
-pub(super) struct Uploads {
+/// Uploads in progress, staged on disk. Public so the upload protocol can be driven without a
+/// server (the `upload_protocol` fuzz target); the service is its only other user.
+pub struct Uploads {
     dir: PathBuf,
     active: Mutex<HashSet<BlobDigest>>,
 }
@@ -93,7 +94,8 @@ impl Drop for Claim<'_> {
 }
 
 impl Uploads {
-    pub(super) fn new(dir: PathBuf) -> Uploads {
+    /// Stages uploads under `dir` (created on the first upload).
+    pub fn new(dir: PathBuf) -> Uploads {
         Uploads {
             dir,
             active: Mutex::new(HashSet::new()),
@@ -106,7 +108,7 @@ impl Uploads {
     }
 
     /// Handles `GetUploadStatus`.
-    pub(super) async fn status(
+    pub async fn status(
         &self,
         store: &Arc<dyn ContentStore>,
         request: v1::GetUploadStatusRequest,
@@ -144,17 +146,22 @@ impl Uploads {
         })
     }
 
-    /// Handles `UploadBlob`.
-    pub(super) async fn upload(
+    /// Handles `UploadBlob`: the messages of one upload, as the client sent them (an `Err` is
+    /// the connection breaking).
+    pub async fn upload<S>(
         &self,
         store: &Arc<dyn ContentStore>,
         metrics: &Metrics,
         max_blob_size: u64,
-        mut stream: Streaming<v1::UploadBlobRequest>,
-    ) -> Result<v1::UploadBlobResponse, Status> {
+        mut stream: S,
+    ) -> Result<v1::UploadBlobResponse, Status>
+    where
+        S: Stream<Item = Result<v1::UploadBlobRequest, Status>> + Unpin,
+    {
         let first = stream
-            .message()
-            .await?
+            .next()
+            .await
+            .transpose()?
             .ok_or_else(|| Status::invalid_argument("empty upload stream"))?;
         let header = first.header.as_ref().ok_or_else(|| {
             Status::invalid_argument("the first upload message must carry the header")
@@ -218,7 +225,7 @@ impl Uploads {
             file.write_all(&data)
                 .await
                 .map_err(|e| Status::internal(format!("cannot write {}: {e}", part.display())))?;
-            next = match stream.message().await {
+            next = match stream.next().await.transpose() {
                 Ok(message) => message,
                 Err(status) => {
                     // Keep what arrived: the client resumes from GetUploadStatus.

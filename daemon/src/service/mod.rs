@@ -1,7 +1,7 @@
 //! The `trtfarm.v1.Farm` gRPC service: a thin layer that checks requests, maps errors to gRPC
 //! codes and delegates to the farm (jobs) and the store (blobs).
 
-mod blobs;
+pub mod blobs;
 mod watch;
 
 use std::path::PathBuf;
