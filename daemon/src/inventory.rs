@@ -11,6 +11,8 @@ use std::time::Duration;
 use manifest_schema::Flavour;
 use serde::{Deserialize, Serialize};
 
+use crate::file_stamp::ProbedStamps;
+
 /// The toolchain a build runs with, as loaded, not as requested.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolchainIdentity {
@@ -41,6 +43,9 @@ pub struct ToolchainRow {
     /// `blake3:<hex>` of the parser library.
     #[serde(default)]
     pub parser_library_digest: Option<String>,
+    /// Stamps of both libraries, so a build can show it loaded them without hashing them.
+    #[serde(default)]
+    pub stamps: ProbedStamps,
     /// Why it did not load.
     pub error: Option<String>,
 }
@@ -54,6 +59,8 @@ pub struct AvailableToolchain {
     pub identity: ToolchainIdentity,
     /// The directory workers load it from (pinned, so a worker loads the same library).
     pub library_dir: Option<PathBuf>,
+    /// The libraries' stamps at the probe.
+    pub stamps: ProbedStamps,
 }
 
 /// All toolchains, as probed.
@@ -113,6 +120,7 @@ fn available_from_row(row: &ToolchainRow) -> Option<AvailableToolchain> {
             .as_deref()
             .and_then(Path::parent)
             .map(Path::to_path_buf),
+        stamps: row.stamps,
     })
 }
 
@@ -162,6 +170,7 @@ mod tests {
             parser_library: loaded
                 .then(|| PathBuf::from("/opt/trt/lib/libtensorrt_onnxparser_rtx.so.1")),
             parser_library_digest: loaded.then(|| format!("blake3:{}", "ef".repeat(32))),
+            stamps: ProbedStamps::default(),
             error: (!loaded).then(|| "libnvinfer.so.11: cannot open shared object file".into()),
         }
     }

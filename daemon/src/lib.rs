@@ -16,6 +16,7 @@
 pub mod action_key;
 pub mod auth;
 pub mod config;
+pub mod file_stamp;
 pub mod gpus;
 pub mod inventory;
 pub mod jobs;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use manifest_schema::Flavour;
+use trtfarmd::file_stamp::{FileStamp, ProbedStamps};
 use trtfarmd::inventory::ToolchainRow;
 
 /// trtfarmd: the trtfarm build daemon.
@@ -93,6 +94,12 @@ fn list_toolchains(
     .map(
         |(flavour, lib_dir)| match trtfarmd::toolchains::load(flavour, lib_dir) {
             Ok(toolchain) => {
+                // Stamped before hashing: a library that changes while it is hashed then
+                // never matches its stamp, and the first build after hashes it again.
+                let stamps = ProbedStamps {
+                    library: FileStamp::settled(toolchain.library_path()),
+                    parser: FileStamp::settled(toolchain.parser_library_path()),
+                };
                 let digest = toolchain.library_digest();
                 let parser_digest = toolchain.parser_library_digest();
                 let text = |d: &blake3::Hash| format!("blake3:{}", d.to_hex());
@@ -108,6 +115,7 @@ fn list_toolchains(
                     library_digest: digest.as_ref().ok().map(text),
                     parser_library: Some(toolchain.parser_library_path().to_path_buf()),
                     parser_library_digest: parser_digest.as_ref().ok().map(text),
+                    stamps,
                     error,
                 }
             }
@@ -118,6 +126,7 @@ fn list_toolchains(
                 library_digest: None,
                 parser_library: None,
                 parser_library_digest: None,
+                stamps: ProbedStamps::default(),
                 error: Some(format!("{error:#}")),
             },
         },

@@ -14,6 +14,7 @@ use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, BlobDigest};
 
 use crate::action_key::{KeyInput, KeyMaterial, Target, action_key};
+use crate::file_stamp::ProbedStamps;
 use crate::inventory::{Inventory, ToolchainIdentity};
 use crate::variant_config::{ModelPrecision, build_config_for_prepared_model, model_precision};
 use crate::worker::protocol::MODEL_FILE;
@@ -50,6 +51,8 @@ pub struct PreparedBuild {
     pub flavour: Flavour,
     /// Where workers load it from.
     pub library_dir: Option<PathBuf>,
+    /// The probe's stamps of its libraries, checked against what the worker loaded.
+    pub library_stamps: ProbedStamps,
     /// Blobs to place in the scratch directory, at paths relative to it.
     pub materialize: Vec<(BlobDigest, PathBuf)>,
     /// What went into the key, for the provenance record.
@@ -293,6 +296,7 @@ pub fn prepare(
         toolchain: available.identity.clone(),
         flavour: available.flavour,
         library_dir: available.library_dir.clone(),
+        library_stamps: available.stamps,
         materialize,
         key_inputs,
         target,

@@ -32,6 +32,7 @@ fn inventory() -> Inventory {
         library_digest: Some(format!("blake3:{}", "cd".repeat(32))),
         parser_library: Some(PathBuf::from("/opt/rtx/libtensorrt_onnxparser_rtx.so.1")),
         parser_library_digest: Some(format!("blake3:{}", "ef".repeat(32))),
+        stamps: Default::default(),
         error: None,
     }])
 }
@@ -397,6 +398,7 @@ fn gpu_inventory(mps: crate::gpus::MpsState) -> Inventory {
         library_digest: Some(format!("blake3:{}", "ab".repeat(32))),
         parser_library: Some(PathBuf::from("/opt/trt/libnvonnxparser.so.11")),
         parser_library_digest: Some(format!("blake3:{}", "ef".repeat(32))),
+        stamps: Default::default(),
         error: None,
     }]);
     inventory.gpus = crate::gpus::testing::fake_gpu_set(

@@ -25,7 +25,7 @@ fn script_command(scratch: &Scratch, script: &str) -> WorkerCommand {
     }
 }
 
-const DONE: &str = r#"{"type":"done","plan_size":7,"plan_blake3":"aa","toolchain_version":"1.7.1.116","library_blake3":"bb","layer_info":false,"layer_info_error":null,"timing_cache":false}"#;
+const DONE: &str = r#"{"type":"done","plan_size":7,"plan_blake3":"aa","toolchain_version":"1.7.1.116","library":{"path":"/opt/lib.so","stamp":{"device":1,"inode":2,"size":3,"mtime_ns":4,"ctime_ns":5}},"parser_library":{"path":"/opt/parser.so","stamp":{"device":1,"inode":3,"size":3,"mtime_ns":4,"ctime_ns":5}},"layer_info":false,"layer_info_error":null,"timing_cache":false}"#;
 
 #[tokio::test]
 async fn worker_process_gets_a_fixed_argv_env_and_process_setup() {

@@ -67,7 +67,10 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Some(dir) = std::env::var_os("TRTFARM_RTX_LIB_DIR") {
+        // The set-up's TensorRT-RTX, unless the test names its own.
+        if let Some(dir) = std::env::var_os("TRTFARM_RTX_LIB_DIR")
+            && !extra.contains(&"--tensorrt-rtx-lib-dir")
+        {
             command.arg("--tensorrt-rtx-lib-dir").arg(dir);
         }
         let mut child = command.spawn().expect("start trtfarmd");

@@ -217,3 +217,69 @@ async fn a_build_past_its_deadline_is_stopped_with_the_reason() {
     }
     assert!(daemon.workers().is_empty(), "the worker is gone");
 }
+
+/// The daemon keys builds with the TensorRT libraries it probed at start-up; a worker that
+/// loaded anything else must not publish. A `touch` (same bytes, new stamp) is no change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_library_changed_on_disk_after_start_up_is_refused_and_a_touched_one_is_not() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = small_project(root.path());
+    // A private copy of TensorRT-RTX, so the test can change it. The loader ignores bytes
+    // appended to a shared library, so the changed copy still loads and builds.
+    let installed = std::path::PathBuf::from(
+        std::env::var_os("TRTFARM_RTX_LIB_DIR").expect("TRTFARM_RTX_LIB_DIR (scripts/setup)"),
+    );
+    let lib = root.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    for name in ["libtensorrt_rtx.so.1", "libtensorrt_onnxparser_rtx.so.1"] {
+        std::fs::copy(installed.join(name), lib.join(name)).unwrap();
+    }
+    // A library changed within the last second is hashed after every build, never trusted by
+    // its stamp; let the copy settle so the fast path is the one taken first.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let lib_arg = lib.to_str().unwrap();
+    let daemon = Daemon::start(
+        &root.path().join("daemon"),
+        &["--tensorrt-rtx-lib-dir", lib_arg],
+    );
+    let mut client = daemon.client().await;
+    let mut build = async |variant: &str| {
+        let request = request_for(&mut client, &manifest, variant).await;
+        let job = job_of(&client.submit(request).await.unwrap().into_inner());
+        outcome(&follow(&mut client, job.id).await).clone()
+    };
+
+    let library = lib.join("libtensorrt_rtx.so.1");
+    assert!(matches!(
+        build("level-1").await,
+        v1::job_event::Event::Finished(_)
+    ));
+
+    let file = std::fs::File::options()
+        .append(true)
+        .open(&library)
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now()).unwrap();
+    let touched = build("level-2").await;
+    assert!(
+        matches!(touched, v1::job_event::Event::Finished(_)),
+        "{touched:?}"
+    );
+
+    std::io::Write::write_all(&mut &file, b"not the probed library").unwrap();
+    match build("level-3").await {
+        v1::job_event::Event::Failed(failure) => {
+            assert_eq!(
+                failure.kind,
+                v1::FailureKind::Infrastructure as i32,
+                "{failure:?}"
+            );
+            assert!(
+                failure.message.contains("changed on disk"),
+                "{}",
+                failure.message
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -233,23 +233,7 @@ impl Farm {
         slot: &Slot,
     ) -> Outcome {
         let started = slot.started;
-        for (what, loaded, probed) in [
-            ("", &done.library_blake3, &prepared.toolchain.library_digest),
-            (
-                " ONNX parser",
-                &done.parser_blake3,
-                &prepared.toolchain.parser_digest,
-            ),
-        ] {
-            if loaded != probed {
-                return Err(infrastructure(format!(
-                    "the worker loaded a different {}{what} library (blake3:{loaded}) than the \
-                     daemon probed at start-up (blake3:{probed}); the library changed on disk: \
-                     restart the daemon",
-                    prepared.toolchain.flavour
-                )));
-            }
-        }
+        check_libraries(prepared, done).await?;
         let claimed = BlobDigest::parse(&done.plan_blake3, done.plan_size)
             .map_err(|e| infrastructure(format!("the worker reported a bad plan digest: {e}")))?;
         let put = |path: PathBuf, expected: Option<BlobDigest>| async move {
@@ -479,4 +463,44 @@ fn task_json(prepared: &PreparedBuild, root: &BuildRoot) -> Result<Vec<u8>, v1::
 fn millis(time: SystemTime) -> i64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Refuses to publish a plan built with other libraries than the ones the daemon probed (and
+/// keyed builds with) at start-up. Equal stamps answer at the cost of a `stat` in the worker;
+/// a library whose stamp moved is hashed here, off the async threads.
+async fn check_libraries(prepared: &PreparedBuild, done: &WorkerDone) -> Result<(), v1::Failure> {
+    let toolchain = &prepared.toolchain;
+    let checks = [
+        (
+            "",
+            done.library.clone(),
+            prepared.library_stamps.library,
+            toolchain.library_digest.clone(),
+        ),
+        (
+            " ONNX parser",
+            done.parser_library.clone(),
+            prepared.library_stamps.parser,
+            toolchain.parser_digest.clone(),
+        ),
+    ];
+    for (what, loaded, probed, digest) in checks {
+        let path = loaded.path.clone();
+        let probed_digest = digest.clone();
+        let same = tokio::task::spawn_blocking(move || loaded.matches(probed.as_ref(), &digest))
+            .await
+            .map_err(|e| infrastructure(format!("the library check stopped: {e}")))?
+            .map_err(|e| {
+                infrastructure(format!("cannot hash the library {}: {e}", path.display()))
+            })?;
+        if !same {
+            return Err(infrastructure(format!(
+                "the worker loaded a different {}{what} library ({}) than the daemon probed at \
+                 start-up (blake3:{probed_digest}); the library changed on disk: restart the daemon",
+                toolchain.flavour,
+                path.display(),
+            )));
+        }
+    }
+    Ok(())
 }

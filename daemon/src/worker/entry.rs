@@ -18,6 +18,7 @@ use super::protocol::{
     self, LAYERS_FILE, MODEL_FILE, PLAN_FILE, ProgressKind, TASK_FILE, TIMING_CACHE_FILE,
     TRANSFORMED_MODEL_FILE, WorkerDone, WorkerMessage, WorkerTask,
 };
+use crate::file_stamp::LoadedLibrary;
 use crate::toolchains;
 use crate::variant_config::{
     ModelPrecision, autocast_options, build_config_for_prepared_model, model_precision,
@@ -127,26 +128,21 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         }
         None => false,
     };
-    // Hashed (and their paths resolved) after the build, so the build itself runs in the same
-    // state whatever the libraries and wherever they live.
-    let library_digest = toolchain.library_digest().map_err(|e| {
-        format!(
-            "cannot hash the TensorRT library {}: {e}",
-            toolchain.library_path().display()
-        )
-    })?;
-    let parser_digest = toolchain.parser_library_digest().map_err(|e| {
-        format!(
-            "cannot hash the ONNX parser library {}: {e}",
-            toolchain.parser_library_path().display()
-        )
-    })?;
+    // Stamped (and their paths resolved) after the build, so the build itself runs in the same
+    // state whatever the libraries and wherever they live. One `stat` each: the daemon hashes a
+    // library only when its stamp moved since the probe.
+    let stamp = |what: &str, path: &Path| {
+        LoadedLibrary::at(path)
+            .map_err(|e| format!("cannot stat the {what} {}: {e}", path.display()))
+    };
+    let library = stamp("TensorRT library", toolchain.library_path())?;
+    let parser_library = stamp("ONNX parser library", toolchain.parser_library_path())?;
     Ok(WorkerDone {
         plan_size: output.plan_size,
         plan_blake3: output.plan_digest.to_hex().to_string(),
         toolchain_version: toolchain.version().to_string(),
-        library_blake3: library_digest.to_hex().to_string(),
-        parser_blake3: parser_digest.to_hex().to_string(),
+        library,
+        parser_library,
         layer_info,
         layer_info_error: output.layer_info_error,
         timing_cache,

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use manifest_schema::Flavour;
 use serde::{Deserialize, Serialize};
 
+use crate::file_stamp::LoadedLibrary;
+
 /// The task file, relative to the worker's working directory.
 pub const TASK_FILE: &str = "task.json";
 /// The model, under this fixed name whatever the user called it.
@@ -111,11 +113,11 @@ pub struct WorkerDone {
     pub plan_blake3: String,
     /// Full version of the toolchain that built it ("1.7.1.116").
     pub toolchain_version: String,
-    /// blake3 of the loaded builder library, 64 lowercase hex digits.
-    pub library_blake3: String,
-    /// blake3 of the loaded ONNX parser library, 64 lowercase hex digits.
-    #[serde(default)]
-    pub parser_blake3: String,
+    /// The builder library it loaded, stamped after the build (the daemon compares the stamp
+    /// with its probe's, and hashes the file only when they differ).
+    pub library: LoadedLibrary,
+    /// The ONNX parser library it loaded.
+    pub parser_library: LoadedLibrary,
     /// Whether `out/layers.json` was written.
     pub layer_info: bool,
     /// Why there is no layer JSON although it was asked for.
@@ -195,8 +197,8 @@ mod tests {
             plan_size: 3,
             plan_blake3: "ab".into(),
             toolchain_version: "1.7.1.116".into(),
-            library_blake3: "cd".into(),
-            parser_blake3: "ef".into(),
+            library: crate::file_stamp::fake_library("libtensorrt_rtx.so.1"),
+            parser_library: crate::file_stamp::fake_library("libtensorrt_onnxparser_rtx.so.1"),
             layer_info: false,
             layer_info_error: Some("no GPU".into()),
             timing_cache: false,
