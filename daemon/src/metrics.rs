@@ -117,6 +117,7 @@ pub struct Metrics {
     blob_bytes_received: Counter,
     blob_bytes_sent: Counter,
     singleflight_joins: Counter,
+    store_write_retries: Counter,
 }
 
 impl Default for Metrics {
@@ -141,6 +142,7 @@ impl Metrics {
         let blob_bytes_received = Counter::default();
         let blob_bytes_sent = Counter::default();
         let singleflight_joins = Counter::default();
+        let store_write_retries = Counter::default();
 
         // Every series exists from the start, at zero, so rates and alerts work before the
         // first event of each kind.
@@ -193,6 +195,11 @@ impl Metrics {
             "Build requests that joined a build already running for the same action key",
             singleflight_joins.clone(),
         );
+        registry.register(
+            "store_write_retries",
+            "Store writes of finished builds tried again after a transient store error",
+            store_write_retries.clone(),
+        );
         Metrics {
             registry,
             jobs,
@@ -204,6 +211,7 @@ impl Metrics {
             blob_bytes_received,
             blob_bytes_sent,
             singleflight_joins,
+            store_write_retries,
         }
     }
 
@@ -246,6 +254,11 @@ impl Metrics {
         self.build_seconds
             .get_or_create(&OutcomeLabels { outcome })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a store write of a finished build tried again (`trtfarm_store_write_retries_total`).
+    pub fn store_write_retried(&self) {
+        self.store_write_retries.inc();
     }
 
     /// Counts blob bytes a client uploaded (`trtfarm_blob_bytes_received_total`).
@@ -341,6 +354,7 @@ mod tests {
             "trtfarm_blob_bytes_received_total",
             "trtfarm_blob_bytes_sent_total",
             "trtfarm_singleflight_joins_total",
+            "trtfarm_store_write_retries_total",
             "trtfarm_jobs_finished_total{outcome=\"succeeded\"}",
             "trtfarm_jobs_finished_total{outcome=\"failed\"}",
             "trtfarm_jobs_finished_total{outcome=\"cancelled\"}",
@@ -380,6 +394,8 @@ mod tests {
         metrics.blob_bytes_received(5);
         metrics.blob_bytes_sent(42);
         metrics.singleflight_joined();
+        metrics.store_write_retried();
+        metrics.store_write_retried();
         let text = metrics.encode();
 
         let expected = [
@@ -410,6 +426,7 @@ mod tests {
             ),
             ("trtfarm_blob_bytes_sent_total", 42.0),
             ("trtfarm_singleflight_joins_total", 1.0),
+            ("trtfarm_store_write_retries_total", 2.0),
         ];
         for (series, value) in expected {
             assert_eq!(value_of(&text, series), Some(value), "{series} in:\n{text}");

@@ -7,19 +7,17 @@
 //! `cargo build --bin trtfarmd && cargo test -p integration --test soak -- --ignored --nocapture`
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration::daemon::Daemon;
 use integration::models::{deep_cnn, images_manifest};
+use integration::servers::RestartableS3;
 use tonic::transport::Channel;
 use trtfarm::transfer::{digest_file, upload_file};
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::farm_client::FarmClient;
-use trtfarm_store::test_servers::{BUCKET, PREFIX, S3_ACCESS_KEY, S3_SECRET_KEY, ServerKind};
 
 const CLIENTS: usize = 50;
 /// Fixed models, each with one engine per optimization level: the variants that hit the cache.
@@ -33,100 +31,6 @@ const OUTAGE: Duration = Duration::from_secs(10);
 const RPC_TIMEOUT: Duration = Duration::from_secs(120);
 /// A job still queued or running this long after its submit is stuck.
 const JOB_END_LIMIT: Duration = Duration::from_secs(600);
-
-/// s3s-fs on a fixed port and data directory, so it can be killed and started again as the same
-/// store. (`TestServer` picks a new port and directory per start and cannot restart.)
-struct RestartableS3 {
-    child: Option<Child>,
-    port: u16,
-    data: tempfile::TempDir,
-}
-
-impl RestartableS3 {
-    fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(data.path().join("root").join(BUCKET)).unwrap();
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let mut server = RestartableS3 {
-            child: None,
-            port,
-            data,
-        };
-        server.restart();
-        server
-    }
-
-    /// Starts the server (again) and waits until it listens.
-    fn restart(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let log = std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(self.data.path().join("server.log"))
-                .unwrap();
-            let child = Command::new(ServerKind::S3sFs.launcher())
-                .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-                .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
-                .arg(self.data.path().join("root"))
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start s3s-fs");
-            self.child = Some(child);
-            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.as_mut().unwrap().try_wait() {
-                    break; // The port is not free yet (a socket of the last run): try again.
-                }
-                if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "s3s-fs did not come back on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("s3://{BUCKET}/{PREFIX}")
-    }
-
-    fn option_args(&self) -> Vec<String> {
-        [
-            format!("aws_endpoint=http://127.0.0.1:{}", self.port),
-            "aws_allow_http=true".into(),
-            "aws_region=us-east-1".into(),
-            format!("aws_access_key_id={S3_ACCESS_KEY}"),
-            format!("aws_secret_access_key={S3_SECRET_KEY}"),
-            "aws_virtual_hosted_style_request=false".into(),
-        ]
-        .into()
-    }
-}
-
-impl Drop for RestartableS3 {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Everything the clients and the fault task counted.
 #[derive(Default)]

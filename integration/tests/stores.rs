@@ -1,14 +1,18 @@
 //! The real daemon on real remote stores (S3 on s3s-fs, Azure Blob on Azurite): a TensorRT-RTX
 //! build published by one daemon is a cache hit for a second daemon on the same bucket, and two
-//! daemons racing one action key both hand their clients a valid engine.
+//! daemons racing one action key both hand their clients a valid engine; a build that finishes
+//! while the store is down is published when it returns.
 //!
 //! Needs the servers from `scripts/setup` (`eval "$(scripts/setup --print-env)"`) and the
 //! workspace's binaries (`cargo build --workspace --bins`).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use integration::farm::{follow, request_for, succeeded};
-use integration::servers::{ServerKind, TestServer, daemon_on};
+use integration::daemon::Daemon;
+use integration::farm::{follow, job_of, request_for, succeeded};
+use integration::models::{deep_cnn, images_manifest};
+use integration::servers::{RestartableS3, ServerKind, TestServer, daemon_on};
 use tonic::transport::Channel;
 use trtfarm::transfer::download_to_file;
 use trtfarm_proto::v1;
@@ -152,4 +156,57 @@ async fn two_daemons_race_one_key_s3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_race_one_key_azure() {
     two_daemons_race_one_key(ServerKind::Azurite).await;
+}
+
+/// The store goes down while a build runs and stays down past object_store's own retries: the
+/// daemon keeps the plan, retries its writes, and publishes once the store is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_finishing_during_a_store_outage_is_published_when_the_store_returns() {
+    let mut store = RestartableS3::start();
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    // Large enough that the build outlives the store's shutdown by seconds.
+    deep_cnn(&project, 48, 128, 128, 11);
+    std::fs::write(
+        project.join("engine.toml"),
+        images_manifest("deep.onnx", 128, &[("slow", 5)]),
+    )
+    .unwrap();
+    let daemon = Daemon::start_on_store(
+        &root.path().join("daemon"),
+        &store.url(),
+        &store.option_args(),
+        &[],
+        &[],
+    );
+    let mut client = daemon.client().await;
+    let request = request_for(&mut client, &project.join("engine.toml"), "slow").await;
+    let job = job_of(&client.submit(request).await.unwrap().into_inner());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.workers().is_empty() {
+        assert!(Instant::now() < deadline, "no worker appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    store.kill();
+    assert!(
+        !daemon.workers().is_empty(),
+        "the build ended before the store went down: the test needs a slower model"
+    );
+    // The build finishes and publishing meets the outage. The store stays down until
+    // object_store's own per-request retries have given up and the daemon has retried a whole
+    // write, so this outage is one object_store alone would have failed the build for.
+    let deadline = Instant::now() + Duration::from_secs(80);
+    while daemon.metric("trtfarm_store_write_retries_total") < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never retried a store write"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    store.restart();
+
+    let result = succeeded(&follow(&mut client, job.id).await);
+    fetch_and_check(&mut client, &result, &root.path().join("slow.engine")).await;
 }

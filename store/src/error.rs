@@ -128,4 +128,20 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
     }
+
+    /// Whether the same call may succeed later: the backend failed in a way a restart or a
+    /// network blip explains (a refused connection, a server error, an upload the restarted
+    /// server no longer knows). Refusals that would repeat (permissions, bad configuration,
+    /// digest mismatches, corruption) are not.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                source: object_store::Error::Generic { .. }
+                    | object_store::Error::NotFound { .. }
+                    | object_store::Error::JoinError { .. },
+                ..
+            }
+        )
+    }
 }

@@ -10,6 +10,7 @@ mod ending;
 mod queries;
 pub mod queue;
 mod run;
+mod store_retry;
 
 pub use queries::terminal_event;
 

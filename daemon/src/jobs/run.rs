@@ -11,6 +11,7 @@ use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, Published, StoreError};
 
 use super::queue::{BuildId, Resource};
+use super::store_retry::retrying;
 use super::{Farm, failure};
 use crate::metrics::Outcome as MetricOutcome;
 use crate::provenance::{GpuRun, Provenance, Subject, hex};
@@ -236,39 +237,34 @@ impl Farm {
         check_libraries(prepared, done).await?;
         let claimed = BlobDigest::parse(&done.plan_blake3, done.plan_size)
             .map_err(|e| infrastructure(format!("the worker reported a bad plan digest: {e}")))?;
-        let put = |path: PathBuf, expected: Option<BlobDigest>| async move {
-            self.store.put_file(&path, expected).await
-        };
         let store_error =
             |what: &str, e: StoreError| infrastructure(format!("cannot store the {what}: {e}"));
+        let put = |what: &'static str, path: PathBuf, expected: Option<BlobDigest>| async move {
+            retrying(what, &self.metrics, || self.store.put_file(&path, expected))
+                .await
+                .map_err(|e| store_error(what, e))
+        };
         // The plan is re-hashed while it streams into the store: a worker that lied about its
         // digest, or a plan damaged on disk, is refused here.
-        let engine = put(scratch.join(PLAN_FILE), Some(claimed))
-            .await
-            .map_err(|e| store_error("engine plan", e))?;
+        let engine = put("engine plan", scratch.join(PLAN_FILE), Some(claimed)).await?;
         let layer_info = if done.layer_info {
-            Some(
-                put(scratch.join(LAYERS_FILE), None)
-                    .await
-                    .map_err(|e| store_error("layer information", e))?,
-            )
+            Some(put("layer information", scratch.join(LAYERS_FILE), None).await?)
         } else {
             None
         };
         let timing_cache = if done.timing_cache {
-            Some(
-                put(scratch.join(TIMING_CACHE_FILE), None)
-                    .await
-                    .map_err(|e| store_error("timing cache", e))?,
-            )
+            Some(put("timing cache", scratch.join(TIMING_CACHE_FILE), None).await?)
         } else {
             None
         };
         let transformed_model = if done.transformed_model {
             Some(
-                put(scratch.join(TRANSFORMED_MODEL_FILE), None)
-                    .await
-                    .map_err(|e| store_error("converted model", e))?,
+                put(
+                    "converted model",
+                    scratch.join(TRANSFORMED_MODEL_FILE),
+                    None,
+                )
+                .await?,
             )
         } else {
             None
@@ -279,9 +275,7 @@ impl Farm {
                 .await
                 .map_err(|e| infrastructure(format!("cannot write the build log: {e}")))?;
         }
-        let build_log = put(log_path.to_path_buf(), None)
-            .await
-            .map_err(|e| store_error("build log", e))?;
+        let build_log = put("build log", log_path.to_path_buf(), None).await?;
         let finished = SystemTime::now();
 
         let mut byproducts = vec![Subject::new("build.log", &build_log.digest, None)];
@@ -316,9 +310,7 @@ impl Farm {
         tokio::fs::write(&provenance_path, statement)
             .await
             .map_err(|e| infrastructure(format!("cannot write the provenance record: {e}")))?;
-        let provenance = put(provenance_path, None)
-            .await
-            .map_err(|e| store_error("provenance record", e))?;
+        let provenance = put("provenance record", provenance_path, None).await?;
 
         let result = v1::ActionResult {
             action_key: prepared.key.hex(),
@@ -340,9 +332,11 @@ impl Farm {
             built_by: self.host.clone(),
         };
         let encoded = prost::Message::encode_to_vec(&result);
-        match self
-            .store
-            .put_action_result(&prepared.key, encoded.clone().into())
+        let publish = || {
+            self.store
+                .put_action_result(&prepared.key, encoded.clone().into())
+        };
+        match retrying("action result", &self.metrics, publish)
             .await
             .map_err(|e| store_error("action result", e))?
         {
@@ -356,8 +350,11 @@ impl Farm {
                 // every client gets.
                 Some(existing) => Ok(existing),
                 None => {
-                    self.store
-                        .replace_action_result(&prepared.key, encoded.into())
+                    let replace = || {
+                        self.store
+                            .replace_action_result(&prepared.key, encoded.clone().into())
+                    };
+                    retrying("action result", &self.metrics, replace)
                         .await
                         .map_err(|e| store_error("action result", e))?;
                     Ok(result)
