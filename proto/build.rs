@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Blob chunks stay `Bytes`: no copy between the socket and the store.
         .bytes(".")
+        // Maps in key order: an encoded message is the same bytes every time.
+        .btree_map(".")
         .file_descriptor_set_path(out_dir.join("trtfarm_v1_descriptor.bin"))
         .compile_protos(&[proto], &["proto"])?;
     Ok(())

@@ -67,6 +67,11 @@ pub fn run(options: &LocalBuildOptions) -> anyhow::Result<bool> {
                     started.elapsed().as_secs_f64(),
                     output.plan_path.display()
                 );
+                if let Some(report) = trt_ffi::builder_layer_listing(&output.log)
+                    .and_then(trt_ffi::LayerPrecisionReport::from_layer_listing)
+                {
+                    println!("       layers: {report}");
+                }
                 if options.layer_info {
                     write_layer_info(&output)?;
                 }

@@ -160,17 +160,8 @@ pub fn decode_entry(bytes: &[u8]) -> Result<CacheEntry, String> {
     }
     let result = <v1::ActionResult as prost::Message>::decode(bytes)
         .map_err(|e| format!("not an action result: {e}"))?;
-    let named = [
-        ("engine", &result.engine),
-        ("build_log", &result.build_log),
-        ("layer_info", &result.layer_info),
-        ("timing_cache", &result.timing_cache),
-        ("provenance", &result.provenance),
-        ("transformed_model", &result.transformed_model),
-    ];
-    named
-        .into_iter()
-        .filter_map(|(what, digest)| Some((what, digest.as_ref()?)))
+    result
+        .blobs()
         .map(|(what, d)| {
             BlobDigest::parse(&d.blake3, d.size_bytes).map_err(|e| format!("`{what}`: {e}"))
         })

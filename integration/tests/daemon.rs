@@ -379,13 +379,14 @@ async fn fp16_builds_from_a_converted_model_that_can_be_fetched() {
     );
 }
 
-/// TensorRT-RTX cannot inspect a plan without a GPU it supports, so the inspector's layer
-/// precisions cannot be read here. The plan's size can: TensorRT keeps a strongly typed
-/// network's weights in their own type, so a weight-heavy model built at fp16 (after autocast)
-/// gives a plan smaller than the fp32 one by about half its weight bytes. An fp16 request built
-/// as fp32 would not.
+/// `precision = "fp16"` must mean fp16 layers. TensorRT-RTX cannot inspect a plan without a GPU
+/// it supports, but its builder lists the engine's layers, with their tensors' data types,
+/// while it builds: the daemon publishes that listing and the count of layers per precision.
+/// The plan's size agrees: TensorRT keeps a strongly typed network's weights in their own
+/// type, so a weight-heavy model built at fp16 (after autocast) gives a plan smaller than the
+/// fp32 one by about half its weight bytes. An fp16 request built as fp32 would fail both.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_fp16_plan_carries_half_precision_weights() {
+async fn an_fp16_build_has_half_precision_layers_and_weights_and_fp32_has_none() {
     let root = tempfile::tempdir().unwrap();
     let project = root.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
@@ -404,14 +405,49 @@ async fn an_fp16_plan_carries_half_precision_weights() {
 
     let daemon = Daemon::start(root.path(), &[]);
     let mut client = daemon.client().await;
-    let mut sizes = Vec::new();
+    let mut results = Vec::new();
     for variant in ["fp32", "fp16"] {
         let request = request_for(&mut client, &manifest_path, variant).await;
         let job = job_of(&client.submit(request).await.unwrap().into_inner());
         let result = succeeded(&follow(&mut client, job.id).await);
-        sizes.push(result.engine.unwrap().size_bytes);
+        let listing = result.layer_listing.clone().expect("a layer listing");
+        let path = root.path().join(format!("{variant}.layers.txt"));
+        download_to_file(&mut client, &listing, &path)
+            .await
+            .unwrap();
+        let listing = std::fs::read_to_string(&path).unwrap();
+        eprintln!(
+            "{variant}: plan {} B, layers: {}",
+            result.engine.as_ref().unwrap().size_bytes,
+            result.precision_summary().unwrap_or_default()
+        );
+        results.push((result, listing));
     }
-    let (fp32, fp16) = (sizes[0], sizes[1]);
+    let count = |result: &v1::ActionResult, precision: &str| {
+        result
+            .layers_by_precision
+            .get(precision)
+            .copied()
+            .unwrap_or(0)
+    };
+    let (fp32, fp32_listing) = &results[0];
+    let (fp16, fp16_listing) = &results[1];
+    assert!(count(fp32, "fp32") > 0, "{:?}", fp32.layers_by_precision);
+    assert_eq!(count(fp32, "fp16"), 0, "{:?}", fp32.layers_by_precision);
+    assert!(!fp32_listing.contains("Datatype: Half"), "{fp32_listing}");
+    // Every weighted layer of this model converts (it has no numerically sensitive op).
+    let layers: u64 = fp16.layers_by_precision.values().sum();
+    assert!(
+        count(fp16, "fp16") * 2 > layers,
+        "most layers of the fp16 engine are fp16: {:?}",
+        fp16.layers_by_precision
+    );
+    assert!(fp16_listing.contains("Datatype: Half"), "{fp16_listing}");
+
+    let (fp32, fp16) = (
+        fp32.engine.as_ref().unwrap().size_bytes,
+        fp16.engine.as_ref().unwrap().size_bytes,
+    );
     eprintln!("plan sizes: fp32 {fp32} B, fp16 {fp16} B, fp32 weights {weight_bytes} B");
     assert!(
         fp32 - fp16.min(fp32) > weight_bytes * 4 / 10,

@@ -121,7 +121,7 @@ fn layer_precision(layer: &Json) -> &'static str {
         .unwrap_or(UNKNOWN)
 }
 
-const UNKNOWN: &str = "unknown";
+pub(crate) const UNKNOWN: &str = "unknown";
 
 /// Keys a tensor's type description has been seen under, in order of preference (compared
 /// ignoring ASCII case).
@@ -140,7 +140,7 @@ fn tensor_type_description(tensor: &Json) -> Option<&str> {
 }
 
 /// The precision a tensor description names: its first word that is a known type name.
-fn precision_of_description(description: &str) -> &'static str {
+pub(crate) fn precision_of_description(description: &str) -> &'static str {
     description
         .split(|c: char| !c.is_ascii_alphanumeric())
         .find_map(|word| {

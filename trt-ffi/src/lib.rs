@@ -23,6 +23,7 @@ mod calls;
 mod config;
 mod error;
 mod inspector;
+mod layer_listing;
 mod observer;
 mod shim;
 mod toolchain;
@@ -36,6 +37,7 @@ pub use config::{
 };
 pub use error::{BuildError, LoadError, ParserError};
 pub use inspector::{InspectorJsonError, LayerPrecisionReport};
+pub use layer_listing::builder_layer_listing;
 pub use observer::{BuildObserver, Control, IgnoreProgress, LogMessage, ProgressEvent, Severity};
 pub use shim::install_shims;
 pub use toolchain::{Flavour, Toolchain, Version, default_search_dirs};

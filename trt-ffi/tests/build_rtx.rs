@@ -7,8 +7,8 @@ use std::path::Path;
 use common::{Recorder, file_digest, light_model, rtx};
 use trt_ffi::{
     BuildConfig, BuildError, BuildOutput, BuildRequest, ComputeCapability, Flavour,
-    HardwareCompatibilityLevel, IgnoreProgress, OnnxSource, OptimizationProfile, ProfileInput,
-    ProfilingVerbosity, Severity, Toolchain,
+    HardwareCompatibilityLevel, IgnoreProgress, LayerPrecisionReport, OnnxSource,
+    OptimizationProfile, ProfileInput, ProfilingVerbosity, Severity, Toolchain,
 };
 
 fn batch_profile(input: &str, min: i64, opt: i64, max: i64) -> OptimizationProfile {
@@ -61,6 +61,15 @@ fn check_output(output: &BuildOutput, plan: &Path) {
         }
         other => panic!("inconsistent layer info {other:?}"),
     }
+    // With detailed verbosity the builder itself lists the layers, GPU or not.
+    let listing = trt_ffi::builder_layer_listing(&output.log).expect("the builder's listing");
+    let report = LayerPrecisionReport::from_layer_listing(listing).expect("a layer listing");
+    assert!(report.layers > 0, "{listing}");
+    assert!(
+        report.by_precision.get("fp32").copied().unwrap_or(0) > 0,
+        "an fp32 model has fp32 layers: {report}\n{listing}"
+    );
+    assert!(!report.by_precision.contains_key("fp16"), "{report}");
 }
 
 #[test]

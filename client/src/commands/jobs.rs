@@ -231,6 +231,12 @@ fn describe(job: &v1::Job, now: SystemTime) -> String {
                 line(label, value);
             }
         }
+        if let Some(layers) = result.precision_summary() {
+            line("layers", layers);
+        }
+        if let Some(listing) = digest(&result.layer_listing) {
+            line("layer listing", listing);
+        }
         match digest(&result.layer_info) {
             Some(layers) => line("layer info", layers),
             None if !result.layer_info_unavailable.is_empty() => line(

@@ -17,7 +17,7 @@ use crate::metrics::Outcome as MetricOutcome;
 use crate::provenance::{GpuRun, Provenance, Subject, hex};
 use crate::request::{PreparedBuild, parse_digest, wire_digest};
 use crate::worker::protocol::{
-    INPUTS_DIR, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE, TIMING_CACHE_FILE,
+    INPUTS_DIR, LAYER_LISTING_FILE, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE, TIMING_CACHE_FILE,
     TRANSFORMED_MODEL_FILE,
 };
 use crate::worker::task_manifest::{TASK_MANIFEST_PATH, TASK_VARIANT};
@@ -37,17 +37,10 @@ fn infrastructure(message: impl Into<String>) -> v1::Failure {
 
 /// Every blob an action result names.
 pub(super) fn result_digests(result: &v1::ActionResult) -> Result<Vec<BlobDigest>, tonic::Status> {
-    [
-        ("engine", &result.engine),
-        ("build_log", &result.build_log),
-        ("layer_info", &result.layer_info),
-        ("timing_cache", &result.timing_cache),
-        ("provenance", &result.provenance),
-        ("transformed_model", &result.transformed_model),
-    ]
-    .into_iter()
-    .filter_map(|(what, digest)| digest.as_ref().map(|d| parse_digest(Some(d), what)))
-    .collect()
+    result
+        .blobs()
+        .map(|(what, digest)| parse_digest(Some(digest), what))
+        .collect()
 }
 
 impl Farm {
@@ -257,6 +250,11 @@ impl Farm {
         } else {
             None
         };
+        let layer_listing = if done.layer_listing {
+            Some(put("layer listing", scratch.join(LAYER_LISTING_FILE), None).await?)
+        } else {
+            None
+        };
         let transformed_model = if done.transformed_model {
             Some(
                 put(
@@ -284,6 +282,9 @@ impl Farm {
         }
         if let Some(cache) = &timing_cache {
             byproducts.push(Subject::new("timing-cache.bin", &cache.digest, None));
+        }
+        if let Some(listing) = &layer_listing {
+            byproducts.push(Subject::new("layers.txt", &listing.digest, None));
         }
         if let Some(model) = &transformed_model {
             byproducts.push(Subject::new("model.transformed.onnx", &model.digest, None));
@@ -321,6 +322,8 @@ impl Farm {
             layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
             timing_cache: timing_cache.as_ref().map(|c| wire_digest(&c.digest)),
             transformed_model: transformed_model.as_ref().map(|m| wire_digest(&m.digest)),
+            layer_listing: layer_listing.as_ref().map(|l| wire_digest(&l.digest)),
+            layers_by_precision: done.layers_by_precision.clone(),
             provenance: Some(wire_digest(&provenance.digest)),
             toolchain: Some(v1::ToolchainIdentity {
                 flavour: prepared.toolchain.flavour.clone(),

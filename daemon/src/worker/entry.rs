@@ -15,8 +15,8 @@ use manifest_schema::Flavour;
 use trt_ffi::{BuildObserver, BuildRequest, Control, LogMessage, OnnxSource, ProgressEvent};
 
 use super::protocol::{
-    self, LAYERS_FILE, MODEL_FILE, PLAN_FILE, ProgressKind, TASK_FILE, TIMING_CACHE_FILE,
-    TRANSFORMED_MODEL_FILE, WorkerDone, WorkerMessage, WorkerTask,
+    self, LAYER_LISTING_FILE, LAYERS_FILE, MODEL_FILE, PLAN_FILE, ProgressKind, TASK_FILE,
+    TIMING_CACHE_FILE, TRANSFORMED_MODEL_FILE, WorkerDone, WorkerMessage, WorkerTask,
 };
 use crate::file_stamp::LoadedLibrary;
 use crate::toolchains;
@@ -113,14 +113,15 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         .build(&request, reporter)
         .map_err(|e| e.to_string())?;
 
-    let layer_info = match &output.layer_info_json {
-        Some(json) => {
-            write(LAYERS_FILE, json.as_bytes())?;
-            report_layer_precisions(json, reporter);
-            true
-        }
-        None => false,
-    };
+    if let Some(json) = &output.layer_info_json {
+        write(LAYERS_FILE, json.as_bytes())?;
+    }
+    let listing = trt_ffi::builder_layer_listing(&output.log);
+    if let Some(text) = listing {
+        write(LAYER_LISTING_FILE, text.as_bytes())?;
+    }
+    let layers_by_precision =
+        layer_precisions(output.layer_info_json.as_deref(), listing, reporter);
     let timing_cache = match &output.timing_cache_out {
         Some(bytes) => {
             write(TIMING_CACHE_FILE, bytes)?;
@@ -143,9 +144,11 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         toolchain_version: toolchain.version().to_string(),
         library,
         parser_library,
-        layer_info,
+        layer_info: output.layer_info_json.is_some(),
         layer_info_error: output.layer_info_error,
         timing_cache,
+        layer_listing: listing.is_some(),
+        layers_by_precision,
         transformed_model: model == TRANSFORMED_MODEL_FILE,
         gpu_context,
     })
@@ -207,18 +210,40 @@ fn prepare_model(
     }
 }
 
-/// Logs how many of the engine's layers compute in each precision, from the inspector's JSON:
-/// what TensorRT really built, beside what autocast asked for. Without layer info (TensorRT-RTX
-/// on a machine without a GPU) the autocast log line is all there is.
-fn report_layer_precisions(json: &str, reporter: &mut Reporter) {
-    let (severity, text) = match trt_ffi::LayerPrecisionReport::from_inspector_json(json) {
-        Ok(report) => ("info", format!("layers by precision: {report}")),
-        Err(e) => ("warning", format!("no layer precision report: {e}")),
+/// Counts the engine's layers by precision, from the inspector's JSON where there is one, else
+/// from the builder's listing, and says the result in the build log: the line that shows an
+/// fp16 request really gave fp16 layers.
+fn layer_precisions(
+    json: Option<&str>,
+    listing: Option<&str>,
+    reporter: &mut Reporter,
+) -> BTreeMap<String, u64> {
+    let report = match (json, listing) {
+        (Some(json), _) => trt_ffi::LayerPrecisionReport::from_inspector_json(json)
+            .map(|r| (r, "the engine inspector"))
+            .map_err(|e| e.to_string()),
+        (None, Some(listing)) => trt_ffi::LayerPrecisionReport::from_layer_listing(listing)
+            .map(|r| (r, "the builder's layer listing"))
+            .ok_or_else(|| "the builder's layer listing is unreadable".to_string()),
+        (None, None) => return BTreeMap::new(),
+    };
+    let (severity, text, counts) = match report {
+        Ok((report, source)) => (
+            "info",
+            format!("layers by precision ({source}): {report}"),
+            report.by_precision,
+        ),
+        Err(e) => (
+            "warning",
+            format!("no layer precision report: {e}"),
+            BTreeMap::new(),
+        ),
     };
     reporter.send(&WorkerMessage::Log {
         severity: severity.into(),
         text,
     });
+    counts
 }
 
 fn write(path: &str, bytes: &[u8]) -> Result<(), String> {

@@ -10,7 +10,7 @@ use super::protocol::WorkerDone;
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerOutcome {
     /// The worker reported `Done` and exited 0: the outputs are in `<scratch>/out`.
-    Succeeded(WorkerDone),
+    Succeeded(Box<WorkerDone>),
     /// The worker reported `Failed` and exited 1: the manifest, the model or this host's
     /// toolchain set-up is at fault, so the same task here fails the same way again.
     BuildFailed {
@@ -153,6 +153,8 @@ mod tests {
             layer_info: false,
             layer_info_error: None,
             timing_cache: false,
+            layer_listing: false,
+            layers_by_precision: Default::default(),
             transformed_model: false,
             gpu_context: None,
         }
@@ -167,8 +169,8 @@ mod tests {
 
     #[test]
     fn done_and_exit_zero_succeed() {
-        let outcome = classify(exited(0), Some(WorkerResult::Done(done())), None);
-        assert_eq!(outcome, WorkerOutcome::Succeeded(done()));
+        let outcome = classify(exited(0), Some(WorkerResult::Done(Box::new(done()))), None);
+        assert_eq!(outcome, WorkerOutcome::Succeeded(Box::new(done())));
     }
 
     #[test]
@@ -200,7 +202,11 @@ mod tests {
 
     #[test]
     fn a_result_contradicting_the_exit_status_is_a_crash_that_keeps_the_result() {
-        let text = crashed(classify(exited(1), Some(WorkerResult::Done(done())), None));
+        let text = crashed(classify(
+            exited(1),
+            Some(WorkerResult::Done(Box::new(done()))),
+            None,
+        ));
         assert_eq!(
             text,
             "exited with status 1 after reporting success (plan blake3:00ff)"
@@ -248,7 +254,7 @@ mod tests {
     fn a_signal_after_a_result_is_a_crash_even_after_done() {
         let text = crashed(classify(
             signalled(libc::SIGSEGV),
-            Some(WorkerResult::Done(done())),
+            Some(WorkerResult::Done(Box::new(done()))),
             None,
         ));
         assert!(text.starts_with("killed by signal 11 (SIGSEGV)"), "{text}");

@@ -47,7 +47,7 @@ pub enum WorkerEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum WorkerResult {
     /// It reported `Done`.
-    Done(WorkerDone),
+    Done(Box<WorkerDone>),
     /// It reported `Failed` with this message.
     Failed(String),
 }
@@ -173,7 +173,7 @@ pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
                 steps,
             },
             WorkerMessage::Done(done) => {
-                lock(collected).result = Some(WorkerResult::Done(done));
+                lock(collected).result = Some(WorkerResult::Done(Box::new(done)));
                 continue;
             }
             WorkerMessage::Failed { message } => {

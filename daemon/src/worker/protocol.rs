@@ -5,6 +5,7 @@
 //! argv, environment and cwd length must not vary between builds (plans are byte-identical only
 //! when the process layout is, see RESEARCH.md "Determinism of TensorRT-RTX builds").
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use manifest_schema::Flavour;
@@ -24,6 +25,8 @@ pub const OUT_DIR: &str = "out";
 pub const PLAN_FILE: &str = "out/engine.plan";
 /// The engine inspector's layer JSON, when asked for and TensorRT could produce it.
 pub const LAYERS_FILE: &str = "out/layers.json";
+/// The layer listing the builder printed while building, when it printed one.
+pub const LAYER_LISTING_FILE: &str = "out/layers.txt";
 /// The timing cache after the build, when the variant records one.
 pub const TIMING_CACHE_FILE: &str = "out/timing-cache.bin";
 /// Where the worker writes the model after an fp16/bf16 conversion, and builds from it (in
@@ -124,6 +127,12 @@ pub struct WorkerDone {
     pub layer_info_error: Option<String>,
     /// Whether `out/timing-cache.bin` was written.
     pub timing_cache: bool,
+    /// Whether `out/layers.txt` (the builder's layer listing) was written.
+    #[serde(default)]
+    pub layer_listing: bool,
+    /// Layers per precision, from the layer JSON or else the listing; empty without either.
+    #[serde(default)]
+    pub layers_by_precision: BTreeMap<String, u64>,
     /// Whether the model was converted (fp16/bf16) into `out/model.transformed.onnx`.
     #[serde(default)]
     pub transformed_model: bool,
@@ -202,6 +211,8 @@ mod tests {
             layer_info: false,
             layer_info_error: Some("no GPU".into()),
             timing_cache: false,
+            layer_listing: false,
+            layers_by_precision: Default::default(),
             transformed_model: true,
             gpu_context: None,
         });

@@ -21,6 +21,9 @@ struct VariantJson<'a> {
     duration_ms: Option<u64>,
     job_id: Option<u64>,
     output: Option<String>,
+    /// Layers per precision, as the build reported them (absent when it reported none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layers_by_precision: Option<&'a std::collections::BTreeMap<String, u64>>,
     failure: Option<&'a str>,
     log_tail: &'a [String],
 }
@@ -77,6 +80,11 @@ pub fn print_json(outcomes: &[Outcome], lock_diff: &[String]) -> anyhow::Result<
                 duration_ms: build_millis(o),
                 job_id: o.job_id,
                 output: o.output.as_ref().map(|p| p.display().to_string()),
+                layers_by_precision: o
+                    .result
+                    .as_ref()
+                    .map(|r| &r.layers_by_precision)
+                    .filter(|m| !m.is_empty()),
                 failure: o.failure.as_deref(),
                 log_tail: &o.log_tail,
             }
@@ -121,7 +129,7 @@ pub fn print_report(outcomes: &[Outcome], json: bool) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-/// `manifest#variant  built 0.8 s  blake3:<hex>/<size> (1.2 MiB) -> path`.
+/// `manifest#variant  built 0.8 s  blake3:<hex>/<size> (1.2 MiB)  layers: fp16 40, fp32 3  -> path`.
 fn human_line(o: &Outcome) -> String {
     let name = format!("{}#{}", o.label, o.variant);
     let engine = o.result.as_ref().and_then(|r| r.engine.as_ref());
@@ -141,6 +149,9 @@ fn human_line(o: &Outcome) -> String {
             digest_text(engine),
             render_human_size(engine.size_bytes)
         ));
+    }
+    if let Some(layers) = o.result.as_ref().and_then(|r| r.precision_summary()) {
+        line.push_str(&format!("  layers: {layers}"));
     }
     if let Some(output) = &o.output {
         line.push_str(&format!("  -> {}", output.display()));
@@ -189,6 +200,15 @@ mod tests {
                 "cnn/engine.toml#fp32  built 1.2 s  blake3:{}/123456 (120.6 KiB)  -> cnn/build/a.engine",
                 "ab".repeat(32)
             )
+        );
+        if let Some(result) = outcome.result.as_mut() {
+            result.layers_by_precision = [("fp16".to_string(), 40), ("fp32".to_string(), 3)].into();
+        }
+        assert!(
+            human_line(&outcome)
+                .ends_with("(120.6 KiB)  layers: fp16 40, fp32 3  -> cnn/build/a.engine"),
+            "{}",
+            human_line(&outcome)
         );
         outcome.status = Status::Cached;
         assert!(human_line(&outcome).starts_with("cnn/engine.toml#fp32  cached  blake3:"));
