@@ -52,17 +52,9 @@ fn decode(bytes: &[u8]) -> Result<CacheEntry, String> {
             .map_err(|e| e.to_string());
     }
     let result = v1::ActionResult::decode(bytes).map_err(|e| e.to_string())?;
-    let named = [
-        &result.engine,
-        &result.build_log,
-        &result.layer_info,
-        &result.timing_cache,
-        &result.provenance,
-        &result.transformed_model,
-    ];
-    named
-        .into_iter()
-        .flatten()
+    result
+        .blobs()
+        .map(|(_, d)| d)
         .map(|d| BlobDigest::parse(&d.blake3, d.size_bytes).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()
         .map(CacheEntry::Result)
