@@ -10,8 +10,8 @@
 //! - `worker`: build worker subprocesses, the daemon side and the worker side.
 //! - `metrics`: Prometheus metrics over HTTP.
 //! - `gpus`: the GPU inventory, Enterprise GPU choice and CUDA MPS.
-//! - `local_build`, `toolchains`, `variant_config`: turning a manifest variant into a TensorRT
-//!   build, shared by `trtfarmd build` and the workers.
+//! - `local_build`, `toolchains`, `variant_config`, `model_prep`: turning a manifest variant
+//!   into a TensorRT build, shared by `trtfarmd build` and the workers.
 
 pub mod action_key;
 pub mod auth;
@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod local_build;
 pub mod metrics;
+pub mod model_prep;
 pub mod provenance;
 pub mod request;
 pub mod server;

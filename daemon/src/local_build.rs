@@ -15,8 +15,9 @@ use trt_ffi::{
     Toolchain,
 };
 
+use crate::model_prep::prepare_model;
 use crate::toolchains;
-use crate::variant_config::build_config;
+use crate::variant_config::build_config_for_prepared_model;
 
 /// Options of `trtfarmd build`.
 #[derive(Debug, clap::Args)]
@@ -126,7 +127,7 @@ fn build_variant(
     options: &LocalBuildOptions,
     loaded: &mut HashMap<Flavour, Toolchain>,
 ) -> anyhow::Result<BuildOutput> {
-    let mut config = build_config(variant)?;
+    let mut config = build_config_for_prepared_model(variant)?;
     config.layer_info = options.layer_info;
     let requirement = &variant.settings.toolchain;
     let toolchain = match loaded.entry(requirement.flavour) {
@@ -140,8 +141,21 @@ fn build_variant(
     if let Some(parent) = plan_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    // An fp16/bf16 conversion is kept beside the plan, for inspection, as the daemon keeps it.
+    let mut converted = plan_path.as_os_str().to_owned();
+    converted.push(".model.onnx");
+    let model = prepare_model(
+        variant,
+        &manifest.model.resolved_path,
+        Path::new(&converted),
+        &mut |severity, text| eprintln!("{}: {severity}: {text}", variant.name),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if model != manifest.model.resolved_path {
+        eprintln!("{}: converted model -> {}", variant.name, model.display());
+    }
     let request = BuildRequest {
-        onnx: OnnxSource::File(manifest.model.resolved_path.clone()),
+        onnx: OnnxSource::File(model),
         config,
         plan_path: plan_path.to_path_buf(),
     };

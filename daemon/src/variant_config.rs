@@ -28,9 +28,10 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// The builder configuration for `variant`. Always asks for detailed profiling verbosity, so the
-/// engine inspector can report every layer; whether to run the inspector after the build (it
-/// needs a GPU) is the caller's choice, `layer_info`.
+/// The builder configuration for `variant`'s model as it is, refusing the precisions that need
+/// the model prepared first (see [`build_config_for_prepared_model`]). Always asks for detailed
+/// profiling verbosity, so the builder lists and the inspector can report every layer; whether
+/// to run the inspector after the build (it needs a GPU) is the caller's choice, `layer_info`.
 pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
     match model_precision(variant) {
         ModelPrecision::AsIs => build_config_for_prepared_model(variant),
@@ -39,8 +40,8 @@ pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
             setting: "precision",
             value: quoted(variant.settings.precision.as_str()),
             reason: "strongly typed TensorRT builds this only from a model converted to that \
-                     type, and `trtfarmd build` builds the model as it is (building fp32 \
-                     instead would be a lie). `trtfarm submit` converts it in the build worker"
+                     type (building the model as it is would give fp32, a lie): convert it \
+                     first with `model_prep::prepare_model`"
                 .into(),
         }),
         ModelPrecision::ExplicitQuantization(_) => Err(ConfigError {
@@ -48,8 +49,8 @@ pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
             setting: "precision",
             value: quoted(variant.settings.precision.as_str()),
             reason:
-                "quantized precisions need Q/DQ nodes in the model (e.g. from NVIDIA ModelOpt), \
-                     which `trtfarm submit` checks in the build worker; `trtfarmd build` does not"
+                "quantized precisions need Q/DQ nodes in the model (e.g. from NVIDIA ModelOpt): \
+                     check it first with `model_prep::prepare_model`"
                     .into(),
         }),
     }

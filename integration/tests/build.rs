@@ -89,9 +89,21 @@ fn builds_an_example_engine_and_reports_its_real_digest() {
 }
 
 #[test]
-fn refuses_reduced_precision_instead_of_building_fp32_and_builds_the_rest() {
+fn converts_fp16_before_building_and_refuses_int8_without_qdq_nodes() {
     let examples = examples_copy();
     let out = examples.path().join("out");
+    // The same model as an int8 engine: it has no Q/DQ nodes, so there is nothing to build int8
+    // from, and building it as fp32 would be a lie.
+    let manifest = examples.path().join("precision-fanout/engine.toml");
+    let text_of = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!(
+            "{text_of}\n[[engine]]\nname = \"int8\"\nprecision = \"int8\"\n\
+             compatibility.compute_capabilities = [\"8.9\"]\n"
+        ),
+    )
+    .unwrap();
 
     let output = trtfarmd(
         &[
@@ -101,6 +113,8 @@ fn refuses_reduced_precision_instead_of_building_fp32_and_builds_the_rest() {
             "fp32-sm86",
             "--engine",
             "fp16-sm89",
+            "--engine",
+            "int8",
             "--out-dir",
             out.to_str().unwrap(),
         ],
@@ -109,13 +123,34 @@ fn refuses_reduced_precision_instead_of_building_fp32_and_builds_the_rest() {
 
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
     assert!(stdout.contains("built  fp32-sm86"), "{stdout}");
+    assert!(stdout.contains("built  fp16-sm89"), "{stdout}\n{stderr}");
+    // TensorRT's own listing of what it built: every layer of the fp32 engine is fp32, and
+    // (with fp32 I/O kept only by fp16-portable) most of fp16-sm89 is fp16.
+    let layers = |engine: &str| {
+        let line = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("built  {engine}:")))
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        assert!(line.starts_with("layers: "), "{engine}: {stdout}");
+        line
+    };
+    assert!(!layers("fp32-sm86").contains("fp16"), "{stdout}");
+    assert!(layers("fp16-sm89").starts_with("layers: fp16 "), "{stdout}");
     assert!(
-        stdout.contains("FAILED fp16-sm89") && stdout.contains("precision = \"fp16\""),
+        stderr.contains("fp16-sm89: info: trtfarm autocast to fp16"),
+        "{stderr}"
+    );
+    assert!(out.join("fp16-sm89.engine.model.onnx").is_file());
+    assert!(
+        stdout.contains("FAILED int8") && stdout.contains("ModelOpt"),
         "{stdout}"
     );
-    assert!(out.join("fp32-sm86.engine").is_file());
-    assert!(!out.join("fp16-sm89.engine").exists());
+    assert!(!out.join("int8.engine").exists());
 }
 
 #[test]

@@ -462,8 +462,10 @@ async fn fifty_clients_survive_worker_kills_and_a_store_restart() {
         latencies.last().copied().unwrap_or_default()
     );
     eprintln!(
-        "  worker kills {}  store outage {:?}",
-        tally.worker_kills, tally.outage
+        "  worker kills {}  store outage {:?}  store writes retried by the daemon {}",
+        tally.worker_kills,
+        tally.outage,
+        daemon.metric("trtfarm_store_write_retries_total")
     );
     eprintln!(
         "  daemon lists {} jobs, {} queued or running",

@@ -19,10 +19,9 @@ use super::protocol::{
     TIMING_CACHE_FILE, TRANSFORMED_MODEL_FILE, WorkerDone, WorkerMessage, WorkerTask,
 };
 use crate::file_stamp::LoadedLibrary;
+use crate::model_prep::prepare_model;
 use crate::toolchains;
-use crate::variant_config::{
-    ModelPrecision, autocast_options, build_config_for_prepared_model, model_precision,
-};
+use crate::variant_config::build_config_for_prepared_model;
 
 /// Runs the build described by `./task.json`, streaming log and progress as JSON lines on
 /// stdout and ending with `Done` (exit 0) or `Failed` (exit 1).
@@ -103,9 +102,10 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         Flavour::TensorRtRtx => None,
     };
 
-    let model = prepare_model(variant, reporter)?;
+    let model = prepare(variant, reporter)?;
+    let transformed_model = model == Path::new(TRANSFORMED_MODEL_FILE);
     let request = BuildRequest {
-        onnx: OnnxSource::File(PathBuf::from(model)),
+        onnx: OnnxSource::File(model),
         config,
         plan_path: PathBuf::from(PLAN_FILE),
     };
@@ -149,65 +149,25 @@ fn build(reporter: &mut Reporter) -> Result<WorkerDone, String> {
         timing_cache,
         layer_listing: listing.is_some(),
         layers_by_precision,
-        transformed_model: model == TRANSFORMED_MODEL_FILE,
+        transformed_model,
         gpu_context,
     })
 }
 
-/// Converts or checks the model as the variant's precision (and `autocast` settings) need, and
-/// returns the file to build.
-fn prepare_model(
-    variant: &manifest_schema::Variant,
-    reporter: &mut Reporter,
-) -> Result<&'static str, String> {
-    // What TensorRT's parser would take quietly or misread (bytes that are no model, a graph
-    // without outputs, dimensions past 32 bits, external data outside `inputs/` or past the end
-    // of its file) is refused here, in the model's own terms, and said in the build log too.
-    if let Err(e) = onnx_graph::sanity::check_model(Path::new(MODEL_FILE)) {
-        let message = format!("the model failed trtfarm's check before parsing: {e}");
-        reporter.send(&WorkerMessage::Log {
-            severity: "error".into(),
-            text: message.clone(),
-        });
-        return Err(message);
-    }
-    match model_precision(variant) {
-        ModelPrecision::AsIs => Ok(MODEL_FILE),
-        ModelPrecision::Autocast(target) => {
-            let options = autocast_options(target, &variant.settings.autocast);
-            let report = onnx_graph::autocast::autocast_file(
-                Path::new(MODEL_FILE),
-                Path::new(TRANSFORMED_MODEL_FILE),
-                &options,
-            )
-            .map_err(|e| format!("cannot convert the model to {}: {e}", target.name()))?;
-            let kept = report.kept_fp32_nodes.len();
+/// Checks, and for fp16/bf16 converts, the model as the variant's precision needs
+/// ([`prepare_model`]), saying what it did in the build log; returns the file to build.
+fn prepare(variant: &manifest_schema::Variant, reporter: &mut Reporter) -> Result<PathBuf, String> {
+    prepare_model(
+        variant,
+        Path::new(MODEL_FILE),
+        Path::new(TRANSFORMED_MODEL_FILE),
+        &mut |severity, text| {
             reporter.send(&WorkerMessage::Log {
-                severity: "info".into(),
-                text: format!(
-                    "trtfarm autocast to {}: {} weights and {} nodes converted, {kept} numerically \
-                     sensitive nodes kept in fp32, {} casts inserted",
-                    target.name(),
-                    report.converted_initializers,
-                    report.converted_nodes,
-                    report.inserted_casts
-                ),
+                severity: severity.into(),
+                text,
             });
-            for warning in &report.clamped {
-                reporter.send(&WorkerMessage::Log {
-                    severity: "warning".into(),
-                    text: format!("trtfarm autocast: {warning}"),
-                });
-            }
-            Ok(TRANSFORMED_MODEL_FILE)
-        }
-        ModelPrecision::ExplicitQuantization(precision) => {
-            let summary = onnx_graph::quantization::quantization_summary(Path::new(MODEL_FILE))
-                .map_err(|e| format!("cannot read the model: {e}"))?;
-            onnx_graph::quantization::require_explicit_quantization(&summary, precision)?;
-            Ok(MODEL_FILE)
-        }
-    }
+        },
+    )
 }
 
 /// Counts the engine's layers by precision, from the inspector's JSON where there is one, else
