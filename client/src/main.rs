@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Man { dir } => commands::docs::man(&dir).map(|()| true),
         command => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            .on_thread_start(block_sigpipe)
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(commands::run(&cli.daemon, command))),
@@ -37,5 +38,20 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Blocks SIGPIPE in the calling thread. The runtime's threads do the network I/O, and hyper's
+/// vectored writes (`writev`, which has no `MSG_NOSIGNAL`) raise SIGPIPE when the daemon drops
+/// the connection: with the signal blocked, the write fails with `EPIPE` and the command says
+/// what happened, while the main thread keeps the default action for `trtfarm ls | head`.
+fn block_sigpipe() {
+    // SAFETY: plain libc calls on a local, zero-initialised signal set; pthread_sigmask only
+    // changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
