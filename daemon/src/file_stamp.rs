@@ -121,11 +121,22 @@ mod tests {
         blake3::hash(bytes).to_hex().to_string()
     }
 
-    #[test]
-    fn an_untouched_file_matches_by_stamp_without_being_read() {
+    /// A library file holding `bytes`, in a directory that lives as long as the guard.
+    fn library(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("libtensorrt_rtx.so.1");
-        std::fs::write(&path, b"library v1").unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    fn set_mtime(path: &Path, mtime: SystemTime) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+
+    #[test]
+    fn an_untouched_file_matches_by_stamp_without_being_read() {
+        let (_dir, path) = library(b"library v1");
         let probed = FileStamp::of(&path).unwrap();
         let loaded = LoadedLibrary::at(&path).unwrap();
         // A wrong digest still matches: the stamp alone decided, nothing was hashed.
@@ -134,17 +145,10 @@ mod tests {
 
     #[test]
     fn a_touched_file_with_the_same_bytes_is_hashed_and_matches() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lib.so");
-        std::fs::write(&path, b"library v1").unwrap();
+        let (_dir, path) = library(b"library v1");
         let probed = FileStamp::of(&path).unwrap();
         let later = SystemTime::now() + Duration::from_secs(60);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        set_mtime(&path, later);
         let loaded = LoadedLibrary::at(&path).unwrap();
         assert_ne!(loaded.stamp, probed);
         assert!(
@@ -157,19 +161,12 @@ mod tests {
 
     #[test]
     fn a_rewrite_with_the_old_size_and_mtime_restored_does_not_match() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lib.so");
-        std::fs::write(&path, b"library v1").unwrap();
+        let (_dir, path) = library(b"library v1");
         let probed = FileStamp::of(&path).unwrap();
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&path, b"library v2").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        set_mtime(&path, mtime);
         let loaded = LoadedLibrary::at(&path).unwrap();
         assert_eq!(
             (loaded.stamp.size, loaded.stamp.mtime_ns, loaded.stamp.inode),
@@ -185,9 +182,7 @@ mod tests {
 
     #[test]
     fn a_file_changed_just_now_has_no_settled_stamp() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lib.so");
-        std::fs::write(&path, b"library v1").unwrap();
+        let (dir, path) = library(b"library v1");
         assert_eq!(FileStamp::settled(&path), None);
         assert_eq!(FileStamp::settled(&dir.path().join("missing")), None);
         // The change time cannot be set back, so a settled file must be an old one.
@@ -197,9 +192,7 @@ mod tests {
 
     #[test]
     fn without_a_probed_stamp_the_file_is_hashed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lib.so");
-        std::fs::write(&path, b"library v1").unwrap();
+        let (_dir, path) = library(b"library v1");
         let loaded = LoadedLibrary::at(&path).unwrap();
         assert!(loaded.matches(None, &digest(b"library v1")).unwrap());
         assert!(!loaded.matches(None, &digest(b"library v2")).unwrap());

@@ -28,34 +28,6 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// The builder configuration for `variant`'s model as it is, refusing the precisions that need
-/// the model prepared first (see [`build_config_for_prepared_model`]). Always asks for detailed
-/// profiling verbosity, so the builder lists and the inspector can report every layer; whether
-/// to run the inspector after the build (it needs a GPU) is the caller's choice, `layer_info`.
-pub fn build_config(variant: &Variant) -> Result<BuildConfig, ConfigError> {
-    match model_precision(variant) {
-        ModelPrecision::AsIs => build_config_for_prepared_model(variant),
-        ModelPrecision::Autocast(_) => Err(ConfigError {
-            variant: variant.name.clone(),
-            setting: "precision",
-            value: quoted(variant.settings.precision.as_str()),
-            reason: "strongly typed TensorRT builds this only from a model converted to that \
-                     type (building the model as it is would give fp32, a lie): convert it \
-                     first with `model_prep::prepare_model`"
-                .into(),
-        }),
-        ModelPrecision::ExplicitQuantization(_) => Err(ConfigError {
-            variant: variant.name.clone(),
-            setting: "precision",
-            value: quoted(variant.settings.precision.as_str()),
-            reason:
-                "quantized precisions need Q/DQ nodes in the model (e.g. from NVIDIA ModelOpt): \
-                     check it first with `model_prep::prepare_model`"
-                    .into(),
-        }),
-    }
-}
-
 /// What the build worker does to the model before TensorRT sees it, for the manifest's
 /// precision. Strongly typed TensorRT takes precision from the model's types, not from flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +68,10 @@ pub fn autocast_options(
 }
 
 /// The builder configuration for `variant`, for a model already prepared as
-/// [`model_precision`] says (converted or checked). Used by the build worker and, to refuse
-/// impossible settings before a queue wait, by the daemon.
+/// [`model_precision`] says (converted or checked, by `model_prep::prepare_model`). Used by the
+/// build worker and `trtfarmd build`, and, to refuse impossible settings before a queue wait, by
+/// the daemon. Always asks for detailed profiling verbosity, so the builder lists every layer
+/// with its data types (and the inspector, on a GPU host, can report them).
 pub fn build_config_for_prepared_model(variant: &Variant) -> Result<BuildConfig, ConfigError> {
     let settings = &variant.settings;
     let error = |setting: &'static str, value: String, reason: &str| ConfigError {

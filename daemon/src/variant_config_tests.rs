@@ -15,7 +15,7 @@ fn rtx_config(extra: &str) -> Result<BuildConfig, ConfigError> {
 fn config_of(toml: &str) -> Result<BuildConfig, ConfigError> {
     let manifest = manifest_schema::parse(toml, Path::new("engine.toml"))
         .unwrap_or_else(|errors| panic!("test manifest is invalid:\n{errors}"));
-    build_config(&manifest.variants()[0])
+    build_config_for_prepared_model(&manifest.variants()[0])
 }
 
 #[test]
@@ -25,19 +25,8 @@ fn fp32_forbids_tf32_and_tf32_allows_it() {
 }
 
 #[test]
-fn reduced_precisions_are_refused_not_built_as_fp32() {
-    for precision in ["fp16", "bf16", "int8", "fp8", "fp4"] {
-        let error = rtx_config(&format!("precision = \"{precision}\"")).unwrap_err();
-        assert_eq!(error.setting, "precision");
-        assert!(error.value.contains(precision), "{error}");
-    }
-    let int8 = rtx_config("precision = \"int8\"").unwrap_err();
-    assert!(int8.reason.contains("Q/DQ"), "{int8}");
-}
-
-#[test]
 fn reduced_precisions_are_a_model_transform_or_a_check_never_a_flag() {
-    use super::{ModelPrecision, build_config_for_prepared_model, model_precision};
+    use super::{ModelPrecision, model_precision};
     use onnx_graph::autocast::AutocastTarget;
     let variant = |precision: &str| {
         let toml = format!(

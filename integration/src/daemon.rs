@@ -185,6 +185,39 @@ impl Daemon {
         }
         out
     }
+
+    /// The first build worker to appear, waiting up to `timeout` for one.
+    pub fn wait_for_worker(&self, timeout: std::time::Duration) -> u32 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(pid) = self.workers().first() {
+                return *pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no worker appeared in {timeout:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// What the standard gRPC health service answers for `trtfarm.v1.Farm`.
+    pub async fn health(&self) -> tonic_health::pb::health_check_response::ServingStatus {
+        let channel = Channel::from_shared(self.endpoint.clone())
+            .expect("a daemon URL")
+            .connect()
+            .await
+            .expect("connect to trtfarmd");
+        let answer = tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "trtfarm.v1.Farm".into(),
+            })
+            .await
+            .expect("a health answer")
+            .into_inner();
+        tonic_health::pb::health_check_response::ServingStatus::try_from(answer.status)
+            .expect("a known serving status")
+    }
 }
 
 impl Drop for Daemon {

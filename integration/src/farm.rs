@@ -14,14 +14,25 @@ pub async fn request_for(
     manifest: &Path,
     variant: &str,
 ) -> v1::SubmitRequest {
+    try_request_for(client, manifest, variant, "integration-test")
+        .await
+        .expect("upload the model")
+}
+
+/// [`request_for`] as `client_name`, with the upload's error returned instead of a panic (for
+/// tests in which the daemon or its store may be down).
+pub async fn try_request_for(
+    client: &mut FarmClient<Channel>,
+    manifest: &Path,
+    variant: &str,
+    client_name: &str,
+) -> anyhow::Result<v1::SubmitRequest> {
     let toml = std::fs::read_to_string(manifest).expect("read the manifest");
     let parsed = manifest_schema::parse(&toml, manifest).expect("the manifest parses");
     let model = &parsed.model.resolved_path;
     let digest = digest_file(model).expect("hash the model");
-    upload_file(client, model, &digest)
-        .await
-        .expect("upload the model");
-    v1::SubmitRequest {
+    upload_file(client, model, &digest).await?;
+    Ok(v1::SubmitRequest {
         manifest: Some(v1::Manifest {
             path: "engine.toml".into(),
             toml,
@@ -32,9 +43,9 @@ pub async fn request_for(
             digest: Some(digest),
             role: v1::InputRole::Model as i32,
         }],
-        client: "integration-test".into(),
+        client: client_name.into(),
         ..v1::SubmitRequest::default()
-    }
+    })
 }
 
 /// Every event of a job until its end; the last one is `Finished` or `Failed`.

@@ -56,6 +56,17 @@ inputs.images = {{ min = [1, 3, {size}, {size}], opt = [4, 3, {size}, {size}], m
     text
 }
 
+/// `dir/engine.toml` with one engine, `slow`, of a 48-block, 128-channel CNN (weights from
+/// `seed`) at optimization level 5: a build that runs for seconds, so a test can act while its
+/// worker runs. Returns the manifest's path.
+pub fn slow_project(dir: &Path, seed: u64) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    deep_cnn(dir, 48, 128, 128, seed);
+    let manifest = dir.join("engine.toml");
+    std::fs::write(&manifest, images_manifest("deep.onnx", 128, &[("slow", 5)])).unwrap();
+    manifest
+}
+
 /// A detector-shaped network on `image [1, 3, height, width]`, height and width two independent
 /// symbolic dims: a trunk of `blocks` residual blocks (two 3×3 convolutions, `channels` wide),
 /// then three heads: per-pixel logits `mask_logits [1, 8, height, width]`, a feature-pyramid

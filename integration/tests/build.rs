@@ -1,6 +1,7 @@
 //! `trtfarmd toolchains` and `trtfarmd build` as a user runs them: the real binary, the real
 //! TensorRT-RTX libraries (installed by scripts/setup), real example models.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -50,6 +51,12 @@ fn toolchains_reports_tensorrt_rtx_with_the_digest_of_its_library() {
         rtx["library_digest"],
         format!("blake3:{}", file_digest(library))
     );
+    // The stamp that lets each build skip hashing the library again: this very file.
+    let metadata = std::fs::metadata(library).unwrap();
+    let stamp = &rtx["stamps"]["library"];
+    assert_eq!(stamp["inode"], metadata.ino(), "{rtx}");
+    assert_eq!(stamp["size"], metadata.len(), "{rtx}");
+    assert!(rtx["stamps"]["parser"].is_object(), "{rtx}");
 }
 
 #[test]

@@ -116,23 +116,9 @@ async fn builds_a_real_engine_then_answers_from_the_cache() {
     assert_eq!(daemon.metric("trtfarm_cache_hits_total"), 1.0);
 
     // Standard health checking answers for the service.
-    let mut health = tonic_health::pb::health_client::HealthClient::new(
-        tonic::transport::Channel::from_shared(daemon.endpoint.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    );
-    let serving = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "trtfarm.v1.Farm".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        serving.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        daemon.health().await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
     );
 
     // SIGTERM drains and exits cleanly, removing the info file.

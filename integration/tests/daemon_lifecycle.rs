@@ -2,7 +2,7 @@
 
 use integration::daemon::Daemon;
 use integration::farm::{follow, job_of, outcome, request_for, succeeded};
-use integration::models::{deep_cnn, images_manifest};
+use integration::models::{deep_cnn, images_manifest, slow_project};
 use trtfarm_proto::v1;
 
 /// A small model with three engines that differ only in optimization level.
@@ -140,27 +140,13 @@ async fn a_daemon_killed_mid_queue_restarts_and_finishes_every_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_build_fails_its_job_and_the_daemon_lives_on() {
     let root = tempfile::tempdir().unwrap();
-    let project = root.path().join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    deep_cnn(&project, 48, 128, 128, 7);
-    std::fs::write(
-        project.join("engine.toml"),
-        images_manifest("deep.onnx", 128, &[("slow", 5)]),
-    )
-    .unwrap();
+    let manifest = slow_project(&root.path().join("project"), 7);
     let daemon = Daemon::start(&root.path().join("daemon"), &[]);
     let mut client = daemon.client().await;
-    let request = request_for(&mut client, &project.join("engine.toml"), "slow").await;
+    let request = request_for(&mut client, &manifest, "slow").await;
     let job = job_of(&client.submit(request).await.unwrap().into_inner());
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let worker = loop {
-        if let Some(pid) = daemon.workers().first() {
-            break *pid;
-        }
-        assert!(std::time::Instant::now() < deadline, "no worker appeared");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
+    let worker = daemon.wait_for_worker(std::time::Duration::from_secs(60));
     // SAFETY: kill(2) on a process this test found as the daemon's worker child.
     unsafe { libc::kill(worker as i32, libc::SIGKILL) };
 

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration::daemon::Daemon;
+use integration::farm::try_request_for;
 use integration::models::{deep_cnn, images_manifest};
 use integration::servers::RestartableS3;
 use tonic::transport::Channel;
-use trtfarm::transfer::{digest_file, upload_file};
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::farm_client::FarmClient;
 
@@ -66,36 +66,19 @@ fn code_name(status: &tonic::Status) -> String {
     format!("{:?}", status.code())
 }
 
-/// The request for `variant` of `manifest`, uploading its model; errors instead of panics, since
-/// the store may be down.
+/// The request for `variant` of `manifest`, with its model uploaded; an upload error as its
+/// gRPC code (the store may be down).
 async fn request_for(
     client: &mut FarmClient<Channel>,
     manifest: &Path,
     variant: &str,
 ) -> Result<v1::SubmitRequest, String> {
-    let toml = std::fs::read_to_string(manifest).unwrap();
-    let parsed = manifest_schema::parse(&toml, manifest).unwrap();
-    let digest = digest_file(&parsed.model.resolved_path).unwrap();
-    upload_file(client, &parsed.model.resolved_path, &digest)
+    try_request_for(client, manifest, variant, "soak")
         .await
         .map_err(|e| match e.downcast_ref::<tonic::Status>() {
             Some(status) => code_name(status),
             None => e.to_string(),
-        })?;
-    Ok(v1::SubmitRequest {
-        manifest: Some(v1::Manifest {
-            path: "engine.toml".into(),
-            toml,
-        }),
-        variant: variant.into(),
-        inputs: vec![v1::InputFile {
-            path: parsed.model.path.clone(),
-            digest: Some(digest),
-            role: v1::InputRole::Model as i32,
-        }],
-        client: "soak".into(),
-        ..v1::SubmitRequest::default()
-    })
+        })
 }
 
 /// Writes `dir/engine.toml` for a deep CNN of `seed` with one engine per level.

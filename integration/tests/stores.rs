@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use integration::daemon::Daemon;
 use integration::farm::{follow, job_of, request_for, succeeded};
-use integration::models::{deep_cnn, images_manifest};
+use integration::models::slow_project;
 use integration::servers::{RestartableS3, ServerKind, TestServer, daemon_on};
 use tonic::transport::Channel;
 use trtfarm::transfer::download_to_file;
@@ -164,15 +164,8 @@ async fn two_daemons_race_one_key_azure() {
 async fn a_build_finishing_during_a_store_outage_is_published_when_the_store_returns() {
     let mut store = RestartableS3::start();
     let root = tempfile::tempdir().unwrap();
-    let project = root.path().join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    // Large enough that the build outlives the store's shutdown by seconds.
-    deep_cnn(&project, 48, 128, 128, 11);
-    std::fs::write(
-        project.join("engine.toml"),
-        images_manifest("deep.onnx", 128, &[("slow", 5)]),
-    )
-    .unwrap();
+    // The build outlives the store's shutdown by seconds.
+    let manifest = slow_project(&root.path().join("project"), 11);
     let daemon = Daemon::start_on_store(
         &root.path().join("daemon"),
         &store.url(),
@@ -181,14 +174,10 @@ async fn a_build_finishing_during_a_store_outage_is_published_when_the_store_ret
         &[],
     );
     let mut client = daemon.client().await;
-    let request = request_for(&mut client, &project.join("engine.toml"), "slow").await;
+    let request = request_for(&mut client, &manifest, "slow").await;
     let job = job_of(&client.submit(request).await.unwrap().into_inner());
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while daemon.workers().is_empty() {
-        assert!(Instant::now() < deadline, "no worker appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    daemon.wait_for_worker(Duration::from_secs(60));
     store.kill();
     assert!(
         !daemon.workers().is_empty(),

@@ -111,6 +111,23 @@ async fn collect(
     report
 }
 
+/// A result whose 2000-byte engine was found corrupt and quarantined: its 300-byte log and
+/// its key.
+async fn damaged_result(
+    t: &TestStore,
+    store: &dyn ContentStore,
+    seed: u64,
+) -> (BlobDigest, ActionKey) {
+    let engine = blob(t, store, 2000, seed).await;
+    let log = blob(t, store, 300, seed + 1).await;
+    let key = result(store, "damaged", &engine, &log).await;
+    store
+        .quarantine(&engine, "test: the engine was found corrupt")
+        .await
+        .unwrap();
+    (log, key)
+}
+
 async fn present(store: &dyn ContentStore, digest: &BlobDigest) -> bool {
     store.contains(digest).await.unwrap()
 }
@@ -152,10 +169,7 @@ per_backend!([file, memory, s3, azure] async fn young_unreferenced_blobs_stay(t)
 
 per_backend!([file, memory, s3, azure] async fn a_result_whose_engine_is_gone_goes_with_its_other_blobs(t) {
     let (collector, store) = collector(&t);
-    let engine = blob(&t, &*store, 2000, 5).await;
-    let log = blob(&t, &*store, 300, 6).await;
-    let key = result(&*store, "damaged", &engine, &log).await;
-    store.quarantine(&engine, "test: the engine was found corrupt").await.unwrap();
+    let (log, key) = damaged_result(&t, &*store, 5).await;
 
     // Within the retention: the result goes (it is a miss anyway), its log and the quarantined
     // engine stay until they are old.
@@ -178,10 +192,7 @@ per_backend!([file, memory, s3, azure] async fn a_result_whose_engine_is_gone_go
 
 per_backend!([file, memory, s3, azure] async fn a_dangling_result_and_its_blobs_go_in_one_collection(t) {
     let (collector, store) = collector(&t);
-    let engine = blob(&t, &*store, 2000, 7).await;
-    let log = blob(&t, &*store, 300, 8).await;
-    let key = result(&*store, "damaged", &engine, &log).await;
-    store.quarantine(&engine, "test").await.unwrap();
+    let (log, key) = damaged_result(&t, &*store, 7).await;
     let report = collect(&collector, OLD, &[], false).await;
     assert!(store.get_action_result(&key).await.unwrap().is_none());
     assert!(!present(&*store, &log).await, "nothing names the log any more");

@@ -73,13 +73,24 @@ impl LayerPrecisionReport {
             if is_sync_marker(layer) {
                 continue;
             }
-            report.layers += 1;
-            *report
-                .by_precision
-                .entry(layer_precision(layer).to_string())
-                .or_default() += 1;
+            report.count(layer_precision(layer));
         }
         Ok(report)
+    }
+
+    /// The counts as `(precision, layers)` pairs in name order, for assertions.
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> Vec<(&str, u64)> {
+        self.by_precision
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect()
+    }
+
+    /// Counts one more layer, computing in `precision`.
+    pub(crate) fn count(&mut self, precision: &str) {
+        self.layers += 1;
+        *self.by_precision.entry(precision.to_string()).or_default() += 1;
     }
 }
 
@@ -105,7 +116,12 @@ fn is_sync_marker(layer: &Json) -> bool {
     layer
         .get("LayerType")
         .and_then(Json::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("signal") || t.eq_ignore_ascii_case("wait"))
+        .is_some_and(is_stream_marker)
+}
+
+/// Whether a layer of this type only synchronises streams (computes nothing).
+pub(crate) fn is_stream_marker(layer_type: &str) -> bool {
+    layer_type.eq_ignore_ascii_case("signal") || layer_type.eq_ignore_ascii_case("wait")
 }
 
 /// The precision of one layer entry: its first output that names a type.
@@ -172,14 +188,6 @@ mod tests {
         LayerPrecisionReport::from_inspector_json(json).unwrap_or_else(|e| panic!("{e}: {json}"))
     }
 
-    fn counts(report: &LayerPrecisionReport) -> Vec<(&str, u64)> {
-        report
-            .by_precision
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v))
-            .collect()
-    }
-
     /// Shaped like TensorRT's detailed output: a reformat, fused convolutions, generated
     /// kernels, a shape layer, a stream marker.
     const DETAILED: &str = r#"{"Layers": [
@@ -209,7 +217,7 @@ mod tests {
         let r = report(DETAILED);
         assert_eq!(r.layers, 6);
         assert_eq!(
-            counts(&r),
+            r.counts(),
             [
                 ("bf16", 1),
                 ("fp16", 2),
@@ -225,7 +233,7 @@ mod tests {
     fn names_only_output_counts_every_layer_as_unknown() {
         let r = report(r#"{"Layers": ["conv1 + relu1", "fc", "softmax"], "Bindings": ["x", "y"]}"#);
         assert_eq!(r.layers, 3);
-        assert_eq!(counts(&r), [("unknown", 3)]);
+        assert_eq!(r.counts(), [("unknown", 3)]);
         assert_eq!(r.to_string(), "unknown 3");
     }
 
@@ -244,7 +252,7 @@ mod tests {
             ]}"#,
         );
         assert_eq!(r.layers, 11);
-        assert_eq!(counts(&r), [("unknown", 11)]);
+        assert_eq!(r.counts(), [("unknown", 11)]);
     }
 
     #[test]
@@ -259,7 +267,7 @@ mod tests {
             ]}"#,
         );
         assert_eq!(
-            counts(&r),
+            r.counts(),
             [
                 ("bool", 1),
                 ("fp16", 1),
@@ -305,10 +313,10 @@ mod tests {
     #[test]
     fn layers_may_be_a_top_level_list_or_keyed_by_name() {
         let list = report(r#"[{"Outputs": [{"Format/Datatype": "Half"}]}]"#);
-        assert_eq!(counts(&list), [("fp16", 1)]);
+        assert_eq!(list.counts(), [("fp16", 1)]);
         let keyed =
             report(r#"{"Layers": {"a": {"Outputs": [{"Format/Datatype": "Half"}]}, "b": "b"}}"#);
-        assert_eq!(counts(&keyed), [("fp16", 1), ("unknown", 1)]);
+        assert_eq!(keyed.counts(), [("fp16", 1), ("unknown", 1)]);
         let empty = report(r#"{"Layers": []}"#);
         assert_eq!((empty.layers, empty.to_string()), (0, "no layers".into()));
     }

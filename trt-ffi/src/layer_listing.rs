@@ -15,7 +15,7 @@
 //! nothing here trusts the text: a line that cannot be read counts as `unknown`, and no input
 //! makes this panic.
 
-use crate::inspector::{LayerPrecisionReport, UNKNOWN, precision_of_description};
+use crate::inspector::{LayerPrecisionReport, UNKNOWN, is_stream_marker, precision_of_description};
 use crate::observer::{LogMessage, Severity};
 
 /// How the builder's layer listing begins.
@@ -48,17 +48,12 @@ impl LayerPrecisionReport {
                 continue;
             };
             let layer_type = field(layer, ", LayerType: ").unwrap_or_default();
-            if layer_type.eq_ignore_ascii_case("signal")
-                || layer_type.eq_ignore_ascii_case("wait")
+            if is_stream_marker(layer_type)
                 || outputs(layer).is_some_and(|o| o.trim_end() == ", Outputs: [")
             {
                 continue;
             }
-            report.layers += 1;
-            *report
-                .by_precision
-                .entry(output_precision(layer).to_string())
-                .or_default() += 1;
+            report.count(output_precision(layer));
         }
         Some(report)
     }
@@ -111,20 +106,12 @@ I/O Tensors:
  Name: y, IOMode: Output, DataType: Float, Dimensions: [1,16,30,30], Location: Device
 ";
 
-    fn counts(report: &LayerPrecisionReport) -> Vec<(&str, u64)> {
-        report
-            .by_precision
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v))
-            .collect()
-    }
-
     #[test]
     fn counts_each_layer_by_its_output_type_and_stops_at_the_io_tensors() {
         let report = LayerPrecisionReport::from_layer_listing(FP16).unwrap();
         assert_eq!(report.layers, 3);
         // The constant of the second layer is Float, its output Half: outputs decide.
-        assert_eq!(counts(&report), [("fp16", 2), ("fp32", 1)]);
+        assert_eq!(report.counts(), [("fp16", 2), ("fp32", 1)]);
     }
 
     #[test]
@@ -152,7 +139,7 @@ Name: w, LayerType: wait, Inputs: [], Outputs: [], TacticName: , StreamId: 0, Me
 Name: __mye543_0_myl0_0, LayerType: shape_call, Inputs: [], Constants: [], Outputs: [], TacticName: , StreamId: 0, Metadata: 
 ";
         let report = LayerPrecisionReport::from_layer_listing(listing).unwrap();
-        assert_eq!(counts(&report), [("bf16", 1)]);
+        assert_eq!(report.counts(), [("bf16", 1)]);
     }
 
     #[test]
@@ -166,7 +153,7 @@ Name: __mye543_0_myl0_0, LayerType: shape_call, Inputs: [], Constants: [], Outpu
             "Layers:\nName: a, LayerType: kgen, Outputs: [ {}], TacticName: Datatype: Half",
         ] {
             let report = LayerPrecisionReport::from_layer_listing(odd).unwrap();
-            assert_eq!(counts(&report), [("unknown", 1)], "{odd:?}");
+            assert_eq!(report.counts(), [("unknown", 1)], "{odd:?}");
         }
         let empty = LayerPrecisionReport::from_layer_listing("Layers:\n\nI/O Tensors:").unwrap();
         assert_eq!(empty.layers, 0);

@@ -289,10 +289,11 @@ fn exact_enterprise_builder_calls_per_policy() {
 
 #[test]
 fn record_config_is_what_the_variant_config_asks_for() {
-    // `variant_config::build_config` already maps `record`; the plan must agree with it.
-    let from_variant = crate::variant_config::build_config(&variant("record", 3, ""))
-        .unwrap()
-        .timing_cache;
+    // The variant's builder configuration already maps `record`; the plan must agree with it.
+    let from_variant =
+        crate::variant_config::build_config_for_prepared_model(&variant("record", 3, ""))
+            .unwrap()
+            .timing_cache;
     let record = plan_for(TimingCachePolicy::Record, None);
     assert_eq!(from_variant, record.config);
 }
