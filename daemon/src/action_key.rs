@@ -1,11 +1,17 @@
-//! The action key: the one place the farm decides whether two builds are the same build.
+//! The cache keys: the one place the farm decides whether two builds, or two model
+//! preparations, are the same.
 //!
-//! blake3 over a framed encoding of everything that can change the engine (DESIGN.md, "The
-//! action key"): key version and farm salt, the variant's canonical settings, the digest of every
-//! input file, the toolchain that was actually loaded (builder and ONNX parser library digests),
-//! the target, the timing cache used as input, and the worker program that drives TensorRT. Absolute paths, host names, times and the model's file name never enter it.
+//! The action key is blake3 over a framed encoding of everything that can change the engine:
+//! key version and farm salt, the variant's canonical settings, the digest of every input file,
+//! the model transform, the toolchain that was actually loaded (builder and ONNX parser library
+//! digests), the target, the timing cache used as input, and the builder program that drives
+//! TensorRT. Absolute paths, host names, times, the model's file name and the daemon's own
+//! binary never enter it: upgrading the daemon or the CLI keeps every cached engine.
 //!
-//! Layout: `MAGIC`, `ACTION_KEY_VERSION` (u32 LE), then fields in a fixed order, each
+//! The prepare key names one model conversion: the input files, the conversion and its
+//! settings, and the pass version.
+//!
+//! Layout: a magic string, the key's version (u32 LE), then fields in a fixed order, each
 //! `tag: u16 LE`, `length: u64 LE`, `payload`. Bump the version whenever a field's meaning
 //! changes; results are only shared between equal versions.
 
@@ -13,11 +19,16 @@ use trtfarm_store::{ActionKey, BlobDigest};
 
 use crate::inventory::ToolchainIdentity;
 
-/// Version of the action-key encoding. 2: the toolchain field also holds the ONNX parser
-/// library's digest, and the worker program is a field of its own.
-pub const ACTION_KEY_VERSION: u32 = 3;
+/// Version of the action-key encoding. 4: the program field names the builder
+/// (`trtfarm-builder`), which now receives a converted model and a typed configuration.
+pub const ACTION_KEY_VERSION: u32 = 4;
 
 const MAGIC: &[u8] = b"trtfarm.action\0";
+
+/// Version of the prepare-key encoding.
+pub const PREPARE_KEY_VERSION: u32 = 1;
+
+const PREPARE_MAGIC: &[u8] = b"trtfarm.prepare\0";
 
 /// Field tags. Never reuse a retired number.
 mod tag {
@@ -27,8 +38,11 @@ mod tag {
     pub(super) const TOOLCHAIN: u16 = 4;
     pub(super) const TARGET: u16 = 5;
     pub(super) const TIMING_CACHE: u16 = 6;
-    pub(super) const WORKER: u16 = 7;
+    // 7: the daemon's worker program, before the builder was a program of its own.
     pub(super) const MODEL_TRANSFORM: u16 = 8;
+    pub(super) const BUILDER: u16 = 9;
+    // Prepare keys.
+    pub(super) const AUTOCAST: u16 = 10;
 }
 
 /// What an input file is to the build. The model's own path is not part of the key (renaming
@@ -84,12 +98,12 @@ pub struct KeyMaterial<'a> {
     pub target: &'a Target,
     /// The timing cache loaded as input (locked policy), if any.
     pub timing_cache: Option<&'a BlobDigest>,
-    /// blake3 (hex) of the program the build worker runs. TensorRT-RTX plans depend on the
-    /// worker's heap layout, and so on the worker's own code: measured for issue 6, a debug
-    /// and a release build of one trtfarmd source gave different plans of the same model.
-    pub worker: &'a str,
-    /// The model transform the worker applies before building (fp16/bf16 autocast), by name
-    /// and version: a new version of the pass is a new engine.
+    /// blake3 (hex) of the builder program. TensorRT-RTX plans depend on the builder's heap
+    /// layout, and so on its own code: measured, a debug and a release build of one source gave
+    /// different plans of the same model.
+    pub builder: &'a str,
+    /// The model transform the prepare step applies before building (fp16/bf16 autocast), by
+    /// name and version: a new version of the pass is a new engine.
     pub model_transform: Option<(&'a str, u32)>,
 }
 
@@ -106,30 +120,7 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
         }
     });
     e.field(tag::VARIANT, |e| e.bytes_field(material.variant_encoding));
-    e.field(tag::INPUTS, |e| {
-        let mut inputs: Vec<&KeyInput> = material.inputs.iter().collect();
-        inputs.sort();
-        inputs.dedup();
-        e.len(inputs.len());
-        for input in inputs {
-            match input {
-                KeyInput::Model(digest) => {
-                    e.u8(1);
-                    e.digest(digest);
-                }
-                KeyInput::ExternalData { path, digest } => {
-                    e.u8(2);
-                    e.str(path);
-                    e.digest(digest);
-                }
-                KeyInput::Plugin { index, digest } => {
-                    e.u8(3);
-                    e.u64(u64::from(*index));
-                    e.digest(digest);
-                }
-            }
-        }
-    });
+    e.field(tag::INPUTS, |e| e.inputs(material.inputs));
     e.field(tag::TOOLCHAIN, |e| {
         e.str(&material.toolchain.flavour);
         e.str(&material.toolchain.version);
@@ -154,7 +145,6 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
             e.digest(digest);
         }
     });
-    e.field(tag::WORKER, |e| e.str(material.worker));
     e.field(tag::MODEL_TRANSFORM, |e| match material.model_transform {
         None => e.u8(0),
         Some((name, version)) => {
@@ -162,6 +152,44 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
             e.str(name);
             e.u64(u64::from(version));
         }
+    });
+    e.field(tag::BUILDER, |e| e.str(material.builder));
+    ActionKey(*blake3::hash(&e.bytes).as_bytes())
+}
+
+/// The key of one model conversion: the input files (model and external data; their order does
+/// not matter), the farm salt, and the conversion with every setting and the pass version.
+/// Variants that differ only in what the builder does (compute capabilities, profiles) share it.
+pub fn prepare_key(
+    salt: Option<&str>,
+    inputs: &[KeyInput],
+    options: &onnx_graph::autocast::AutocastOptions,
+) -> ActionKey {
+    let mut e = Encoder::default();
+    e.bytes.extend_from_slice(PREPARE_MAGIC);
+    e.bytes.extend_from_slice(&PREPARE_KEY_VERSION.to_le_bytes());
+    e.field(tag::SALT, |e| match salt {
+        None => e.u8(0),
+        Some(salt) => {
+            e.u8(1);
+            e.str(salt);
+        }
+    });
+    e.field(tag::INPUTS, |e| e.inputs(inputs));
+    e.field(tag::AUTOCAST, |e| {
+        e.str(options.target.name());
+        e.u64(u64::from(onnx_graph::autocast::AUTOCAST_VERSION));
+        // Sets already: iteration order is sorted.
+        e.len(options.keep_fp32_ops.len());
+        for op in &options.keep_fp32_ops {
+            e.str(op);
+        }
+        e.len(options.force_convert_ops.len());
+        for op in &options.force_convert_ops {
+            e.str(op);
+        }
+        e.u8(u8::from(options.keep_fp32_io));
+        e.u64(options.inline_limit);
     });
     ActionKey(*blake3::hash(&e.bytes).as_bytes())
 }
@@ -197,6 +225,32 @@ impl Encoder {
     fn digest(&mut self, d: &BlobDigest) {
         self.bytes.extend_from_slice(&d.hash);
         self.u64(d.size);
+    }
+
+    /// Input files, sorted and deduplicated: their order in a request means nothing.
+    fn inputs(&mut self, inputs: &[KeyInput]) {
+        let mut inputs: Vec<&KeyInput> = inputs.iter().collect();
+        inputs.sort();
+        inputs.dedup();
+        self.len(inputs.len());
+        for input in inputs {
+            match input {
+                KeyInput::Model(digest) => {
+                    self.u8(1);
+                    self.digest(digest);
+                }
+                KeyInput::ExternalData { path, digest } => {
+                    self.u8(2);
+                    self.str(path);
+                    self.digest(digest);
+                }
+                KeyInput::Plugin { index, digest } => {
+                    self.u8(3);
+                    self.u64(u64::from(*index));
+                    self.digest(digest);
+                }
+            }
+        }
     }
 
     fn field(&mut self, tag: u16, write: impl FnOnce(&mut Self)) {

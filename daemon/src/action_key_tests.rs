@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use onnx_graph::autocast::{AutocastOptions, AutocastTarget};
+
 use super::*;
 
 fn digest(byte: u8, size: u64) -> BlobDigest {
@@ -30,7 +32,7 @@ struct Base {
     salt: Option<String>,
     timing_cache: Option<BlobDigest>,
     model_transform: Option<(&'static str, u32)>,
-    worker: String,
+    builder: String,
 }
 
 impl Base {
@@ -48,7 +50,7 @@ impl Base {
             target: Target::AheadOfTime,
             salt: None,
             timing_cache: None,
-            worker: "77".repeat(32),
+            builder: "77".repeat(32),
             model_transform: None,
         }
     }
@@ -61,7 +63,7 @@ impl Base {
             toolchain: &self.toolchain,
             target: &self.target,
             timing_cache: self.timing_cache.as_ref(),
-            worker: &self.worker,
+            builder: &self.builder,
             model_transform: self.model_transform,
         })
     }
@@ -157,8 +159,8 @@ fn toolchain_flavour_version_and_library_change_key() {
 }
 
 #[test]
-fn worker_program_changes_key() {
-    changes_key(|b| b.worker = "78".repeat(32));
+fn builder_program_changes_key() {
+    changes_key(|b| b.builder = "78".repeat(32));
 }
 
 #[test]
@@ -260,7 +262,7 @@ fn key_of_manifest(text: &str, path: &str) -> ActionKey {
         toolchain: &toolchain(),
         target: &Target::AheadOfTime,
         timing_cache: None,
-        worker: "",
+        builder: "",
         model_transform: None,
     })
 }
@@ -290,4 +292,52 @@ fn the_model_transform_and_its_version_change_key() {
     let mut v2 = Base::new();
     v2.model_transform = Some(("autocast-fp16", 2));
     assert_ne!(v1.key(), v2.key());
+}
+
+/// The prepare key of `inputs` converted with `options`.
+fn prepare_of(inputs: &[KeyInput], options: &AutocastOptions) -> ActionKey {
+    prepare_key(None, inputs, options)
+}
+
+fn half() -> AutocastOptions {
+    AutocastOptions::new(AutocastTarget::Half)
+}
+
+#[test]
+fn the_prepare_key_follows_inputs_conversion_and_settings() {
+    let base = Base::new();
+    let key = prepare_of(&base.inputs, &half());
+    assert_eq!(key, prepare_of(&base.inputs, &half()));
+    let mut reversed = base.inputs.clone();
+    reversed.reverse();
+    assert_eq!(key, prepare_of(&reversed, &half()), "input order");
+
+    let mut other_model = base.inputs.clone();
+    other_model[0] = KeyInput::Model(digest(9, 100));
+    assert_ne!(key, prepare_of(&other_model, &half()), "model content");
+    assert_ne!(key, prepare_key(Some("salt"), &base.inputs, &half()), "salt");
+
+    let changed: [fn(&mut AutocastOptions); 5] = [
+        |o| o.target = AutocastTarget::BFloat16,
+        |o| {
+            o.keep_fp32_ops.insert("Sigmoid".into());
+        },
+        |o| {
+            o.force_convert_ops.insert("Softmax".into());
+        },
+        |o| o.keep_fp32_io = true,
+        |o| o.inline_limit = 1 << 20,
+    ];
+    for change in changed {
+        let mut options = half();
+        change(&mut options);
+        assert_ne!(key, prepare_of(&base.inputs, &options), "{options:?}");
+    }
+}
+
+#[test]
+fn prepare_and_action_keys_never_collide() {
+    // Both live in one action cache; different magic strings keep them apart.
+    let base = Base::new();
+    assert_ne!(base.key(), prepare_of(&base.inputs, &half()));
 }

@@ -6,23 +6,20 @@
 //! - `auth`: bearer tokens and TLS: who may call, and over what.
 //! - `server` and `service`: the gRPC server and the `trtfarm.v1.Farm` implementation.
 //! - `action_key`: the one place the cache key is computed.
-//! - `jobs`: the persistent job table and the scheduler.
-//! - `worker`: build worker subprocesses, the daemon side and the worker side.
+//! - `request`, `variant_config`: a submission checked and turned into a typed build.
+//! - `jobs`: the persistent job table, the scheduler, running a build and publishing it.
+//! - `build`: the prepare step, the builder process, and `trtfarmd build`.
 //! - `metrics`: Prometheus metrics over HTTP.
 //! - `gpus`: the GPU inventory, Enterprise GPU choice and CUDA MPS.
-//! - `local_build`, `toolchains`, `variant_config`, `model_prep`: turning a manifest variant
-//!   into a TensorRT build, shared by `trtfarmd build` and the workers.
 
 pub mod action_key;
 pub mod auth;
+pub mod build;
 pub mod config;
-pub mod file_stamp;
 pub mod gpus;
 pub mod inventory;
 pub mod jobs;
-pub mod local_build;
 pub mod metrics;
-pub mod model_prep;
 pub mod provenance;
 pub mod request;
 pub mod server;
@@ -31,4 +28,5 @@ pub mod store_cmd;
 pub mod timing_cache;
 pub mod toolchains;
 pub mod variant_config;
-pub mod worker;
+
+pub use trtfarm_build_protocol::stamp as file_stamp;

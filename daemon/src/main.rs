@@ -2,8 +2,6 @@
 //!
 //! A thin command-line layer over the `trtfarmd` library.
 
-use trtfarmd::local_build;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,25 +32,18 @@ enum Command {
         #[arg(long)]
         tensorrt_lib_dir: Option<PathBuf>,
     },
-    /// Show this host's GPUs, and what a build worker's CUDA context gets on one (under MPS).
+    /// Show this host's GPUs, and what a builder's CUDA context gets on one (under MPS).
     ProbeGpu(trtfarmd::gpus::ProbeGpuOptions),
     /// Run the build daemon: gRPC on `listen`, jobs in `state_dir`, results in the store.
     Serve(Box<trtfarmd::config::ServeArgs>),
     /// Build a manifest's engines here and now, without queue or store.
-    Build(local_build::LocalBuildOptions),
+    Build(trtfarmd::build::local::LocalBuildOptions),
     /// Store maintenance: `store gc` deletes what nothing references.
     Store(trtfarmd::store_cmd::StoreArgs),
-    /// Run one build in the current directory (a scratch dir the daemon prepared). Started by
-    /// the daemon with a fixed argv and environment; not for people.
-    #[command(hide = true)]
-    Worker,
 }
 
 fn main() -> ExitCode {
     let command = Cli::parse().command;
-    if let Command::Worker = command {
-        return trtfarmd::worker::worker_main();
-    }
     let result = match command {
         Command::Toolchains {
             json,
@@ -64,11 +55,10 @@ fn main() -> ExitCode {
             tensorrt_lib_dir.as_deref(),
         )
         .map(|()| true),
-        Command::Build(options) => local_build::run(&options),
+        Command::Build(options) => trtfarmd::build::local::run(&options),
         Command::ProbeGpu(options) => trtfarmd::gpus::probe_gpu_main(&options),
         Command::Serve(args) => serve(&args).map(|()| true),
         Command::Store(args) => trtfarmd::store_cmd::store_main(&args),
-        Command::Worker => unreachable!("handled above"),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -118,6 +118,8 @@ pub struct Metrics {
     blob_bytes_sent: Counter,
     singleflight_joins: Counter,
     store_write_retries: Counter,
+    models_converted: Counter,
+    models_reused: Counter,
 }
 
 impl Default for Metrics {
@@ -143,6 +145,8 @@ impl Metrics {
         let blob_bytes_sent = Counter::default();
         let singleflight_joins = Counter::default();
         let store_write_retries = Counter::default();
+        let models_converted = Counter::default();
+        let models_reused = Counter::default();
 
         // Every series exists from the start, at zero, so rates and alerts work before the
         // first event of each kind.
@@ -200,6 +204,16 @@ impl Metrics {
             "Store writes of finished builds tried again after a transient store error",
             store_write_retries.clone(),
         );
+        registry.register(
+            "models_converted",
+            "Model conversions (fp16/bf16 autocast) the prepare step ran",
+            models_converted.clone(),
+        );
+        registry.register(
+            "models_reused",
+            "Builds that took a model another build had already converted, from the store",
+            models_reused.clone(),
+        );
         Metrics {
             registry,
             jobs,
@@ -212,6 +226,8 @@ impl Metrics {
             blob_bytes_sent,
             singleflight_joins,
             store_write_retries,
+            models_converted,
+            models_reused,
         }
     }
 
@@ -254,6 +270,16 @@ impl Metrics {
         self.build_seconds
             .get_or_create(&OutcomeLabels { outcome })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a model conversion the prepare step ran (`trtfarm_models_converted_total`).
+    pub fn model_converted(&self) {
+        self.models_converted.inc();
+    }
+
+    /// Counts a build that reused a converted model (`trtfarm_models_reused_total`).
+    pub fn model_reused(&self) {
+        self.models_reused.inc();
     }
 
     /// Counts a store write of a finished build tried again (`trtfarm_store_write_retries_total`).
@@ -355,6 +381,8 @@ mod tests {
             "trtfarm_blob_bytes_sent_total",
             "trtfarm_singleflight_joins_total",
             "trtfarm_store_write_retries_total",
+            "trtfarm_models_converted_total",
+            "trtfarm_models_reused_total",
             "trtfarm_jobs_finished_total{outcome=\"succeeded\"}",
             "trtfarm_jobs_finished_total{outcome=\"failed\"}",
             "trtfarm_jobs_finished_total{outcome=\"cancelled\"}",
@@ -396,6 +424,9 @@ mod tests {
         metrics.singleflight_joined();
         metrics.store_write_retried();
         metrics.store_write_retried();
+        metrics.model_converted();
+        metrics.model_reused();
+        metrics.model_reused();
         let text = metrics.encode();
 
         let expected = [
@@ -427,6 +458,8 @@ mod tests {
             ("trtfarm_blob_bytes_sent_total", 42.0),
             ("trtfarm_singleflight_joins_total", 1.0),
             ("trtfarm_store_write_retries_total", 2.0),
+            ("trtfarm_models_converted_total", 1.0),
+            ("trtfarm_models_reused_total", 2.0),
         ];
         for (series, value) in expected {
             assert_eq!(value_of(&text, series), Some(value), "{series} in:\n{text}");

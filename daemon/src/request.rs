@@ -13,12 +13,14 @@ use tonic::Status;
 use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, BlobDigest};
 
-use crate::action_key::{KeyInput, KeyMaterial, Target, action_key};
+use crate::action_key::{KeyInput, KeyMaterial, Target, action_key, prepare_key};
+use crate::build::prepare::Preparation;
 use crate::file_stamp::ProbedStamps;
 use crate::inventory::{Inventory, ToolchainIdentity};
-use crate::variant_config::{ModelPrecision, build_config_for_prepared_model, model_precision};
-use crate::worker::protocol::MODEL_FILE;
-use crate::worker::task_manifest::task_manifest;
+use crate::variant_config::build_config_for_prepared_model;
+
+/// The model's name in the build's inputs directory, whatever the user called it.
+pub const MODEL_NAME: &str = "model.onnx";
 
 /// Limits and settings request preparation needs from the daemon config.
 #[derive(Debug, Clone)]
@@ -31,9 +33,9 @@ pub struct RequestPolicy {
     pub max_blob_size: u64,
     /// Upper bound for any build deadline.
     pub max_build_timeout: Duration,
-    /// blake3 (hex) of the program workers run, for the action key; the farm fills it in
-    /// from its build root at start-up.
-    pub worker_digest: String,
+    /// blake3 (hex) of the builder program, for the action key; the farm fills it in from its
+    /// build root at start-up.
+    pub builder_digest: String,
 }
 
 /// A checked request: everything needed to run, persist and describe the build.
@@ -49,11 +51,12 @@ pub struct PreparedBuild {
     pub toolchain: ToolchainIdentity,
     /// Its flavour.
     pub flavour: Flavour,
-    /// Where workers load it from.
+    /// Where builders load it from.
     pub library_dir: Option<PathBuf>,
-    /// The probe's stamps of its libraries, checked against what the worker loaded.
+    /// The probe's stamps of its libraries, checked against what the builder loaded.
     pub library_stamps: ProbedStamps,
-    /// Blobs to place in the scratch directory, at paths relative to it.
+    /// The input files (model and external data), at their paths relative to the model's
+    /// directory (the model as [`MODEL_NAME`]).
     pub materialize: Vec<(BlobDigest, PathBuf)>,
     /// What went into the key, for the provenance record.
     pub key_inputs: Vec<KeyInput>,
@@ -63,9 +66,12 @@ pub struct PreparedBuild {
     pub gpu_candidates: Vec<u32>,
     /// The build's deadline.
     pub timeout: Duration,
-    /// The variant as the canonical single-engine manifest the worker gets (`task_manifest`):
-    /// the same text for every request with this action key.
-    pub task_manifest: String,
+    /// What the prepare step does to the model.
+    pub preparation: Preparation,
+    /// The key of the model conversion, when there is one.
+    pub prepare_key: Option<ActionKey>,
+    /// The exact builder configuration: the same for every request with this action key.
+    pub config: trt_ffi::BuildConfig,
 }
 
 impl PreparedBuild {
@@ -137,9 +143,10 @@ pub fn prepare(
         })?
         .clone();
     // Refuse settings this farm cannot build now, not after a queue wait.
-    build_config_for_prepared_model(&variant)
+    let mut config = build_config_for_prepared_model(&variant)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let task_manifest = task_manifest(&variant).map_err(Status::internal)?;
+    // The engine inspector's layer JSON, where the build host can deserialise the plan.
+    config.layer_info = true;
     if !manifest.model.plugins.is_empty() {
         return Err(Status::invalid_argument(format!(
             "{manifest_path}: plugin libraries are not supported by this daemon yet; \
@@ -158,11 +165,11 @@ pub fn prepare(
     let mut key_inputs = Vec::with_capacity(request.inputs.len());
     let mut model_digest = None;
     for input in &request.inputs {
-        // Every file placed at its own path must stay inside the scratch directory. The model
-        // always lands at inputs/model.onnx: its path (which may climb to a shared models
-        // directory of the client's project) is only compared with the manifest's.
+        // Every file placed at its own path must stay inside the inputs directory. The model
+        // always lands at model.onnx: its path (which may climb to a shared models directory of
+        // the client's project) is only compared with the manifest's.
         let relative = match v1::InputRole::try_from(input.role) {
-            Ok(v1::InputRole::Model) => PathBuf::from(MODEL_FILE),
+            Ok(v1::InputRole::Model) => PathBuf::from(MODEL_NAME),
             _ => safe_relative(&input.path)?,
         };
         let digest = parse_digest(input.digest.as_ref(), &input.path)?;
@@ -183,17 +190,17 @@ pub fn prepare(
                 if model_digest.replace(digest).is_some() {
                     return Err(Status::invalid_argument("the request names two models"));
                 }
-                materialize.push((digest, PathBuf::from(MODEL_FILE)));
+                materialize.push((digest, PathBuf::from(MODEL_NAME)));
                 key_inputs.push(KeyInput::Model(digest));
             }
             Ok(v1::InputRole::ExternalData) => {
                 let path = relative.to_string_lossy().into_owned();
-                if Some(relative.as_os_str()) == Path::new(MODEL_FILE).file_name() {
+                if relative == Path::new(MODEL_NAME) {
                     return Err(Status::invalid_argument(format!(
                         "external-data file `{path}` would overwrite the model"
                     )));
                 }
-                materialize.push((digest, Path::new(MODEL_FILE).with_file_name(&relative)));
+                materialize.push((digest, relative.clone()));
                 key_inputs.push(KeyInput::ExternalData { path, digest });
             }
             Ok(v1::InputRole::Plugin) | Ok(v1::InputRole::Unspecified) | Err(_) => {
@@ -275,6 +282,7 @@ pub fn prepare(
         timeout = timeout.min(Duration::from_millis(request.timeout_ms));
     }
     let encoding = variant.canonical_encoding();
+    let preparation = Preparation::for_variant(&variant);
     let key = action_key(&KeyMaterial {
         salt: policy.salt.as_deref(),
         variant_encoding: &encoding,
@@ -282,14 +290,15 @@ pub fn prepare(
         toolchain: &available.identity,
         target: &target,
         timing_cache: None,
-        worker: &policy.worker_digest,
-        model_transform: match model_precision(&variant) {
-            ModelPrecision::Autocast(target) => {
-                Some((target.name(), onnx_graph::autocast::AUTOCAST_VERSION))
-            }
-            ModelPrecision::AsIs | ModelPrecision::ExplicitQuantization(_) => None,
-        },
+        builder: &policy.builder_digest,
+        model_transform: preparation.transform(),
     });
+    let prepare_key = match &preparation {
+        Preparation::Autocast(options) => {
+            Some(prepare_key(policy.salt.as_deref(), &key_inputs, options))
+        }
+        Preparation::CheckOnly | Preparation::ExplicitQuantization(_) => None,
+    };
     Ok(PreparedBuild {
         key,
         variant,
@@ -302,7 +311,9 @@ pub fn prepare(
         target,
         gpu_candidates,
         timeout,
-        task_manifest,
+        preparation,
+        prepare_key,
+        config,
         request,
     })
 }

@@ -43,7 +43,7 @@ fn policy() -> RequestPolicy {
         max_inputs: 8,
         max_blob_size: 1 << 30,
         max_build_timeout: Duration::from_secs(6 * 3600),
-        worker_digest: "77".repeat(32),
+        builder_digest: "77".repeat(32),
     }
 }
 
@@ -86,7 +86,7 @@ fn refused(request: v1::SubmitRequest) -> Status {
 fn a_good_request_places_the_model_under_its_fixed_name() {
     let prepared = prepare(request(MANIFEST, vec![model()]), &inventory(), &policy()).unwrap();
     assert_eq!(prepared.materialize.len(), 1);
-    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_FILE));
+    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_NAME));
     assert_eq!(prepared.toolchain.version, "1.7.1.116");
     assert_eq!(prepared.library_dir, Some(PathBuf::from("/opt/rtx")));
     assert_eq!(prepared.target_text(), "sm86");
@@ -106,7 +106,7 @@ fn external_data_goes_beside_the_model_and_into_the_key() {
         &policy(),
     )
     .unwrap();
-    assert_eq!(with.materialize[1].1, PathBuf::from("inputs/weights/w.bin"));
+    assert_eq!(with.materialize[1].1, PathBuf::from("weights/w.bin"));
     let without = prepare(request(MANIFEST, vec![model()]), &inventory(), &policy()).unwrap();
     assert_ne!(with.key, without.key);
 }
@@ -159,7 +159,7 @@ fn the_model_input_must_be_the_manifests_model() {
         "{}",
         status.message()
     );
-    // Another spelling of the same path is fine; the model always lands at inputs/model.onnx.
+    // Another spelling of the same path is fine; the model always lands at model.onnx.
     let prepared = prepare(
         request(
             MANIFEST,
@@ -169,7 +169,7 @@ fn the_model_input_must_be_the_manifests_model() {
         &policy(),
     )
     .unwrap();
-    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_FILE));
+    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_NAME));
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn no_input_placed_at_its_own_path_may_leave_the_scratch_directory() {
 #[test]
 fn a_model_shared_from_above_the_manifest_is_placed_like_any_model() {
     // The client checked that `../models/net.onnx` is inside its project; the daemon only
-    // places the model at inputs/model.onnx, so the spelling cannot reach outside the scratch.
+    // places the model at model.onnx, so the spelling cannot reach outside the scratch.
     let shared = MANIFEST.replace("models/net.onnx", "../models/net.onnx");
     let prepared = prepare(
         request(
@@ -218,7 +218,7 @@ fn a_model_shared_from_above_the_manifest_is_placed_like_any_model() {
         &policy(),
     )
     .unwrap();
-    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_FILE));
+    assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_NAME));
     let status = refused(request(
         &shared,
         vec![input("models/net.onnx", 1, v1::InputRole::Model)],

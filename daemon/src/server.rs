@@ -18,7 +18,7 @@ use crate::jobs::{Farm, FarmSettings};
 use crate::metrics::Metrics;
 use crate::request::RequestPolicy;
 use crate::service::{FarmService, ServiceLimits};
-use crate::worker::ProcessLauncher;
+use crate::build::builder_process::ProcessLauncher;
 
 /// Initial HTTP/2 flow-control window, per stream and per connection (adaptive from there).
 const WINDOW: u32 = 8 << 20;
@@ -91,10 +91,10 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
             max_inputs: config.limits.max_inputs,
             max_blob_size: config.limits.max_blob_size,
             max_build_timeout: config.limits.max_build_timeout,
-            // Filled in by Farm::start from the program its workers really run.
-            worker_digest: String::new(),
+            // Filled in by Farm::start from the builder as installed.
+            builder_digest: String::new(),
         },
-        worker_program: program,
+        builder_program: crate::build::builder_program(config.toolchains.builder.as_deref())?,
     };
     let farm = Farm::start(
         settings,
@@ -193,7 +193,7 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     // After the drain: no build uses MPS any more.
     mps.shutdown();
     // Drained: no worker runs in the build root any more.
-    if let Err(e) = crate::worker::BuildRoot::remove(&config.state_dir) {
+    if let Err(e) = crate::build::builder_process::BuildRoot::remove(&config.state_dir) {
         tracing::warn!("cannot remove the build root: {e}");
     }
     tracing::info!("stopped");

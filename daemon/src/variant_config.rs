@@ -28,7 +28,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// What the build worker does to the model before TensorRT sees it, for the manifest's
+/// What the prepare step does to the model before TensorRT sees it, for the manifest's
 /// precision. Strongly typed TensorRT takes precision from the model's types, not from flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelPrecision {
@@ -53,7 +53,7 @@ pub fn model_precision(variant: &Variant) -> ModelPrecision {
     }
 }
 
-/// The conversion the build worker applies for an autocast precision: `target` (from
+/// The conversion the prepare step applies for an autocast precision: `target` (from
 /// [`model_precision`]) with the manifest's `autocast` settings. The manifest has already
 /// refused an operator listed both to keep and to convert.
 pub fn autocast_options(
@@ -68,9 +68,9 @@ pub fn autocast_options(
 }
 
 /// The builder configuration for `variant`, for a model already prepared as
-/// [`model_precision`] says (converted or checked, by `model_prep::prepare_model`). Used by the
-/// build worker and `trtfarmd build`, and, to refuse impossible settings before a queue wait, by
-/// the daemon. Always asks for detailed profiling verbosity, so the builder lists every layer
+/// [`model_precision`] says (converted or checked by the prepare step). Computed when a request
+/// arrives, so impossible settings are refused before a queue wait, and handed to the builder
+/// as it is. Always asks for detailed profiling verbosity, so the builder lists every layer
 /// with its data types (and the inspector, on a GPU host, can report them).
 pub fn build_config_for_prepared_model(variant: &Variant) -> Result<BuildConfig, ConfigError> {
     let settings = &variant.settings;

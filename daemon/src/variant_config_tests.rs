@@ -161,25 +161,19 @@ fn autocast_variant(engine: &str) -> manifest_schema::Variant {
         .clone()
 }
 
-/// The options the worker autocasts with, computed as the worker does: from the task manifest
-/// the daemon renders for the variant, parsed back.
-fn worker_options(variant: &manifest_schema::Variant) -> onnx_graph::autocast::AutocastOptions {
-    use crate::worker::task_manifest::{TASK_MANIFEST_PATH, TASK_VARIANT, task_manifest};
-    let text = task_manifest(variant).unwrap_or_else(|e| panic!("{e}"));
-    let manifest = manifest_schema::parse(&text, Path::new(TASK_MANIFEST_PATH))
-        .unwrap_or_else(|errors| panic!("task manifest is invalid:\n{errors}"));
-    let task_variant = manifest.variant(TASK_VARIANT).expect("the task's engine");
-    let ModelPrecision::Autocast(target) = model_precision(task_variant) else {
+/// The options the prepare step autocasts `variant` with.
+fn prepare_options(variant: &manifest_schema::Variant) -> onnx_graph::autocast::AutocastOptions {
+    let ModelPrecision::Autocast(target) = model_precision(variant) else {
         panic!("fp16 is autocast")
     };
-    autocast_options(target, &task_variant.settings.autocast)
+    autocast_options(target, &variant.settings.autocast)
 }
 
 #[test]
-fn autocast_settings_reach_the_worker_options() {
+fn autocast_settings_reach_the_prepare_options() {
     use onnx_graph::autocast::{AutocastOptions, AutocastTarget, DEFAULT_INLINE_LIMIT};
     let ops = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
-    let options = worker_options(&autocast_variant(
+    let options = prepare_options(&autocast_variant(
         "precision = \"bf16\"\nautocast.convert = [\"Softmax\"]\nautocast.keep_fp32_io = true\n",
     ));
     assert_eq!(
@@ -195,7 +189,7 @@ fn autocast_settings_reach_the_worker_options() {
     // Without an `autocast` table the options are autocast's own defaults.
     let plain = autocast_variant("autocast.keep_fp32 = []\n");
     assert_eq!(
-        worker_options(&plain),
+        prepare_options(&plain),
         AutocastOptions::new(AutocastTarget::Half)
     );
 }
@@ -205,7 +199,7 @@ fn the_options_change_what_autocast_keeps_in_fp32() {
     use onnx_graph::DataType;
     // The precision-fanout example: conv-BN-SiLU (Sigmoid) stages and a final Softmax.
     let kept_ops = |engine: &str| {
-        let options = worker_options(&autocast_variant(engine));
+        let options = prepare_options(&autocast_variant(engine));
         let mut model = onnx_graph::example_models::backbone();
         let report = onnx_graph::autocast::autocast_model(&mut model, &options);
         let mut ops: Vec<String> = report

@@ -9,8 +9,8 @@ mod worker_support;
 
 use std::time::Duration;
 
-use trtfarmd::worker::protocol::{LAYERS_FILE, PLAN_FILE, WorkerTask};
-use trtfarmd::worker::{ProgressKind, WorkerEvent, WorkerOutcome};
+use trtfarm_build_protocol::{LAYERS_FILE, PLAN_FILE, BuilderTask};
+use trtfarmd::build::builder_process::{ProgressKind, BuilderEvent, BuilderOutcome};
 use worker_support::{
     Scratch, example_manifest, example_model, live_group_members, rtx_command, rtx_task, run,
     send_kill,
@@ -30,7 +30,7 @@ async fn worker_builds_a_real_engine_and_reports_its_plan_and_progress() {
     let scratch = rtx_scratch();
     let (report, events) = run(&rtx_command(&scratch), |_, _| {}).await;
     let done = match &report.outcome {
-        WorkerOutcome::Succeeded(done) => done.clone(),
+        BuilderOutcome::Succeeded(done) => done.clone(),
         other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
     };
     let plan = std::fs::read(scratch.path().join(PLAN_FILE)).expect("the plan exists");
@@ -45,14 +45,14 @@ async fn worker_builds_a_real_engine_and_reports_its_plan_and_progress() {
 
     assert_eq!(
         events.first(),
-        Some(&WorkerEvent::Spawned { pid: report.pid })
+        Some(&BuilderEvent::Spawned { pid: report.pid })
     );
     let phase_starts = events
         .iter()
         .filter(|e| {
             matches!(
                 e,
-                WorkerEvent::Progress {
+                BuilderEvent::Progress {
                     kind: ProgressKind::PhaseStart,
                     ..
                 }
@@ -62,7 +62,7 @@ async fn worker_builds_a_real_engine_and_reports_its_plan_and_progress() {
     assert!(phase_starts > 0, "no progress events: {events:?}");
     let tensorrt_logs = events
         .iter()
-        .filter(|e| matches!(e, WorkerEvent::Log { severity, .. } if severity == "info"))
+        .filter(|e| matches!(e, BuilderEvent::Log { severity, .. } if severity == "info"))
         .count();
     assert!(tensorrt_logs > 0, "no TensorRT log lines: {events:?}");
     assert!(!report.log_tail.is_empty() && report.log_tail.len() <= 50);
@@ -75,7 +75,7 @@ async fn worker_writes_layer_info_or_says_why_it_could_not() {
     task.layer_info = true;
     scratch.write_task(&task);
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
-    let WorkerOutcome::Succeeded(done) = &report.outcome else {
+    let BuilderOutcome::Succeeded(done) = &report.outcome else {
         panic!(
             "{:?}\nlog tail:\n{}",
             report.outcome,
@@ -109,7 +109,7 @@ async fn worker_gives_identical_plans_for_the_same_task_in_scratch_dirs_of_equal
     for scratch in [&first, &second] {
         let (report, _) = run(&rtx_command(scratch), |_, _| {}).await;
         assert!(
-            matches!(report.outcome, WorkerOutcome::Succeeded(_)),
+            matches!(report.outcome, BuilderOutcome::Succeeded(_)),
             "{:?}",
             report.outcome
         );
@@ -138,7 +138,7 @@ async fn worker_reports_a_truncated_model_as_a_build_failure_before_tensorrt_see
     scratch.write_model(&model[..model.len() / 2]);
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     match &report.outcome {
-        WorkerOutcome::BuildFailed { message } => {
+        BuilderOutcome::BuildFailed { message } => {
             assert!(
                 message.contains("the model failed trtfarm's check before parsing"),
                 "{message}"
@@ -166,7 +166,7 @@ async fn worker_reports_a_manifest_error_as_a_build_failure_with_the_diagnostic(
     scratch.write_model(&std::fs::read(example_model()).unwrap());
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     match &report.outcome {
-        WorkerOutcome::BuildFailed { message } => {
+        BuilderOutcome::BuildFailed { message } => {
             assert!(message.contains("unknown precision `fp64`"), "{message}");
             assert!(message.contains(&task.manifest_path), "{message}");
         }
@@ -180,7 +180,7 @@ async fn worker_reports_an_unknown_variant_naming_the_known_ones() {
     scratch.write_task(&rtx_task("fp33"));
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     match &report.outcome {
-        WorkerOutcome::BuildFailed { message } => {
+        BuilderOutcome::BuildFailed { message } => {
             assert!(
                 message.contains("has no engine `fp33` (it has: fp32)"),
                 "{message}"
@@ -194,13 +194,13 @@ async fn worker_reports_an_unknown_variant_naming_the_known_ones() {
 async fn worker_killed_right_after_spawn_crashed_with_sigkill() {
     let scratch = rtx_scratch();
     let (report, _) = run(&rtx_command(&scratch), |event, _| {
-        if let WorkerEvent::Spawned { pid } = event {
+        if let BuilderEvent::Spawned { pid } = event {
             send_kill(*pid, libc::SIGKILL);
         }
     })
     .await;
     match &report.outcome {
-        WorkerOutcome::Crashed { description } => {
+        BuilderOutcome::Crashed { description } => {
             assert!(
                 description.starts_with("killed by signal 9 (SIGKILL)"),
                 "{description}"
@@ -217,7 +217,7 @@ async fn worker_past_its_deadline_is_killed_with_its_process_group() {
     let mut command = rtx_command(&scratch);
     command.deadline = Duration::from_millis(5);
     let (report, _) = run(&command, |_, _| {}).await;
-    assert_eq!(report.outcome, WorkerOutcome::DeadlineExceeded);
+    assert_eq!(report.outcome, BuilderOutcome::DeadlineExceeded);
     assert_eq!(live_group_members(report.pid), Vec::<u32>::new());
     assert!(!scratch.path().join(PLAN_FILE).exists());
 }
@@ -226,12 +226,12 @@ async fn worker_past_its_deadline_is_killed_with_its_process_group() {
 async fn worker_cancelled_mid_build_is_killed_and_reported_cancelled() {
     let scratch = rtx_scratch();
     let (report, _) = run(&rtx_command(&scratch), |event, cancel| {
-        if let WorkerEvent::Spawned { .. } = event {
+        if let BuilderEvent::Spawned { .. } = event {
             cancel.send_replace(true);
         }
     })
     .await;
-    assert_eq!(report.outcome, WorkerOutcome::Cancelled);
+    assert_eq!(report.outcome, BuilderOutcome::Cancelled);
     assert_eq!(live_group_members(report.pid), Vec::<u32>::new());
     assert!(!scratch.path().join(PLAN_FILE).exists());
 }
@@ -241,6 +241,6 @@ fn worker_task_round_trips_through_json() {
     let task = rtx_task(VARIANT);
     let json = serde_json::to_string(&task).unwrap();
     assert!(json.contains(r#""flavour":"tensorrt-rtx""#), "{json}");
-    assert_eq!(serde_json::from_str::<WorkerTask>(&json).unwrap(), task);
+    assert_eq!(serde_json::from_str::<BuilderTask>(&json).unwrap(), task);
     assert!(example_manifest().is_file());
 }

@@ -8,15 +8,15 @@ mod worker_support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use trtfarmd::worker::{
-    ProcessLauncher, WorkerCommand, WorkerEvent, WorkerLauncher, WorkerOutcome, worker_env,
+use trtfarmd::build::builder_process::{
+    ProcessLauncher, BuilderCommand, BuilderEvent, BuilderLauncher, BuilderOutcome, builder_env,
 };
 use worker_support::{Scratch, live_group_members, run};
 
 /// A worker command running `script` with the shell.
-fn script_command(scratch: &Scratch, script: &str) -> WorkerCommand {
+fn script_command(scratch: &Scratch, script: &str) -> BuilderCommand {
     std::fs::write(scratch.path().join("worker"), script).expect("write the worker script");
-    WorkerCommand {
+    BuilderCommand {
         program: PathBuf::from("/bin/sh"),
         scratch: scratch.path().to_path_buf(),
         memory_limit: None,
@@ -47,12 +47,12 @@ async fn worker_process_gets_a_fixed_argv_env_and_process_setup() {
     ];
     let (report, _) = run(&command, |_, _| {}).await;
     assert!(
-        matches!(&report.outcome, WorkerOutcome::Succeeded(done) if done.plan_size == 7),
+        matches!(&report.outcome, BuilderOutcome::Succeeded(done) if done.plan_size == 7),
         "{report:?}"
     );
     let read = |name: &str| std::fs::read_to_string(scratch.path().join(name)).unwrap();
 
-    let expected_env: Vec<String> = worker_env(&command.extra_env)
+    let expected_env: Vec<String> = builder_env(&command.extra_env)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
@@ -105,7 +105,7 @@ async fn worker_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
          kill -9 $$\n";
     let (report, events) = run(&script_command(&scratch, script), |_, _| {}).await;
     match &report.outcome {
-        WorkerOutcome::Crashed { description } => assert!(
+        BuilderOutcome::Crashed { description } => assert!(
             description.starts_with("killed by signal 9 (SIGKILL) without a result"),
             "{description}"
         ),
@@ -134,7 +134,7 @@ async fn worker_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
         long.len(),
         "worker: ".len() + 65536 + " [line truncated at 65536 bytes]".len()
     );
-    assert!(events.contains(&WorkerEvent::Log {
+    assert!(events.contains(&BuilderEvent::Log {
         severity: "warning".into(),
         text: "from TensorRT".into()
     }));
@@ -144,7 +144,7 @@ async fn worker_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
 async fn worker_failure_reported_with_exit_one_is_a_build_failure_through_the_launcher() {
     let scratch = Scratch::new();
     let script = "echo '{\"type\":\"failed\",\"message\":\"the model is bad\"}'\nexit 1\n";
-    let launcher: Box<dyn WorkerLauncher> = Box::new(ProcessLauncher);
+    let launcher: Box<dyn BuilderLauncher> = Box::new(ProcessLauncher);
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
     let report = launcher
@@ -153,13 +153,13 @@ async fn worker_failure_reported_with_exit_one_is_a_build_failure_through_the_la
         .expect("the worker starts");
     assert_eq!(
         report.outcome,
-        WorkerOutcome::BuildFailed {
+        BuilderOutcome::BuildFailed {
             message: "the model is bad".into()
         }
     );
     assert_eq!(
         events_rx.recv().await,
-        Some(WorkerEvent::Spawned { pid: report.pid })
+        Some(BuilderEvent::Spawned { pid: report.pid })
     );
 }
 
@@ -170,7 +170,7 @@ async fn worker_helpers_left_behind_after_success_are_killed() {
     let script = format!("sleep 600 &\necho \"helper $!\" >&2\necho '{DONE}'\nexit 0\n");
     let mut helper = None;
     let (report, _) = run(&script_command(&scratch, &script), |event, _| {
-        if let WorkerEvent::Log { text, .. } = event
+        if let BuilderEvent::Log { text, .. } = event
             && let Some(pid) = text.strip_prefix("helper ")
         {
             helper = pid.parse::<u32>().ok();
@@ -178,7 +178,7 @@ async fn worker_helpers_left_behind_after_success_are_killed() {
     })
     .await;
     assert!(
-        matches!(report.outcome, WorkerOutcome::Succeeded(_)),
+        matches!(report.outcome, BuilderOutcome::Succeeded(_)),
         "{report:?}"
     );
     assert!(helper.is_some(), "the script did not report its helper");
@@ -193,14 +193,14 @@ async fn worker_deadline_kills_helpers_too() {
     command.deadline = Duration::from_millis(300);
     let mut helper = None;
     let (report, _) = run(&command, |event, _| {
-        if let WorkerEvent::Log { text, .. } = event
+        if let BuilderEvent::Log { text, .. } = event
             && let Some(pid) = text.strip_prefix("helper ")
         {
             helper = pid.parse::<u32>().ok();
         }
     })
     .await;
-    assert_eq!(report.outcome, WorkerOutcome::DeadlineExceeded);
+    assert_eq!(report.outcome, BuilderOutcome::DeadlineExceeded);
     assert_eq!(live_group_members(report.pid), Vec::<u32>::new());
     if let Some(helper) = helper {
         assert!(
@@ -216,7 +216,7 @@ async fn worker_cancel_kills_the_worker_and_its_helpers() {
     let script = "sleep 600 &\necho \"helper $!\" >&2\nwait\n";
     let mut helper = None;
     let (report, _) = run(&script_command(&scratch, script), |event, cancel| {
-        if let WorkerEvent::Log { text, .. } = event
+        if let BuilderEvent::Log { text, .. } = event
             && let Some(pid) = text.strip_prefix("helper ")
         {
             helper = pid.parse::<u32>().ok();
@@ -224,7 +224,7 @@ async fn worker_cancel_kills_the_worker_and_its_helpers() {
         }
     })
     .await;
-    assert_eq!(report.outcome, WorkerOutcome::Cancelled);
+    assert_eq!(report.outcome, BuilderOutcome::Cancelled);
     let helper = helper.expect("the script reported its helper");
     assert!(
         !worker_support::is_alive(helper),
@@ -240,7 +240,7 @@ async fn worker_that_cannot_start_is_an_error_not_an_outcome() {
     command.program = scratch.path().join("no-such-program");
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
-    let error = trtfarmd::worker::run_worker(&command, tx, cancel)
+    let error = trtfarmd::build::builder_process::run_builder(&command, tx, cancel)
         .await
         .unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::NotFound);

@@ -14,6 +14,7 @@ pub mod example_models;
 pub mod external_data;
 mod graph_inputs;
 mod model_stream;
+mod nodes;
 pub mod proto;
 pub mod quantization;
 pub mod sanity;
@@ -25,5 +26,6 @@ pub use builder::{
 };
 pub use error::OnnxError;
 pub use graph_inputs::{Dim, ElementType, GraphInput, InputKind, read_graph_inputs};
+pub use nodes::{NodeName, read_node_names};
 pub use proto::tensor_proto::DataType;
 pub use weights::SplitMix64;

@@ -2,10 +2,13 @@
 //!
 //! `BuildConfig::default()` is TensorRT's own default configuration: no call is made for an
 //! option left at its default, so "unset" and "set to TensorRT's default" stay distinguishable.
-//! Which options a flavour accepts is decided in `calls.rs`.
+//! Which options a flavour accepts is decided in `calls.rs`. Everything serialises, so a build
+//! configuration can travel to a separate builder process as data.
+
+use serde::{Deserialize, Serialize};
 
 /// Options for one engine build.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildConfig {
     /// Optimisation profiles, in order (profile 0 first). Needed when an input is dynamic.
     pub profiles: Vec<OptimizationProfile>,
@@ -48,14 +51,14 @@ pub struct BuildConfig {
 }
 
 /// One optimisation profile: dimensions for each dynamic input.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptimizationProfile {
     /// The inputs this profile constrains.
     pub inputs: Vec<ProfileInput>,
 }
 
 /// Minimum, optimum and maximum dimensions of one network input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileInput {
     /// Input tensor name, as in the ONNX graph.
     pub name: String,
@@ -85,7 +88,7 @@ impl ProfileInput {
 }
 
 /// Limits for TensorRT's memory pools, in bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryPoolLimits {
     /// MemoryPoolType::kWORKSPACE.
     pub workspace: Option<u64>,
@@ -96,9 +99,11 @@ pub struct MemoryPoolLimits {
 }
 
 /// Timing cache input and output (Enterprise).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimingCacheConfig {
-    /// Serialised cache to start from; `None` starts from an empty cache.
+    /// Serialised cache to start from; `None` starts from an empty cache. Never serialised:
+    /// a cache can be large, so it travels as a file beside the configuration.
+    #[serde(skip)]
     pub input: Option<Vec<u8>>,
     /// Return the cache after the build in `BuildOutput::timing_cache_out`.
     pub write_output: bool,
@@ -111,7 +116,7 @@ pub struct TimingCacheConfig {
 }
 
 /// A tactic source (nvinfer1::TacticSource).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TacticSource {
     /// kEDGE_MASK_CONVOLUTIONS.
     EdgeMaskConvolutions = 0,
@@ -120,7 +125,7 @@ pub enum TacticSource {
 }
 
 /// nvinfer1::TilingOptimizationLevel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TilingOptimizationLevel {
     /// No tiling.
     None = 0,
@@ -133,7 +138,7 @@ pub enum TilingOptimizationLevel {
 }
 
 /// nvinfer1::HardwareCompatibilityLevel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HardwareCompatibilityLevel {
     /// Only the build GPU's architecture.
     None = 0,
@@ -144,7 +149,7 @@ pub enum HardwareCompatibilityLevel {
 }
 
 /// nvinfer1::ProfilingVerbosity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ProfilingVerbosity {
     /// Layer names only (TensorRT's default).
     LayerNamesOnly = 0,
@@ -155,7 +160,7 @@ pub enum ProfilingVerbosity {
 }
 
 /// A TensorRT-RTX ahead-of-time target (nvinfer1::ComputeCapability).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ComputeCapability {
     /// The GPU of the build machine (needs one).
     Current = 1,

@@ -9,12 +9,17 @@ use std::sync::{Mutex, OnceLock};
 use crate::error::LoadError;
 use crate::shim::{self, LoadedShim, ffi};
 
-/// A TensorRT flavour; each has its own shim and libraries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A TensorRT flavour; each has its own shim and libraries. Serialised as manifests spell it
+/// (`tensorrt-rtx`, `tensorrt`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Flavour {
     /// TensorRT-RTX: builds ahead of time on the CPU for listed compute capabilities.
+    #[serde(rename = "tensorrt-rtx")]
     TensorRtRtx,
     /// TensorRT Enterprise: builds on the GPU it targets, timing tactics.
+    #[serde(rename = "tensorrt")]
     TensorRt,
 }
 

@@ -129,6 +129,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TRTFARMD_TENSORRT_LIB_DIR", value_name = "DIR")]
     pub tensorrt_lib_dir: Option<PathBuf>,
 
+    /// The builder program (`toolchains.builder`) [default: trtfarm-builder beside trtfarmd].
+    #[arg(long, env = "TRTFARMD_BUILDER", value_name = "PATH")]
+    pub builder: Option<PathBuf>,
+
     /// Bearer tokens, one per line, mode 0600 (`auth.token_file`) [default: none; required
     /// when --listen is not loopback].
     #[arg(long, env = "TRTFARMD_TOKEN_FILE", value_name = "PATH")]
@@ -191,6 +195,10 @@ impl ServeArgs {
         if let Some(dir) = &self.tensorrt_lib_dir {
             let dir = resolve_path("toolchains.tensorrt_lib_dir", dir, base)?;
             config.toolchains.tensorrt_lib_dir = Some(dir);
+        }
+        if let Some(program) = &self.builder {
+            let program = resolve_path("toolchains.builder", program, base)?;
+            config.toolchains.builder = Some(program);
         }
         if !self.gpu_devices.is_empty() {
             config.gpu.devices = Some(self.gpu_devices.clone());

@@ -73,6 +73,10 @@ fn the_example_file_parses_with_every_field() {
         Some(Path::new("/opt/tensorrt/lib"))
     );
     assert_eq!(
+        full.toolchains.builder.as_deref(),
+        Some(Path::new("/opt/trtfarm/bin/trtfarm-builder"))
+    );
+    assert_eq!(
         full.auth.token_file.as_deref(),
         Some(Path::new("/etc/trtfarm/tokens"))
     );

@@ -239,6 +239,14 @@ pub struct ToolchainsConfig {
     /// cache). Example: `tensorrt_lib_dir = "/opt/tensorrt/lib"`.
     /// Flag `--tensorrt-lib-dir`, env `TRTFARMD_TENSORRT_LIB_DIR`.
     pub tensorrt_lib_dir: Option<PathBuf>,
+
+    /// The builder program, `trtfarm-builder`: the small process that runs TensorRT for each
+    /// build. Its digest is part of every action key (the daemon's own is not).
+    ///
+    /// Default: none, meaning `trtfarm-builder` beside the `trtfarmd` executable. Example:
+    /// `builder = "/opt/trtfarm/bin/trtfarm-builder"`.
+    /// Flag `--builder`, env `TRTFARMD_BUILDER`.
+    pub builder: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -366,6 +374,10 @@ impl DaemonConfig {
         if let Some(dir) = &self.toolchains.tensorrt_rtx_lib_dir {
             let dir = resolve_path("toolchains.tensorrt_rtx_lib_dir", dir, base)?;
             self.toolchains.tensorrt_rtx_lib_dir = Some(dir);
+        }
+        if let Some(program) = &self.toolchains.builder {
+            let program = resolve_path("toolchains.builder", program, base)?;
+            self.toolchains.builder = Some(program);
         }
         if let Some(dir) = &self.toolchains.tensorrt_lib_dir {
             let dir = resolve_path("toolchains.tensorrt_lib_dir", dir, base)?;

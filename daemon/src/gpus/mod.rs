@@ -128,7 +128,7 @@ impl GpuSet {
     /// The environment that puts a worker on `gpu`, under MPS with `percentage` of its SMs if
     /// asked. Only variables fixed for the build action: the same request gets the same
     /// environment on every GPU of the model.
-    pub fn worker_env(&self, gpu: &GpuSlot, percentage: Option<u8>) -> Vec<(String, String)> {
+    pub fn builder_env(&self, gpu: &GpuSlot, percentage: Option<u8>) -> Vec<(String, String)> {
         let mut env = vec![("CUDA_VISIBLE_DEVICES".to_owned(), gpu.uuid.clone())];
         if let Some(path) = &self.driver_library_path {
             env.push(("LD_LIBRARY_PATH".to_owned(), path.clone()));

@@ -9,7 +9,7 @@ use anyhow::Context;
 use trtfarm_gpu::context::{ContextReport, MatmulSpec};
 
 use super::{GpuSet, MpsState};
-use crate::worker::worker_env;
+use crate::build::builder_process::builder_env;
 
 /// Options of `trtfarmd probe-gpu`.
 #[derive(Debug, Clone, clap::Args)]
@@ -127,7 +127,7 @@ fn context_as_worker(options: &ProbeGpuOptions, index: u32) -> anyhow::Result<Co
             set.unavailable.as_deref().unwrap_or("")
         )
     })?;
-    let env = worker_env(&set.worker_env(gpu, options.mps_percentage));
+    let env = builder_env(&set.builder_env(gpu, options.mps_percentage));
     let program = std::env::current_exe().context("cannot find the trtfarmd executable")?;
     let mut command = std::process::Command::new(program);
     // The worker sees only its GPU, as ordinal 0.

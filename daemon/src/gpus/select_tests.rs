@@ -121,14 +121,14 @@ fn workers_are_pinned_by_uuid_and_limited_through_mps() {
         },
     );
     let gpu = set.get(1).unwrap();
-    let env = set.worker_env(gpu, Some(25));
+    let env = set.builder_env(gpu, Some(25));
     assert!(env.contains(&(
         "CUDA_VISIBLE_DEVICES".into(),
         "GPU-00000001-0000-0000-0000-000000000000".into()
     )));
     assert!(env.contains(&("CUDA_MPS_PIPE_DIRECTORY".into(), "/state/mps/pipe".into())));
     assert!(env.contains(&("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(), "25".into())));
-    let unlimited = set.worker_env(gpu, None);
+    let unlimited = set.builder_env(gpu, None);
     assert!(
         !unlimited
             .iter()
@@ -136,7 +136,7 @@ fn workers_are_pinned_by_uuid_and_limited_through_mps() {
     );
     let without_mps = fake_gpu_set(&[(H100, "9.0")], no_mps());
     assert_eq!(
-        without_mps.worker_env(without_mps.get(0).unwrap(), None),
+        without_mps.builder_env(without_mps.get(0).unwrap(), None),
         vec![(
             "CUDA_VISIBLE_DEVICES".into(),
             "GPU-00000000-0000-0000-0000-000000000000".into()

@@ -1,12 +1,14 @@
 //! Jobs: what clients submitted, and the builds that serve them.
 //!
 //! A *job* is one submission (persisted, with an id clients hold). A *build* is one run of a
-//! worker for an action key (in memory). Identical concurrent submissions are jobs attached to
+//! builder process for an action key (in memory). Identical concurrent submissions are jobs attached to
 //! one build (single-flight); cancelling a job detaches it, and the build stops only when no
 //! job waits for it any more.
 
 pub mod db;
 mod ending;
+mod prepare;
+mod publish;
 mod queries;
 pub mod queue;
 mod run;
@@ -29,7 +31,7 @@ use trtfarm_store::{ActionKey, ContentStore};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::request::{PreparedBuild, RequestPolicy, prepare};
-use crate::worker::{BuildRoot, WorkerLauncher};
+use crate::build::builder_process::{BuildRoot, BuilderLauncher};
 use db::JobDb;
 use queue::{BuildId, BuildQueue, Demand, Resource};
 
@@ -46,14 +48,14 @@ pub struct FarmSettings {
     pub max_queued_jobs: usize,
     /// Most bytes of build log kept per build.
     pub max_log_size: u64,
-    /// RLIMIT_AS for each worker.
+    /// RLIMIT_AS for each builder process.
     pub worker_memory: Option<u64>,
     /// Finished jobs kept in the database.
     pub job_history: usize,
     /// How requests are checked.
     pub policy: RequestPolicy,
-    /// The program run as `<program> worker`.
-    pub worker_program: PathBuf,
+    /// The builder program (`trtfarm-builder`), installed into the build root.
+    pub builder_program: PathBuf,
 }
 
 /// The farm: job table, single-flight map, queue, running builds.
@@ -61,12 +63,15 @@ pub struct Farm {
     state: Mutex<FarmState>,
     db: JobDb,
     store: Arc<dyn ContentStore>,
-    launcher: Arc<dyn WorkerLauncher>,
+    launcher: Arc<dyn BuilderLauncher>,
     inventory: Inventory,
     metrics: Arc<Metrics>,
     settings: FarmSettings,
-    /// Where workers run: fixed-length paths, whatever the state dir (see `BuildRoot`).
+    /// Where builders run: fixed-length paths, whatever the state dir (see `BuildRoot`).
     build_root: BuildRoot,
+    /// One lock per model conversion in progress, so builds that need the same conversion
+    /// run it once.
+    prepare_gates: Mutex<HashMap<ActionKey, Arc<tokio::sync::Mutex<()>>>>,
     draining: AtomicBool,
     host: String,
 }
@@ -95,7 +100,7 @@ struct Build {
     jobs: BTreeSet<u64>,
     /// The slot it holds while running; `None` while queued.
     resource: Option<Resource>,
-    /// Set while running: `true` stops the worker.
+    /// Set while running: `true` stops the builder.
     cancel: Option<watch::Sender<bool>>,
 }
 
@@ -133,7 +138,7 @@ impl Farm {
     pub async fn start(
         settings: FarmSettings,
         store: Arc<dyn ContentStore>,
-        launcher: Arc<dyn WorkerLauncher>,
+        launcher: Arc<dyn BuilderLauncher>,
         inventory: Inventory,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Farm>> {
@@ -148,10 +153,10 @@ impl Farm {
             .filter_map(|t| Some((t.flavour, t.library_dir.clone()?)))
             .collect();
         let build_root =
-            BuildRoot::prepare(&settings.state_dir, &settings.worker_program, &libraries)
+            BuildRoot::prepare(&settings.state_dir, &settings.builder_program, &libraries)
                 .context("cannot prepare the build root")?;
-        // Keys name the program workers run, as installed in the root (see action_key).
-        settings.policy.worker_digest = build_root.program_digest().to_owned();
+        // Keys name the builder as installed in the root (see action_key).
+        settings.policy.builder_digest = build_root.program_digest().to_owned();
         let queue = BuildQueue::new(settings.slots.iter().copied());
         let farm = Arc::new(Farm {
             state: Mutex::new(FarmState {
@@ -165,6 +170,7 @@ impl Farm {
             metrics,
             settings,
             build_root,
+            prepare_gates: Mutex::default(),
             draining: AtomicBool::new(false),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
         });

@@ -1,5 +1,5 @@
-//! Running one build: scratch directory, inputs from the store, the worker process, and
-//! publishing what it made (blobs first, then the action result).
+//! Running one build: scratch directory, the prepare step, the builder process, and handing
+//! what it made to `publish`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,29 +7,19 @@ use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
+use trtfarm_build_protocol::{BuilderTask, INPUTS_DIR, OUT_DIR, TASK_FILE};
 use trtfarm_proto::v1;
-use trtfarm_store::{BlobDigest, Published, StoreError};
+use trtfarm_store::BlobDigest;
 
+use super::publish::Slot;
 use super::queue::{BuildId, Resource};
-use super::store_retry::retrying;
 use super::{Farm, failure};
+use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
+use crate::build::failure_hint::autocast_failure_hint;
 use crate::metrics::Outcome as MetricOutcome;
-use crate::provenance::{GpuRun, Provenance, Subject, hex};
 use crate::request::{PreparedBuild, parse_digest, wire_digest};
-use crate::worker::protocol::{
-    INPUTS_DIR, LAYER_LISTING_FILE, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE, TIMING_CACHE_FILE,
-    TRANSFORMED_MODEL_FILE,
-};
-use crate::worker::task_manifest::{TASK_MANIFEST_PATH, TASK_VARIANT};
-use crate::worker::{BuildRoot, WorkerCommand, WorkerDone, WorkerEvent, WorkerOutcome, WorkerTask};
 
 type Outcome = Result<v1::ActionResult, v1::Failure>;
-
-/// When and where a build ran.
-struct Slot {
-    started: SystemTime,
-    resource: Resource,
-}
 
 fn infrastructure(message: impl Into<String>) -> v1::Failure {
     failure(v1::FailureKind::Infrastructure, message, Vec::new())
@@ -44,9 +34,9 @@ pub(super) fn result_digests(result: &v1::ActionResult) -> Result<Vec<BlobDigest
 }
 
 impl Farm {
-    /// The variables a worker gets beyond the fixed base: trtfarm's cache, and for a GPU build
+    /// The variables a builder gets beyond the fixed base: trtfarm's cache, and for a GPU build
     /// its GPU (by UUID) and MPS share.
-    fn worker_env(
+    fn builder_env(
         &self,
         prepared: &PreparedBuild,
         resource: Resource,
@@ -62,7 +52,7 @@ impl Farm {
                     "the scheduler chose GPU {index}, which this daemon lacks"
                 ))
             })?;
-            env.extend(gpus.worker_env(gpu, prepared.variant.settings.mps_percentage));
+            env.extend(gpus.builder_env(gpu, prepared.variant.settings.mps_percentage));
         }
         Ok(env)
     }
@@ -110,18 +100,112 @@ impl Farm {
                 .await
                 .map_err(|e| infrastructure(format!("cannot create the scratch directory: {e}")))?;
         }
-        for (digest, relative) in &prepared.materialize {
-            let dest = scratch.join(relative);
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                    infrastructure(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
-            self.store.read_to_file(digest, &dest).await.map_err(|e| {
-                infrastructure(format!("cannot fetch input {digest} from the store: {e}"))
-            })?;
+        let log_path = scratch.with_extension("log");
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let pump = tokio::spawn(pump_events(
+            Arc::clone(self),
+            build_id,
+            events_rx,
+            log_path.clone(),
+            self.settings.max_log_size,
+        ));
+        let report = async {
+            let converted = self
+                .prepare_inputs(prepared, scratch, &scratch.join(INPUTS_DIR), &events_tx)
+                .await?;
+            let report = self
+                .run_builder_in_slot(build_id, prepared, resource, cancel, scratch, events_tx)
+                .await?;
+            Ok::<_, v1::Failure>((converted, report))
         }
-        // The worker runs in a fixed-length slot of the build root and sees the scratch
+        .await;
+        // Every sender is gone now: the pump ends once it has written everything.
+        let log_written = pump.await.unwrap_or(false);
+        let (converted, report) = match report {
+            Ok(done) => done,
+            Err(reason) => return self.finish_failed(reason, &log_path, log_written, started).await,
+        };
+        let outcome = match report.outcome {
+            BuilderOutcome::Succeeded(done) => {
+                let slot = Slot { started, resource };
+                let published = self
+                    .publish(
+                        prepared,
+                        scratch,
+                        &log_path,
+                        log_written,
+                        &done,
+                        converted.as_ref(),
+                        &slot,
+                    )
+                    .await;
+                match published {
+                    Ok(result) => {
+                        let _ = tokio::fs::remove_file(&log_path).await;
+                        self.metrics.build_finished(
+                            MetricOutcome::Succeeded,
+                            started.elapsed().unwrap_or_default(),
+                        );
+                        return Ok(result);
+                    }
+                    Err(reason) => reason,
+                }
+            }
+            BuilderOutcome::BuildFailed { message } => {
+                let message = match &converted {
+                    Some(model) => {
+                        let converted_model = scratch.join(INPUTS_DIR).join(&model.model.name);
+                        let hint = tokio::task::spawn_blocking({
+                            let message = message.clone();
+                            move || autocast_failure_hint(&message, &converted_model)
+                        })
+                        .await
+                        .ok()
+                        .flatten();
+                        match hint {
+                            Some(hint) => format!("{message}\n{hint}"),
+                            None => message,
+                        }
+                    }
+                    None => message,
+                };
+                failure(v1::FailureKind::Build, message, report.log_tail)
+            }
+            BuilderOutcome::Crashed { description } => failure(
+                v1::FailureKind::WorkerCrashed,
+                format!("the builder crashed: {description}"),
+                report.log_tail,
+            ),
+            BuilderOutcome::DeadlineExceeded => failure(
+                v1::FailureKind::Deadline,
+                format!(
+                    "the build ran past its deadline of {} and was stopped",
+                    humantime::format_duration(prepared.timeout)
+                ),
+                report.log_tail,
+            ),
+            BuilderOutcome::Cancelled => failure(
+                v1::FailureKind::Cancelled,
+                "cancelled: no job waits for this build any more",
+                report.log_tail,
+            ),
+        };
+        self.finish_failed(outcome, &log_path, log_written, started)
+            .await
+    }
+
+    /// Runs the builder for `prepared` in a build-root slot over `scratch`, whose inputs are
+    /// ready, forwarding its events.
+    async fn run_builder_in_slot(
+        &self,
+        build_id: BuildId,
+        prepared: &PreparedBuild,
+        resource: Resource,
+        cancel: watch::Receiver<bool>,
+        scratch: &Path,
+        events: mpsc::UnboundedSender<BuilderEvent>,
+    ) -> Result<crate::build::builder_process::BuilderReport, v1::Failure> {
+        // The builder runs in a fixed-length slot of the build root and sees the scratch
         // directory only through symlinks: nothing of the state dir's path reaches its heap.
         let slot = {
             let root = self.build_root.clone();
@@ -134,245 +218,53 @@ impl Farm {
         let task_json = task_json(prepared, &self.build_root)?;
         tokio::fs::write(slot.join(TASK_FILE), task_json)
             .await
-            .map_err(|e| infrastructure(format!("cannot write the worker task: {e}")))?;
-
-        let log_path = scratch.with_extension("log");
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let pump = tokio::spawn(pump_events(
-            Arc::clone(self),
-            build_id,
-            events_rx,
-            log_path.clone(),
-            self.settings.max_log_size,
-        ));
-        let command = WorkerCommand {
+            .map_err(|e| infrastructure(format!("cannot write the builder task: {e}")))?;
+        let command = BuilderCommand {
             program: self.build_root.program(),
             scratch: slot,
             memory_limit: self.settings.worker_memory,
             deadline: prepared.timeout,
-            extra_env: self.worker_env(prepared, resource)?,
+            extra_env: self.builder_env(prepared, resource)?,
         };
-        let report = self.launcher.launch(command, events_tx, cancel).await;
-        // The launcher dropped its sender: the pump ends once it has written everything.
-        let log_written = pump.await.unwrap_or(false);
-        let report = match report {
-            Ok(report) => report,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&log_path).await;
-                return Err(infrastructure(format!(
-                    "cannot start the build worker: {e}"
-                )));
-            }
-        };
-        let outcome = match report.outcome {
-            WorkerOutcome::Succeeded(done) => {
-                let slot = Slot { started, resource };
-                self.publish(prepared, scratch, &log_path, log_written, &done, &slot)
-                    .await
-            }
-            WorkerOutcome::BuildFailed { message } => {
-                Err(failure(v1::FailureKind::Build, message, report.log_tail))
-            }
-            WorkerOutcome::Crashed { description } => Err(failure(
-                v1::FailureKind::WorkerCrashed,
-                format!("the build worker crashed: {description}"),
-                report.log_tail,
-            )),
-            WorkerOutcome::DeadlineExceeded => Err(failure(
-                v1::FailureKind::Deadline,
-                format!(
-                    "the build ran past its deadline of {} and was stopped",
-                    humantime::format_duration(prepared.timeout)
-                ),
-                report.log_tail,
-            )),
-            WorkerOutcome::Cancelled => Err(failure(
-                v1::FailureKind::Cancelled,
-                "cancelled: no job waits for this build any more",
-                report.log_tail,
-            )),
-        };
-        let outcome = match outcome {
-            Err(mut reason) if log_written => {
-                // A failed build's full log is kept too: the tail in the failure is rarely enough.
-                match self.store.put_file(&log_path, None).await {
-                    Ok(put) => reason.build_log = Some(wire_digest(&put.digest)),
-                    Err(e) => tracing::warn!("cannot store the log of a failed build: {e}"),
-                }
-                Err(reason)
-            }
-            other => other,
-        };
-        let _ = tokio::fs::remove_file(&log_path).await;
-        self.metrics.build_finished(
-            match &outcome {
-                Ok(_) => MetricOutcome::Succeeded,
-                Err(f) if f.kind == v1::FailureKind::Cancelled as i32 => MetricOutcome::Cancelled,
-                Err(_) => MetricOutcome::Failed,
-            },
-            started.elapsed().unwrap_or_default(),
-        );
-        outcome
+        self.launcher
+            .launch(command, events, cancel)
+            .await
+            .map_err(|e| infrastructure(format!("cannot start the builder: {e}")))
     }
 
-    /// Stores the worker's outputs and then the action result. Blobs go first, so a result is
-    /// never visible before everything it names.
-    async fn publish(
+    /// Ends a failed build: keeps its full log in the store (the tail in the failure is rarely
+    /// enough) and counts it.
+    async fn finish_failed(
         &self,
-        prepared: &PreparedBuild,
-        scratch: &Path,
+        mut reason: v1::Failure,
         log_path: &Path,
         log_written: bool,
-        done: &WorkerDone,
-        slot: &Slot,
+        started: SystemTime,
     ) -> Outcome {
-        let started = slot.started;
-        check_libraries(prepared, done).await?;
-        let claimed = BlobDigest::parse(&done.plan_blake3, done.plan_size)
-            .map_err(|e| infrastructure(format!("the worker reported a bad plan digest: {e}")))?;
-        let store_error =
-            |what: &str, e: StoreError| infrastructure(format!("cannot store the {what}: {e}"));
-        let put = |what: &'static str, path: PathBuf, expected: Option<BlobDigest>| async move {
-            retrying(what, &self.metrics, || self.store.put_file(&path, expected))
-                .await
-                .map_err(|e| store_error(what, e))
-        };
-        // The plan is re-hashed while it streams into the store: a worker that lied about its
-        // digest, or a plan damaged on disk, is refused here.
-        let engine = put("engine plan", scratch.join(PLAN_FILE), Some(claimed)).await?;
-        let layer_info = if done.layer_info {
-            Some(put("layer information", scratch.join(LAYERS_FILE), None).await?)
-        } else {
-            None
-        };
-        let timing_cache = if done.timing_cache {
-            Some(put("timing cache", scratch.join(TIMING_CACHE_FILE), None).await?)
-        } else {
-            None
-        };
-        let layer_listing = if done.layer_listing {
-            Some(put("layer listing", scratch.join(LAYER_LISTING_FILE), None).await?)
-        } else {
-            None
-        };
-        let transformed_model = if done.transformed_model {
-            Some(
-                put(
-                    "converted model",
-                    scratch.join(TRANSFORMED_MODEL_FILE),
-                    None,
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        if !log_written {
-            // An empty log is still a log: every result names one.
-            tokio::fs::write(log_path, b"")
-                .await
-                .map_err(|e| infrastructure(format!("cannot write the build log: {e}")))?;
-        }
-        let build_log = put("build log", log_path.to_path_buf(), None).await?;
-        let finished = SystemTime::now();
-
-        let mut byproducts = vec![Subject::new("build.log", &build_log.digest, None)];
-        if let Some(layers) = &layer_info {
-            byproducts.push(Subject::new("layers.json", &layers.digest, None));
-        }
-        if let Some(cache) = &timing_cache {
-            byproducts.push(Subject::new("timing-cache.bin", &cache.digest, None));
-        }
-        if let Some(listing) = &layer_listing {
-            byproducts.push(Subject::new("layers.txt", &listing.digest, None));
-        }
-        if let Some(model) = &transformed_model {
-            byproducts.push(Subject::new("model.transformed.onnx", &model.digest, None));
-        }
-        let statement = Provenance {
-            prepared,
-            engine: Subject::new("engine.plan", &engine.digest, Some(&engine.sha256)),
-            byproducts,
-            host: &self.host,
-            started,
-            finished,
-            gpu: match slot.resource {
-                Resource::Gpu(index) => self.inventory.gpus.get(index).map(|gpu| GpuRun {
-                    uuid: &gpu.uuid,
-                    multiprocessors: gpu.multiprocessors,
-                    mps_percentage: prepared.variant.settings.mps_percentage,
-                    context: done.gpu_context.as_deref(),
-                }),
-                Resource::Cpu => None,
-            },
-        }
-        .statement();
-        let provenance_path = scratch.join("provenance.json");
-        tokio::fs::write(&provenance_path, statement)
-            .await
-            .map_err(|e| infrastructure(format!("cannot write the provenance record: {e}")))?;
-        let provenance = put("provenance record", provenance_path, None).await?;
-
-        let result = v1::ActionResult {
-            action_key: prepared.key.hex(),
-            engine: Some(wire_digest(&engine.digest)),
-            engine_sha256: hex(&engine.sha256),
-            build_log: Some(wire_digest(&build_log.digest)),
-            layer_info: layer_info.as_ref().map(|l| wire_digest(&l.digest)),
-            layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
-            timing_cache: timing_cache.as_ref().map(|c| wire_digest(&c.digest)),
-            transformed_model: transformed_model.as_ref().map(|m| wire_digest(&m.digest)),
-            layer_listing: layer_listing.as_ref().map(|l| wire_digest(&l.digest)),
-            layers_by_precision: done.layers_by_precision.clone(),
-            provenance: Some(wire_digest(&provenance.digest)),
-            toolchain: Some(v1::ToolchainIdentity {
-                flavour: prepared.toolchain.flavour.clone(),
-                version: prepared.toolchain.version.clone(),
-                library_digest: prepared.toolchain.library_digest.clone(),
-            }),
-            started_at_ms: millis(started),
-            finished_at_ms: millis(finished),
-            built_by: self.host.clone(),
-        };
-        let encoded = prost::Message::encode_to_vec(&result);
-        let publish = || {
-            self.store
-                .put_action_result(&prepared.key, encoded.clone().into())
-        };
-        match retrying("action result", &self.metrics, publish)
-            .await
-            .map_err(|e| store_error("action result", e))?
-        {
-            Published::Created => Ok(result),
-            Published::AlreadyExisted if prepared.request.skip_cache => {
-                // A verifying rebuild reports its own result and never replaces the published one.
-                Ok(result)
+        if log_written {
+            match self.store.put_file(log_path, None).await {
+                Ok(put) => reason.build_log = Some(wire_digest(&put.digest)),
+                Err(e) => tracing::warn!("cannot store the log of a failed build: {e}"),
             }
-            Published::AlreadyExisted => match self.cached_result(&prepared.key).await {
-                // Another build (maybe another daemon) published first; its result is the one
-                // every client gets.
-                Some(existing) => Ok(existing),
-                None => {
-                    let replace = || {
-                        self.store
-                            .replace_action_result(&prepared.key, encoded.clone().into())
-                    };
-                    retrying("action result", &self.metrics, replace)
-                        .await
-                        .map_err(|e| store_error("action result", e))?;
-                    Ok(result)
-                }
-            },
         }
+        let _ = tokio::fs::remove_file(log_path).await;
+        let outcome = if reason.kind == v1::FailureKind::Cancelled as i32 {
+            MetricOutcome::Cancelled
+        } else {
+            MetricOutcome::Failed
+        };
+        self.metrics
+            .build_finished(outcome, started.elapsed().unwrap_or_default());
+        Err(reason)
     }
 }
 
-/// Forwards worker events to the build's jobs and appends log lines to the build log, up to
+/// Forwards builder events to the build's jobs and appends log lines to the build log, up to
 /// `max_log` bytes. Returns whether the log file was created.
 async fn pump_events(
     farm: Arc<Farm>,
     build_id: BuildId,
-    mut events: mpsc::UnboundedReceiver<WorkerEvent>,
+    mut events: mpsc::UnboundedReceiver<BuilderEvent>,
     log_path: PathBuf,
     max_log: u64,
 ) -> bool {
@@ -387,10 +279,10 @@ async fn pump_events(
     let mut truncated = false;
     while let Some(event) = events.recv().await {
         match event {
-            WorkerEvent::Spawned { pid } => {
-                tracing::debug!(build = build_id, pid, "worker started");
+            BuilderEvent::Spawned { pid } => {
+                tracing::debug!(build = build_id, pid, "builder started");
             }
-            WorkerEvent::Log { severity, text } => {
+            BuilderEvent::Log { severity, text } => {
                 let line = format!("[{severity}] {text}\n");
                 if written + line.len() as u64 <= max_log {
                     written += line.len() as u64;
@@ -404,14 +296,14 @@ async fn pump_events(
                 } else if !truncated {
                     truncated = true;
                     let note = format!(
-                        "[worker] log truncated at {max_log} bytes (limits.max_log_size)\n"
+                        "[builder] log truncated at {max_log} bytes (limits.max_log_size)\n"
                     );
                     if let Some(log) = log.as_mut() {
                         let _ = log.write_all(note.as_bytes()).await;
                     }
                 }
             }
-            WorkerEvent::Progress {
+            BuilderEvent::Progress {
                 kind,
                 phase,
                 parent,
@@ -419,9 +311,9 @@ async fn pump_events(
                 steps,
             } => {
                 let kind = match kind {
-                    crate::worker::ProgressKind::PhaseStart => v1::ProgressKind::PhaseStart,
-                    crate::worker::ProgressKind::Step => v1::ProgressKind::Step,
-                    crate::worker::ProgressKind::PhaseFinish => v1::ProgressKind::PhaseFinish,
+                    trtfarm_build_protocol::ProgressKind::PhaseStart => v1::ProgressKind::PhaseStart,
+                    trtfarm_build_protocol::ProgressKind::Step => v1::ProgressKind::Step,
+                    trtfarm_build_protocol::ProgressKind::PhaseFinish => v1::ProgressKind::PhaseFinish,
                 };
                 farm.broadcast(
                     build_id,
@@ -442,65 +334,20 @@ async fn pump_events(
     }
 }
 
-/// The worker's `task.json`: the same bytes for every build of one action key on any daemon
-/// (canonical manifest, fixed names, the build root's fixed-length library path).
+
+/// The builder's `task.json`: the same bytes for every build of one action key on any daemon
+/// (the typed configuration, the build root's fixed-length library path).
 fn task_json(prepared: &PreparedBuild, root: &BuildRoot) -> Result<Vec<u8>, v1::Failure> {
-    let task = WorkerTask {
-        flavour: prepared.flavour,
+    let task = BuilderTask {
+        flavour: crate::toolchains::ffi_flavour(prepared.flavour),
         library_dir: prepared
             .library_dir
             .as_ref()
             .map(|_| root.library_dir(prepared.flavour)),
-        manifest_path: TASK_MANIFEST_PATH.into(),
-        manifest_toml: prepared.task_manifest.clone(),
-        variant: TASK_VARIANT.into(),
-        layer_info: true,
+        config: prepared.config.clone(),
+        timing_cache_input: false,
+        mps_percentage: prepared.variant.settings.mps_percentage,
     };
     serde_json::to_vec(&task)
-        .map_err(|e| infrastructure(format!("cannot encode the worker task: {e}")))
-}
-
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Refuses to publish a plan built with other libraries than the ones the daemon probed (and
-/// keyed builds with) at start-up. Equal stamps answer at the cost of a `stat` in the worker;
-/// a library whose stamp moved is hashed here, off the async threads.
-async fn check_libraries(prepared: &PreparedBuild, done: &WorkerDone) -> Result<(), v1::Failure> {
-    let toolchain = &prepared.toolchain;
-    let checks = [
-        (
-            "",
-            done.library.clone(),
-            prepared.library_stamps.library,
-            toolchain.library_digest.clone(),
-        ),
-        (
-            " ONNX parser",
-            done.parser_library.clone(),
-            prepared.library_stamps.parser,
-            toolchain.parser_digest.clone(),
-        ),
-    ];
-    for (what, loaded, probed, digest) in checks {
-        let path = loaded.path.clone();
-        let probed_digest = digest.clone();
-        let same = tokio::task::spawn_blocking(move || loaded.matches(probed.as_ref(), &digest))
-            .await
-            .map_err(|e| infrastructure(format!("the library check stopped: {e}")))?
-            .map_err(|e| {
-                infrastructure(format!("cannot hash the library {}: {e}", path.display()))
-            })?;
-        if !same {
-            return Err(infrastructure(format!(
-                "the worker loaded a different {}{what} library ({}) than the daemon probed at \
-                 start-up (blake3:{probed_digest}); the library changed on disk: restart the daemon",
-                toolchain.flavour,
-                path.display(),
-            )));
-        }
-    }
-    Ok(())
+        .map_err(|e| infrastructure(format!("cannot encode the builder task: {e}")))
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use trtfarmd::worker::protocol::{INPUTS_DIR, MODEL_FILE, OUT_DIR, TASK_FILE, WorkerTask};
-use trtfarmd::worker::{WorkerCommand, WorkerEvent, WorkerReport, run_worker};
+use trtfarm_build_protocol::{INPUTS_DIR, MODEL_FILE, OUT_DIR, TASK_FILE, BuilderTask};
+use trtfarmd::build::builder_process::{BuilderCommand, BuilderEvent, BuilderReport, run_builder};
 
 /// A scratch directory laid out the way the daemon prepares it; removed on drop.
 pub struct Scratch {
@@ -31,7 +31,7 @@ impl Scratch {
     }
 
     /// Writes `task.json`.
-    pub fn write_task(&self, task: &WorkerTask) {
+    pub fn write_task(&self, task: &BuilderTask) {
         let json = serde_json::to_vec_pretty(task).unwrap();
         std::fs::write(self.path().join(TASK_FILE), json).unwrap();
     }
@@ -93,8 +93,8 @@ pub fn example_model() -> PathBuf {
 }
 
 /// A task building `variant` of the example manifest with TensorRT-RTX.
-pub fn rtx_task(variant: &str) -> WorkerTask {
-    WorkerTask {
+pub fn rtx_task(variant: &str) -> BuilderTask {
+    BuilderTask {
         flavour: manifest_schema::Flavour::TensorRtRtx,
         library_dir: Some(rtx_lib_dir()),
         manifest_path: "examples/manifests/cnn-dynamic-batch/engine.toml".to_owned(),
@@ -105,12 +105,12 @@ pub fn rtx_task(variant: &str) -> WorkerTask {
 }
 
 /// The real worker binary on `scratch`, with a generous deadline.
-pub fn rtx_command(scratch: &Scratch) -> WorkerCommand {
+pub fn rtx_command(scratch: &Scratch) -> BuilderCommand {
     // The worker writes TensorRT's shim under the trtfarm cache; keep it where the tests' is.
     let extra_env = env_path("TRTFARM_CACHE_DIR")
         .map(|dir| vec![("TRTFARM_CACHE_DIR".to_owned(), dir.display().to_string())])
         .unwrap_or_default();
-    WorkerCommand {
+    BuilderCommand {
         program: PathBuf::from(env!("CARGO_BIN_EXE_trtfarmd")),
         scratch: scratch.path().to_path_buf(),
         memory_limit: None,
@@ -122,12 +122,12 @@ pub fn rtx_command(scratch: &Scratch) -> WorkerCommand {
 /// Runs a worker to its end, calling `on_event` for every event as it arrives (with the cancel
 /// switch), and returns the report and all events.
 pub async fn run(
-    command: &WorkerCommand,
-    mut on_event: impl FnMut(&WorkerEvent, &watch::Sender<bool>),
-) -> (WorkerReport, Vec<WorkerEvent>) {
+    command: &BuilderCommand,
+    mut on_event: impl FnMut(&BuilderEvent, &watch::Sender<bool>),
+) -> (BuilderReport, Vec<BuilderEvent>) {
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let worker = run_worker(command, events_tx, cancel_rx);
+    let worker = run_builder(command, events_tx, cancel_rx);
     let watcher = async {
         let mut events = Vec::new();
         while let Some(event) = events_rx.recv().await {

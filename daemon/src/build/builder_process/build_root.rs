@@ -1,26 +1,25 @@
 //! The build root: one directory per daemon, at a path of fixed length, that holds everything
-//! a worker process can see by path.
+//! a builder process can see by path.
 //!
-//! TensorRT-RTX plans depend on the build process's heap layout (RESEARCH.md, "Determinism").
-//! Measured for issue 6 with address-space randomisation off, each of these changed the plan
-//! bytes of a dynamic-shape model by changing only the *length* of a path the worker holds in
+//! TensorRT-RTX plans depend on the build process's heap layout. Measured with address-space
+//! randomisation off, each of these changed the plan bytes of a dynamic-shape model by changing only the *length* of a path the builder holds in
 //! memory: its working directory (`tempfile` joins it to the plan's path), its program path
 //! (argv[0], /proc/self/maps lines), the TensorRT library directory (dlopen names) and the shim
 //! cache directory. Those all vary between daemons and hosts (state dir, install prefix, user).
-//! The build root gives every worker the same view, whatever the host:
+//! The build root gives every builder the same view, whatever the host:
 //!
 //! ```text
 //! /tmp/trtfarm-<16 hex>/             0700, one per (user, state dir)
 //!     state-dir                      the state dir it belongs to (orphans are removed)
-//!     trtfarmd                       hard link to (or copy of) the daemon binary
-//!     cache/shims/<hash>/...         trt-ffi's shims, installed before any worker runs
+//!     trtfarm-builder                hard link to (or copy of) the builder program
+//!     cache/shims/<hash>/...         trt-ffi's shims, installed by that program before any build
 //!     lib-tensorrt-rtx -> <dir>      each toolchain's library directory
 //!     00000000000000000042/          one slot per build: task.json, inputs -> …, out -> …
 //! ```
 //!
 //! `/tmp` is fixed on purpose: `$TMPDIR` or a configurable root would bring back a per-host
 //! length. Bulk data does not live there: a slot's `inputs` and `out` are symlinks into the
-//! build's scratch directory under the state dir, which the kernel follows without the worker
+//! build's scratch directory under the state dir, which the kernel follows without the builder
 //! ever holding that path.
 
 use std::io;
@@ -30,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use manifest_schema::Flavour;
 
-use super::protocol::{INPUTS_DIR, OUT_DIR};
+use trtfarm_build_protocol::{INPUTS_DIR, OUT_DIR};
 
 /// The fixed parent of every build root.
 pub const BUILD_ROOT_PARENT: &str = "/tmp";
@@ -38,8 +37,8 @@ pub const BUILD_ROOT_PARENT: &str = "/tmp";
 /// Hex digits of the per-daemon part of the root's name.
 const ROOT_ID_DIGITS: usize = 16;
 
-/// Name of the worker program inside the root.
-const PROGRAM: &str = "trtfarmd";
+/// Name of the builder program inside the root.
+const PROGRAM: &str = "trtfarm-builder";
 
 /// Name of trt-ffi's cache (its `TRTFARM_CACHE_DIR`) inside the root.
 const CACHE: &str = "cache";
@@ -48,6 +47,9 @@ const CACHE: &str = "cache";
 /// root whose daemon is gone for good (its state dir was deleted) from a live one.
 const OWNER_FILE: &str = "state-dir";
 
+/// The builder's command that writes its shims into a directory.
+const INSTALL_SHIMS_ARG: &str = "install-shims";
+
 /// Prefix of a build root's name under [`BUILD_ROOT_PARENT`].
 const ROOT_PREFIX: &str = "trtfarm-";
 
@@ -55,7 +57,7 @@ const ROOT_PREFIX: &str = "trtfarm-";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRoot {
     dir: PathBuf,
-    /// blake3 (hex) of the installed worker program.
+    /// blake3 (hex) of the installed builder program.
     program_digest: String,
 }
 
@@ -106,15 +108,7 @@ impl BuildRoot {
         let mut hasher = blake3::Hasher::new();
         hasher.update_reader(std::fs::File::open(root.program())?)?;
         root.program_digest = hasher.finalize().to_hex().to_string();
-        trt_ffi::install_shims(&root.cache_dir()).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot install the TensorRT shims in {}: {e}",
-                    root.cache_dir().display()
-                ),
-            )
-        })?;
+        root.install_shims()?;
         for (flavour, dir) in libraries {
             let link = root.library_dir(*flavour);
             match std::fs::remove_file(&link) {
@@ -131,7 +125,7 @@ impl BuildRoot {
         &self.dir
     }
 
-    /// The worker program, a copy of the daemon's.
+    /// The builder program, as installed in the root.
     pub fn program(&self) -> PathBuf {
         self.dir.join(PROGRAM)
     }
@@ -141,12 +135,12 @@ impl BuildRoot {
         &self.program_digest
     }
 
-    /// trt-ffi's cache directory, the workers' `TRTFARM_CACHE_DIR`.
+    /// trt-ffi's cache directory, the builders' `TRTFARM_CACHE_DIR`.
     pub fn cache_dir(&self) -> PathBuf {
         self.dir.join(CACHE)
     }
 
-    /// Where workers load `flavour`'s libraries from (a symlink to the real directory).
+    /// Where builders load `flavour`'s libraries from (a symlink to the real directory).
     pub fn library_dir(&self, flavour: Flavour) -> PathBuf {
         self.dir.join(format!("lib-{}", flavour.as_str()))
     }
@@ -173,7 +167,7 @@ impl BuildRoot {
     }
 
     /// Puts `program` into the root: a hard link where the file system allows, else a copy
-    /// (temp name + rename, so a worker never runs a half copy). Not a symlink: the kernel
+    /// (temp name + rename, so a builder never runs a half copy). Not a symlink: the kernel
     /// shows a mapped file by its resolved path, and glibc reads those lines at start-up.
     fn install_program(&self, program: &Path) -> io::Result<()> {
         let target = self.program();
@@ -187,7 +181,7 @@ impl BuildRoot {
                 io::Error::new(
                     e.kind(),
                     format!(
-                        "cannot copy the worker program {} to {}: {e}",
+                        "cannot copy the builder program {} to {}: {e}",
                         program.display(),
                         temp.display()
                     ),
@@ -196,6 +190,32 @@ impl BuildRoot {
             std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))?;
         }
         std::fs::rename(&temp, &target)
+    }
+
+    /// Has the builder write its own shims into the root's cache: the shims it will load are
+    /// the ones compiled into it, and no build writes a file before TensorRT runs.
+    fn install_shims(&self) -> io::Result<()> {
+        let output = std::process::Command::new(self.program())
+            .arg(INSTALL_SHIMS_ARG)
+            .arg(self.cache_dir())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot run the builder {}: {e}", self.program().display()),
+                )
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "the builder {} could not install its TensorRT shims in {} ({}): {}",
+            self.program().display(),
+            self.cache_dir().display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
     }
 
     /// Removes the root of the daemon with `state_dir` (on a clean stop: the next start makes
@@ -309,16 +329,19 @@ mod tests {
     #[test]
     fn prepare_installs_program_shims_and_libraries_and_clears_stale_slots() {
         let state = tempfile::tempdir().unwrap();
+        // A stand-in builder: `install-shims DIR` makes DIR/shims, as the real one does.
+        let script: &[u8] = b"#!/bin/sh\n[ \"$1\" = install-shims ] && mkdir -p \"$2/shims\"\n";
         let program = state.path().join("prog");
-        std::fs::write(&program, b"#!/bin/sh\n").unwrap();
+        std::fs::write(&program, script).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         let libs = tempfile::tempdir().unwrap();
         let libraries = vec![(Flavour::TensorRtRtx, libs.path().to_path_buf())];
         let root = BuildRoot::prepare(state.path(), &program, &libraries).unwrap();
         let guard = RemoveOnDrop(root.path().to_path_buf());
-        assert_eq!(std::fs::read(root.program()).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(std::fs::read(root.program()).unwrap(), script);
         assert_eq!(
             root.program_digest(),
-            blake3::hash(b"#!/bin/sh\n").to_hex().as_str()
+            blake3::hash(script).to_hex().as_str()
         );
         assert_eq!(
             std::fs::read_link(root.library_dir(Flavour::TensorRtRtx)).unwrap(),

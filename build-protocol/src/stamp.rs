@@ -1,4 +1,5 @@
-//! Which version of a file is on disk, known from its metadata alone.
+//! Which version of a file is on disk, known from its metadata alone: the builder stamps the
+//! libraries it loaded, the daemon compares the stamps with its probe's.
 //!
 //! Every build must run with the TensorRT libraries the daemon probed (and keyed) at start-up.
 //! Hashing the 234 MB TensorRT-RTX library after each build to prove it would cost every build
@@ -94,21 +95,6 @@ impl LoadedLibrary {
         let mut hasher = blake3::Hasher::new();
         hasher.update_reader(std::fs::File::open(&self.path)?)?;
         Ok(hasher.finalize().to_hex().as_str() == digest)
-    }
-}
-
-/// A made-up library for tests of code that only passes stamps along.
-#[cfg(test)]
-pub(crate) fn fake_library(name: &str) -> LoadedLibrary {
-    LoadedLibrary {
-        path: PathBuf::from("/opt/trt/lib").join(name),
-        stamp: FileStamp {
-            device: 1,
-            inode: 2,
-            size: 3,
-            mtime_ns: 4,
-            ctime_ns: 5,
-        },
     }
 }
 

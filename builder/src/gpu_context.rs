@@ -1,12 +1,12 @@
-//! The worker's check of its GPU before an Enterprise build: the CUDA context it gets, and that
+//! The builder's check of its GPU before an Enterprise build: the CUDA context it gets, and that
 //! an MPS limit the manifest asks for really applies to it. TensorRT times tactics in this
 //! process, so what this context gets is what the engine was tuned for.
 
 use trtfarm_gpu::context::{ContextReport, probe_context};
 
-/// Probes the worker's GPU (CUDA ordinal 0: the daemon makes the build GPU the only visible
+/// Probes the builder's GPU (CUDA ordinal 0: the daemon makes the build GPU the only visible
 /// one) and checks the MPS share. `log` receives one line for the build log.
-pub fn check_build_gpu(
+pub(crate) fn check_build_gpu(
     mps_percentage: Option<u8>,
     log: &mut dyn FnMut(String),
 ) -> Result<ContextReport, String> {
@@ -26,14 +26,14 @@ fn check_share(report: &ContextReport, mps_percentage: Option<u8>) -> Result<(),
     let seen = report.mps_active_thread_percentage.as_deref();
     if !report.mps_pipe_directory_set || seen != Some(asked.to_string().as_str()) {
         return Err(format!(
-            "the engine asks for mps_percentage = {asked}, but this worker is not an MPS client \
+            "the engine asks for mps_percentage = {asked}, but this build process is not an MPS client \
              with that share (CUDA_MPS_ACTIVE_THREAD_PERCENTAGE = {}); refusing to build on the \
              whole GPU",
             seen.unwrap_or("unset")
         ));
     }
     // The SM count is reported, not checked here: under MPS even the device attribute gives
-    // the client's share (measured on an H100: 32 at 25 %), so the worker cannot see the whole.
+    // the client's share (measured on an H100: 32 at 25 %), so the builder cannot see the whole.
     // The daemon, which knows the GPU's full count, records both in the provenance.
     Ok(())
 }
@@ -61,7 +61,7 @@ fn describe(report: &ContextReport) -> String {
 mod tests {
     use super::*;
 
-    /// A report as the worker would see it; no GPU exists on the test machines.
+    /// A report as the builder would see it; no GPU exists on the test machines.
     fn fake_report(percentage: Option<&str>, pipe: bool, sms: Option<u32>) -> ContextReport {
         ContextReport {
             ordinal: 0,

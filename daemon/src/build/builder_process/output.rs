@@ -1,4 +1,4 @@
-//! The daemon reading a worker's stdout and stderr: bounded lines, protocol messages turned into
+//! The daemon reading a builder's stdout and stderr: bounded lines, protocol messages turned into
 //! events, and the tail of the log kept for the report.
 
 use std::collections::VecDeque;
@@ -7,23 +7,23 @@ use std::sync::Mutex;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::protocol::{MAX_LINE, ProgressKind, WORKER_SEVERITY, WorkerDone, WorkerMessage};
+use trtfarm_build_protocol::{MAX_LINE, ProgressKind, BUILDER_SEVERITY, BuilderDone, BuilderMessage};
 
-/// How many log lines a [`super::WorkerReport`] keeps.
+/// How many log lines a [`super::BuilderReport`] keeps.
 pub const LOG_TAIL_LINES: usize = 50;
 
-/// Something a running worker reported, streamed to the daemon while it runs.
+/// Something a running builder reported, streamed to the daemon while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerEvent {
-    /// The worker process started; always the first event. Its pid is also its process group.
+pub enum BuilderEvent {
+    /// The builder process started; always the first event. Its pid is also its process group.
     Spawned {
-        /// The worker's process id.
+        /// The builder's process id.
         pid: u32,
     },
-    /// A log line: TensorRT's (severity "error", "warning", ...) or the worker's own stderr and
-    /// stray stdout (severity "worker").
+    /// A log line: TensorRT's (severity "error", "warning", ...) or the builder's own stderr and
+    /// stray stdout (severity "builder").
     Log {
-        /// TensorRT's severity, or "worker".
+        /// TensorRT's severity, or "builder".
         severity: String,
         /// The line.
         text: String,
@@ -43,11 +43,11 @@ pub enum WorkerEvent {
     },
 }
 
-/// The worker's final word, if it gave one.
+/// The builder's final word, if it gave one.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum WorkerResult {
+pub(crate) enum BuilderResult {
     /// It reported `Done`.
-    Done(Box<WorkerDone>),
+    Done(Box<BuilderDone>),
     /// It reported `Failed` with this message.
     Failed(String),
 }
@@ -58,7 +58,7 @@ pub(crate) struct Collected {
     /// The last [`LOG_TAIL_LINES`] log lines, oldest first.
     pub(crate) tail: VecDeque<String>,
     /// The last result message on stdout.
-    pub(crate) result: Option<WorkerResult>,
+    pub(crate) result: Option<BuilderResult>,
 }
 
 impl Collected {
@@ -129,21 +129,21 @@ fn line_text(line: &[u8], truncated: bool) -> String {
     }
 }
 
-/// What one stdout line means: a protocol message, or (anything else) a worker log line.
-pub(crate) fn parse_stdout_line(line: &[u8], truncated: bool) -> WorkerMessage {
-    if !truncated && let Ok(message) = serde_json::from_slice::<WorkerMessage>(line) {
+/// What one stdout line means: a protocol message, or (anything else) a builder log line.
+pub(crate) fn parse_stdout_line(line: &[u8], truncated: bool) -> BuilderMessage {
+    if !truncated && let Ok(message) = serde_json::from_slice::<BuilderMessage>(line) {
         return message;
     }
-    WorkerMessage::Log {
-        severity: WORKER_SEVERITY.to_owned(),
+    BuilderMessage::Log {
+        severity: BUILDER_SEVERITY.to_owned(),
         text: line_text(line, truncated),
     }
 }
 
-/// Reads the worker's stdout to its end, forwarding log and progress and keeping the result.
+/// Reads the builder's stdout to its end, forwarding log and progress and keeping the result.
 pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
     mut reader: R,
-    events: &UnboundedSender<WorkerEvent>,
+    events: &UnboundedSender<BuilderEvent>,
     collected: &Mutex<Collected>,
 ) {
     let mut line = Vec::new();
@@ -155,29 +155,29 @@ pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
             continue;
         }
         let event = match parse_stdout_line(&line, truncated) {
-            WorkerMessage::Log { severity, text } => {
+            BuilderMessage::Log { severity, text } => {
                 lock(collected).push_log(&severity, &text);
-                WorkerEvent::Log { severity, text }
+                BuilderEvent::Log { severity, text }
             }
-            WorkerMessage::Progress {
+            BuilderMessage::Progress {
                 kind,
                 phase,
                 parent,
                 step,
                 steps,
-            } => WorkerEvent::Progress {
+            } => BuilderEvent::Progress {
                 kind,
                 phase,
                 parent,
                 step,
                 steps,
             },
-            WorkerMessage::Done(done) => {
-                lock(collected).result = Some(WorkerResult::Done(Box::new(done)));
+            BuilderMessage::Done(done) => {
+                lock(collected).result = Some(BuilderResult::Done(Box::new(done)));
                 continue;
             }
-            WorkerMessage::Failed { message } => {
-                lock(collected).result = Some(WorkerResult::Failed(message));
+            BuilderMessage::Failed { message } => {
+                lock(collected).result = Some(BuilderResult::Failed(message));
                 continue;
             }
         };
@@ -186,10 +186,10 @@ pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Reads the worker's stderr to its end; every line is a worker log line.
+/// Reads the builder's stderr to its end; every line is a builder log line.
 pub(crate) async fn read_stderr<R: AsyncBufRead + Unpin>(
     mut reader: R,
-    events: &UnboundedSender<WorkerEvent>,
+    events: &UnboundedSender<BuilderEvent>,
     collected: &Mutex<Collected>,
 ) {
     let mut line = Vec::new();
@@ -200,9 +200,9 @@ pub(crate) async fn read_stderr<R: AsyncBufRead + Unpin>(
         if text.trim().is_empty() {
             continue;
         }
-        lock(collected).push_log(WORKER_SEVERITY, &text);
-        let _ = events.send(WorkerEvent::Log {
-            severity: WORKER_SEVERITY.to_owned(),
+        lock(collected).push_log(BUILDER_SEVERITY, &text);
+        let _ = events.send(BuilderEvent::Log {
+            severity: BUILDER_SEVERITY.to_owned(),
             text,
         });
     }
@@ -266,7 +266,7 @@ mod tests {
         let log = parse_stdout_line(br#"{"type":"log","severity":"warning","text":"hm"}"#, false);
         assert_eq!(
             log,
-            WorkerMessage::Log {
+            BuilderMessage::Log {
                 severity: "warning".into(),
                 text: "hm".into()
             }
@@ -274,16 +274,16 @@ mod tests {
         let stray = parse_stdout_line(b"Segmentation hint: not json\r", false);
         assert_eq!(
             stray,
-            WorkerMessage::Log {
-                severity: WORKER_SEVERITY.into(),
+            BuilderMessage::Log {
+                severity: BUILDER_SEVERITY.into(),
                 text: "Segmentation hint: not json".into()
             }
         );
         // A truncated line is never trusted as a message, even if the cut left valid JSON.
         let cut = parse_stdout_line(br#"{"type":"failed","message":"x"}"#, true);
         match cut {
-            WorkerMessage::Log { severity, text } => {
-                assert_eq!(severity, WORKER_SEVERITY);
+            BuilderMessage::Log { severity, text } => {
+                assert_eq!(severity, BUILDER_SEVERITY);
                 assert!(text.ends_with("[line truncated at 65536 bytes]"), "{text}");
             }
             other => panic!("unexpected {other:?}"),
@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(events.len(), 3, "{events:?}");
         assert!(matches!(
             &events[1],
-            WorkerEvent::Progress {
+            BuilderEvent::Progress {
                 step: 1,
                 steps: 2,
                 ..
@@ -322,11 +322,11 @@ mod tests {
         let collected = collected.into_inner().unwrap();
         assert_eq!(
             collected.result,
-            Some(WorkerResult::Failed("second".into()))
+            Some(BuilderResult::Failed("second".into()))
         );
         assert_eq!(
             Vec::from(collected.tail),
-            vec!["info: parsing".to_string(), "worker: not json".to_string()]
+            vec!["info: parsing".to_string(), "builder: not json".to_string()]
         );
     }
 
@@ -340,10 +340,10 @@ mod tests {
         read_stderr(input.as_bytes(), &tx, &collected).await;
         let tail = collected.into_inner().unwrap().tail;
         assert_eq!(tail.len(), LOG_TAIL_LINES);
-        assert_eq!(tail.front().unwrap(), "worker: line 7");
+        assert_eq!(tail.front().unwrap(), "builder: line 7");
         assert_eq!(
             tail.back().unwrap(),
-            &format!("worker: line {}", LOG_TAIL_LINES + 6)
+            &format!("builder: line {}", LOG_TAIL_LINES + 6)
         );
     }
 }

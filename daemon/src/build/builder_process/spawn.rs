@@ -1,4 +1,4 @@
-//! The daemon side: starting a worker process in its scratch directory, streaming what it says,
+//! The daemon side: starting a builder process in its scratch directory, streaming what it says,
 //! enforcing the deadline and cancellation, and reporting how it ended.
 
 use std::collections::BTreeMap;
@@ -14,74 +14,74 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
-use super::outcome::{WorkerOutcome, WorkerReport, classify};
-use super::output::{Collected, WorkerEvent, lock, read_stderr, read_stdout};
+use super::outcome::{BuilderOutcome, BuilderReport, classify};
+use super::output::{Collected, BuilderEvent, lock, read_stderr, read_stdout};
 
-/// The only environment a worker sees besides [`WorkerCommand::extra_env`]: plans depend on the
+/// The only environment a builder sees besides [`BuilderCommand::extra_env`]: plans depend on the
 /// process layout, so nothing of the daemon's own environment may leak in.
 pub const BASE_ENV: [(&str, &str); 2] = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LC_ALL", "C")];
 
-/// The worker's stack limit (RLIMIT_STACK soft limit), in bytes. Fixed because the kernel
+/// The builder's stack limit (RLIMIT_STACK soft limit), in bytes. Fixed because the kernel
 /// places the mmap area below a gap the size of this limit, and glibc sizes thread stacks by it:
-/// measured for issue 6, a daemon started under `ulimit -s 262144` or `unlimited` gave other
+/// measured, a daemon started under `ulimit -s 262144` or `unlimited` gave other
 /// plan bytes than one under the usual 8 MiB.
-pub const WORKER_STACK_LIMIT: u64 = 8 << 20;
+pub const BUILDER_STACK_LIMIT: u64 = 8 << 20;
 
-/// The argument that makes `trtfarmd` a worker.
-pub const WORKER_ARG: &str = "worker";
+/// The builder's only argument: build the task in the working directory.
+pub const BUILD_ARG: &str = "build";
 
-/// How long the daemon waits for a finished worker's pipes to close before giving up on the
+/// How long the daemon waits for a finished builder's pipes to close before giving up on the
 /// rest of its output (a process that left the group could hold them open forever).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How to start one worker.
+/// How to start one builder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerCommand {
-    /// The `trtfarmd` binary; it runs as `[program, "worker"]`. Its path is part of the process
-    /// layout, so it must not vary between builds that should give identical plans (the daemon
-    /// runs the copy in its `BuildRoot`, whose path has the same length on every daemon).
+pub struct BuilderCommand {
+    /// The `trtfarm-builder` binary; it runs as `[program, "build"]`. Its path is part of the
+    /// process layout, so it must not vary between builds that should give identical plans (the
+    /// daemon runs the copy in its `BuildRoot`, whose path has the same length on every daemon).
     pub program: PathBuf,
-    /// The prepared scratch directory (`task.json`, `inputs/`, empty `out/`), the worker's cwd.
+    /// The prepared scratch directory (`task.json`, `inputs/`, empty `out/`), the builder's cwd.
     /// Its path length reaches the plan; the daemon uses a `BuildRoot` slot, of fixed length.
     pub scratch: PathBuf,
     /// Address-space limit (RLIMIT_AS) in bytes; None: unlimited. Unsuitable for CUDA builds,
     /// which reserve far more address space than they use.
     pub memory_limit: Option<u64>,
-    /// Wall-clock time the worker may run before its process group is killed.
+    /// Wall-clock time the builder may run before its process group is killed.
     pub deadline: Duration,
     /// Variables added to [`BASE_ENV`] (e.g. `CUDA_VISIBLE_DEVICES`); they override it on a
     /// name clash. Their values must be fixed per build action for reproducible plans.
     pub extra_env: Vec<(String, String)>,
 }
 
-/// Starts worker processes; a trait so the scheduler can be tested without processes.
-pub trait WorkerLauncher: Send + Sync {
-    /// Runs one worker to its end, sending its events to `events` (the first is
-    /// [`WorkerEvent::Spawned`]); setting `cancel` to true kills it.
+/// Starts builder processes; a trait so the scheduler can be tested without processes.
+pub trait BuilderLauncher: Send + Sync {
+    /// Runs one builder to its end, sending its events to `events` (the first is
+    /// [`BuilderEvent::Spawned`]); setting `cancel` to true kills it.
     fn launch(
         &self,
-        command: WorkerCommand,
-        events: UnboundedSender<WorkerEvent>,
+        command: BuilderCommand,
+        events: UnboundedSender<BuilderEvent>,
         cancel: watch::Receiver<bool>,
-    ) -> BoxFuture<'static, io::Result<WorkerReport>>;
+    ) -> BoxFuture<'static, io::Result<BuilderReport>>;
 }
 
-/// The real launcher: one `trtfarmd worker` process per build, via [`run_worker`].
+/// The real launcher: one `trtfarmd builder` process per build, via [`run_builder`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProcessLauncher;
 
-impl WorkerLauncher for ProcessLauncher {
+impl BuilderLauncher for ProcessLauncher {
     fn launch(
         &self,
-        command: WorkerCommand,
-        events: UnboundedSender<WorkerEvent>,
+        command: BuilderCommand,
+        events: UnboundedSender<BuilderEvent>,
         cancel: watch::Receiver<bool>,
-    ) -> BoxFuture<'static, io::Result<WorkerReport>> {
-        Box::pin(async move { run_worker(&command, events, cancel).await })
+    ) -> BoxFuture<'static, io::Result<BuilderReport>> {
+        Box::pin(async move { run_builder(&command, events, cancel).await })
     }
 }
 
-/// Why the wait for a worker ended.
+/// Why the wait for a builder ended.
 #[derive(Clone, Copy)]
 enum Ending {
     Exited(std::process::ExitStatus),
@@ -89,23 +89,23 @@ enum Ending {
     Cancelled,
 }
 
-/// Runs one worker: spawns it, forwards its log and progress to `events` while it runs, and
+/// Runs one builder: spawns it, forwards its log and progress to `events` while it runs, and
 /// kills its whole process group when `deadline` passes or `cancel` becomes true. An `Err`
-/// means the worker could not be started (or waited for); every way a started worker can end
-/// is a [`WorkerOutcome`].
+/// means the builder could not be started (or waited for); every way a started builder can end
+/// is a [`BuilderOutcome`].
 ///
-/// Call it from a long-lived thread such as a tokio runtime worker: the worker's parent-death
-/// signal follows the thread that spawned it, not the daemon process.
-pub async fn run_worker(
-    command: &WorkerCommand,
-    events: UnboundedSender<WorkerEvent>,
+/// Call it from a long-lived thread such as a tokio runtime worker thread: the builder's
+/// parent-death signal follows the thread that spawned it, not the daemon process.
+pub async fn run_builder(
+    command: &BuilderCommand,
+    events: UnboundedSender<BuilderEvent>,
     mut cancel: watch::Receiver<bool>,
-) -> io::Result<WorkerReport> {
+) -> io::Result<BuilderReport> {
     let mut child = spawn(command)?;
     let pid = child
         .id()
-        .ok_or_else(|| io::Error::other("the worker vanished right after it was started"))?;
-    let _ = events.send(WorkerEvent::Spawned { pid });
+        .ok_or_else(|| io::Error::other("the builder vanished right after it was started"))?;
+    let _ = events.send(BuilderEvent::Spawned { pid });
 
     let collected = Mutex::new(Collected::default());
     let stdout = child.stdout.take().map(BufReader::new);
@@ -130,7 +130,7 @@ pub async fn run_worker(
     let mut output_done = false;
     let ending = loop {
         tokio::select! {
-            // Keep reading while waiting, or a chatty worker blocks on a full pipe.
+            // Keep reading while waiting, or a chatty builder blocks on a full pipe.
             () = &mut output, if !output_done => output_done = true,
             status = child.wait() => match status {
                 Ok(status) => break Ending::Exited(status),
@@ -145,12 +145,12 @@ pub async fn run_worker(
         }
     };
     match ending {
-        // The group is gone unless the worker left helpers behind; they would outlive the build
+        // The group is gone unless the builder left helpers behind; they would outlive the build
         // and hold the pipes open. (The leader is reaped already, but a group id stays taken
         // while any member lives, so this cannot hit an unrelated group.)
         Ending::Exited(_) => kill_group(pid),
         Ending::Deadline | Ending::Cancelled => {
-            // Kill before reaping, so TensorRT's helpers die with the worker.
+            // Kill before reaping, so TensorRT's helpers die with the builder.
             kill_group(pid);
             child.wait().await?;
         }
@@ -161,10 +161,10 @@ pub async fn run_worker(
     let collected = std::mem::take(&mut *lock(&collected));
     let outcome = match ending {
         Ending::Exited(status) => classify(status, collected.result, command.memory_limit),
-        Ending::Deadline => WorkerOutcome::DeadlineExceeded,
-        Ending::Cancelled => WorkerOutcome::Cancelled,
+        Ending::Deadline => BuilderOutcome::DeadlineExceeded,
+        Ending::Cancelled => BuilderOutcome::Cancelled,
     };
-    Ok(WorkerReport {
+    Ok(BuilderReport {
         outcome,
         log_tail: collected.tail.into(),
         pid,
@@ -183,7 +183,7 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-/// SIGKILLs the worker's process group (its pid: the worker is a session leader).
+/// SIGKILLs the builder's process group (its pid: the builder is a session leader).
 fn kill_group(pid: u32) {
     let Ok(pgid) = libc::pid_t::try_from(pid) else {
         return;
@@ -194,8 +194,8 @@ fn kill_group(pid: u32) {
     }
 }
 
-/// The exact environment of a worker: [`BASE_ENV`] plus `extra`, sorted by name.
-pub fn worker_env(extra: &[(String, String)]) -> BTreeMap<String, String> {
+/// The exact environment of a builder: [`BASE_ENV`] plus `extra`, sorted by name.
+pub fn builder_env(extra: &[(String, String)]) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = BASE_ENV
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -204,13 +204,13 @@ pub fn worker_env(extra: &[(String, String)]) -> BTreeMap<String, String> {
     env
 }
 
-/// Starts the worker process with its fixed argv, environment and process setup.
-fn spawn(command: &WorkerCommand) -> io::Result<Child> {
+/// Starts the builder process with its fixed argv, environment and process setup.
+fn spawn(command: &BuilderCommand) -> io::Result<Child> {
     let mut process = Command::new(&command.program);
     process
-        .arg(WORKER_ARG)
+        .arg(BUILD_ARG)
         .env_clear()
-        .envs(worker_env(&command.extra_env))
+        .envs(builder_env(&command.extra_env))
         .current_dir(&command.scratch)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -228,7 +228,7 @@ fn spawn(command: &WorkerCommand) -> io::Result<Child> {
         io::Error::new(
             e.kind(),
             format!(
-                "cannot start the build worker {} in {}: {e} (the worker needs \
+                "cannot start the builder {} in {}: {e} (the builder needs \
                  personality(ADDR_NO_RANDOMIZE), setsid, prctl(PR_SET_PDEATHSIG) and setrlimit; \
                  a seccomp profile may forbid personality)",
                 command.program.display(),
@@ -256,7 +256,7 @@ fn prepare_child(parent: libc::pid_t, memory_limit: Option<u64>) -> io::Result<(
         if libc::setsid() == -1 {
             return Err(io::Error::last_os_error());
         }
-        // A worker dies with the daemon instead of building for nobody.
+        // A builder dies with the daemon instead of building for nobody.
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -289,7 +289,7 @@ fn prepare_child(parent: libc::pid_t, memory_limit: Option<u64>) -> io::Result<(
         if libc::getrlimit(libc::RLIMIT_STACK, &mut stack) == -1 {
             return Err(io::Error::last_os_error());
         }
-        stack.rlim_cur = (WORKER_STACK_LIMIT as libc::rlim_t).min(stack.rlim_max);
+        stack.rlim_cur = (BUILDER_STACK_LIMIT as libc::rlim_t).min(stack.rlim_max);
         if libc::setrlimit(libc::RLIMIT_STACK, &stack) == -1 {
             return Err(io::Error::last_os_error());
         }

@@ -1,54 +1,54 @@
-//! How a worker run ended, decided from its exit status and its last protocol message.
+//! How a builder run ended, decided from its exit status and its last protocol message.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
-use super::output::WorkerResult;
-use super::protocol::WorkerDone;
+use super::output::BuilderResult;
+use trtfarm_build_protocol::BuilderDone;
 
-/// How a worker run ended.
+/// How a builder run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum WorkerOutcome {
-    /// The worker reported `Done` and exited 0: the outputs are in `<scratch>/out`.
-    Succeeded(Box<WorkerDone>),
-    /// The worker reported `Failed` and exited 1: the manifest, the model or this host's
+pub enum BuilderOutcome {
+    /// The builder reported `Done` and exited 0: the outputs are in `<scratch>/out`.
+    Succeeded(Box<BuilderDone>),
+    /// The builder reported `Failed` and exited 1: the manifest, the model or this host's
     /// toolchain set-up is at fault, so the same task here fails the same way again.
     BuildFailed {
-        /// The worker's explanation (manifest diagnostics or TensorRT's message).
+        /// The builder's explanation (manifest diagnostics or TensorRT's message).
         message: String,
     },
-    /// The worker died or exited without a consistent result (signal, panic, OOM, ...).
+    /// The builder died or exited without a consistent result (signal, panic, OOM, ...).
     Crashed {
         /// What happened, e.g. "killed by signal 11 (SIGSEGV)".
         description: String,
     },
-    /// The deadline passed; the worker's process group was killed.
+    /// The deadline passed; the builder's process group was killed.
     DeadlineExceeded,
-    /// The build was cancelled; the worker's process group was killed.
+    /// The build was cancelled; the builder's process group was killed.
     Cancelled,
 }
 
-/// Everything the daemon learns from one worker run.
+/// Everything the daemon learns from one builder run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WorkerReport {
+pub struct BuilderReport {
     /// How it ended.
-    pub outcome: WorkerOutcome,
+    pub outcome: BuilderOutcome,
     /// The last log lines ("severity: text"), oldest first, for error reports.
     pub log_tail: Vec<String>,
-    /// The worker's process id (also its process group id).
+    /// The builder's process id (also its process group id).
     pub pid: u32,
 }
 
-/// Decides the outcome of a worker that exited by itself with `status`, having last reported
+/// Decides the outcome of a builder that exited by itself with `status`, having last reported
 /// `result`; `memory_limit` is the address-space limit it ran under.
 pub(crate) fn classify(
     status: ExitStatus,
-    result: Option<WorkerResult>,
+    result: Option<BuilderResult>,
     memory_limit: Option<u64>,
-) -> WorkerOutcome {
+) -> BuilderOutcome {
     match (status.code(), result) {
-        (Some(0), Some(WorkerResult::Done(done))) => WorkerOutcome::Succeeded(done),
-        (Some(1), Some(WorkerResult::Failed(message))) => WorkerOutcome::BuildFailed { message },
+        (Some(0), Some(BuilderResult::Done(done))) => BuilderOutcome::Succeeded(done),
+        (Some(1), Some(BuilderResult::Failed(message))) => BuilderOutcome::BuildFailed { message },
         (code, result) => {
             let (how, cause) = match (code, status.signal()) {
                 (Some(code), _) => (format!("exited with status {code}"), None),
@@ -62,18 +62,18 @@ pub(crate) fn classify(
             // it is the most useful thing to show, after a success it explains the confusion.
             let mut description = match result {
                 None => format!("{how} without a result"),
-                Some(WorkerResult::Done(done)) => format!(
+                Some(BuilderResult::Done(done)) => format!(
                     "{how} after reporting success (plan blake3:{})",
                     done.plan_blake3
                 ),
-                Some(WorkerResult::Failed(message)) => {
+                Some(BuilderResult::Failed(message)) => {
                     format!("{how} after reporting a failure: {message}")
                 }
             };
             if let Some(cause) = cause {
                 description.push_str(&format!(" ({cause})"));
             }
-            WorkerOutcome::Crashed { description }
+            BuilderOutcome::Crashed { description }
         }
     }
 }
@@ -87,7 +87,7 @@ fn signal_description(signal: i32, memory_limit: Option<u64>) -> (String, Option
     let limit = memory_limit.map(|bytes| format!("{:.1} GiB", bytes as f64 / GIB));
     let cause = match (signal, limit) {
         (libc::SIGKILL, Some(limit)) => Some(format!(
-            "out of memory? the kernel's OOM killer sends SIGKILL; the worker's address-space \
+            "out of memory? the kernel's OOM killer sends SIGKILL; the builder's address-space \
              limit is {limit}"
         )),
         (libc::SIGKILL, None) => {
@@ -97,7 +97,7 @@ fn signal_description(signal: i32, memory_limit: Option<u64>) -> (String, Option
             "an allocation failing under the address-space limit of {limit} aborts this way"
         )),
         (libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE, _) => {
-            Some("a crash inside the worker or TensorRT".to_owned())
+            Some("a crash inside the builder or TensorRT".to_owned())
         }
         _ => None,
     };
@@ -143,42 +143,55 @@ mod tests {
         ExitStatus::from_raw(signal)
     }
 
-    fn done() -> WorkerDone {
-        WorkerDone {
+    /// A stamp of a library that does not exist: the outcome only passes it along.
+    fn library(name: &str) -> trtfarm_build_protocol::stamp::LoadedLibrary {
+        trtfarm_build_protocol::stamp::LoadedLibrary {
+            path: std::path::PathBuf::from("/opt/trt/lib").join(name),
+            stamp: trtfarm_build_protocol::stamp::FileStamp {
+                device: 1,
+                inode: 2,
+                size: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+            },
+        }
+    }
+
+    fn done() -> BuilderDone {
+        BuilderDone {
             plan_size: 10,
             plan_blake3: "00ff".into(),
             toolchain_version: "1.7.1.116".into(),
-            library: crate::file_stamp::fake_library("libtensorrt_rtx.so.1"),
-            parser_library: crate::file_stamp::fake_library("libtensorrt_onnxparser_rtx.so.1"),
+            library: library("libtensorrt_rtx.so.1"),
+            parser_library: library("libtensorrt_onnxparser_rtx.so.1"),
             layer_info: false,
             layer_info_error: None,
             timing_cache: false,
             layer_listing: false,
             layers_by_precision: Default::default(),
-            transformed_model: false,
             gpu_context: None,
         }
     }
 
-    fn crashed(outcome: WorkerOutcome) -> String {
+    fn crashed(outcome: BuilderOutcome) -> String {
         match outcome {
-            WorkerOutcome::Crashed { description } => description,
+            BuilderOutcome::Crashed { description } => description,
             other => panic!("expected Crashed, got {other:?}"),
         }
     }
 
     #[test]
     fn done_and_exit_zero_succeed() {
-        let outcome = classify(exited(0), Some(WorkerResult::Done(Box::new(done()))), None);
-        assert_eq!(outcome, WorkerOutcome::Succeeded(Box::new(done())));
+        let outcome = classify(exited(0), Some(BuilderResult::Done(Box::new(done()))), None);
+        assert_eq!(outcome, BuilderOutcome::Succeeded(Box::new(done())));
     }
 
     #[test]
     fn failed_and_exit_one_is_a_build_failure() {
-        let outcome = classify(exited(1), Some(WorkerResult::Failed("bad".into())), None);
+        let outcome = classify(exited(1), Some(BuilderResult::Failed("bad".into())), None);
         assert_eq!(
             outcome,
-            WorkerOutcome::BuildFailed {
+            BuilderOutcome::BuildFailed {
                 message: "bad".into()
             }
         );
@@ -204,7 +217,7 @@ mod tests {
     fn a_result_contradicting_the_exit_status_is_a_crash_that_keeps_the_result() {
         let text = crashed(classify(
             exited(1),
-            Some(WorkerResult::Done(Box::new(done()))),
+            Some(BuilderResult::Done(Box::new(done()))),
             None,
         ));
         assert_eq!(
@@ -213,7 +226,7 @@ mod tests {
         );
         let text = crashed(classify(
             exited(0),
-            Some(WorkerResult::Failed("parser".into())),
+            Some(BuilderResult::Failed("parser".into())),
             None,
         ));
         assert_eq!(
@@ -227,7 +240,7 @@ mod tests {
         let text = crashed(classify(signalled(libc::SIGSEGV), None, None));
         assert_eq!(
             text,
-            "killed by signal 11 (SIGSEGV) without a result (a crash inside the worker or \
+            "killed by signal 11 (SIGSEGV) without a result (a crash inside the builder or \
              TensorRT)"
         );
         let text = crashed(classify(signalled(libc::SIGABRT), None, None));
@@ -254,7 +267,7 @@ mod tests {
     fn a_signal_after_a_result_is_a_crash_even_after_done() {
         let text = crashed(classify(
             signalled(libc::SIGSEGV),
-            Some(WorkerResult::Done(Box::new(done()))),
+            Some(BuilderResult::Done(Box::new(done()))),
             None,
         ));
         assert!(text.starts_with("killed by signal 11 (SIGSEGV)"), "{text}");

@@ -1,0 +1,224 @@
+//! Publishing a finished build: its blobs first, the action result last (create-if-absent), so
+//! a result is never visible before everything it names.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use trtfarm_build_protocol::{
+    BuilderDone, LAYER_LISTING_FILE, LAYERS_FILE, PLAN_FILE, TIMING_CACHE_FILE,
+};
+use trtfarm_proto::v1;
+use trtfarm_store::{BlobDigest, Published, StoreError};
+
+use super::queue::Resource;
+use super::store_retry::retrying;
+use super::{Farm, failure};
+use crate::build::prepare::PreparedModel;
+use crate::provenance::{GpuRun, Provenance, Subject, hex};
+use crate::request::{PreparedBuild, wire_digest};
+
+type Outcome = Result<v1::ActionResult, v1::Failure>;
+
+/// When and where a build ran.
+pub(super) struct Slot {
+    /// When it started.
+    pub(super) started: SystemTime,
+    /// What it ran on.
+    pub(super) resource: Resource,
+}
+
+fn infrastructure(message: impl Into<String>) -> v1::Failure {
+    failure(v1::FailureKind::Infrastructure, message, Vec::new())
+}
+
+impl Farm {
+    /// Stores the builder's outputs and then the action result. Blobs go first, so a result is
+    /// never visible before everything it names.
+    pub(super) async fn publish(
+        &self,
+        prepared: &PreparedBuild,
+        scratch: &Path,
+        log_path: &Path,
+        log_written: bool,
+        done: &BuilderDone,
+        converted: Option<&PreparedModel>,
+        slot: &Slot,
+    ) -> Outcome {
+        let started = slot.started;
+        check_libraries(prepared, done).await?;
+        let claimed = BlobDigest::parse(&done.plan_blake3, done.plan_size)
+            .map_err(|e| infrastructure(format!("the builder reported a bad plan digest: {e}")))?;
+        let store_error =
+            |what: &str, e: StoreError| infrastructure(format!("cannot store the {what}: {e}"));
+        let put = |what: &'static str, path: PathBuf, expected: Option<BlobDigest>| async move {
+            retrying(what, &self.metrics, || self.store.put_file(&path, expected))
+                .await
+                .map_err(|e| store_error(what, e))
+        };
+        // The plan is re-hashed while it streams into the store: a builder that lied about its
+        // digest, or a plan damaged on disk, is refused here.
+        let engine = put("engine plan", scratch.join(PLAN_FILE), Some(claimed)).await?;
+        let layer_info = if done.layer_info {
+            Some(put("layer information", scratch.join(LAYERS_FILE), None).await?)
+        } else {
+            None
+        };
+        let timing_cache = if done.timing_cache {
+            Some(put("timing cache", scratch.join(TIMING_CACHE_FILE), None).await?)
+        } else {
+            None
+        };
+        let layer_listing = if done.layer_listing {
+            Some(put("layer listing", scratch.join(LAYER_LISTING_FILE), None).await?)
+        } else {
+            None
+        };
+        // The converted model is in the store already (the prepare step put it there).
+        let transformed_model = converted
+            .map(|model| model.model.digest())
+            .transpose()
+            .map_err(|e| infrastructure(format!("the converted model's record: {e}")))?;
+        if !log_written {
+            // An empty log is still a log: every result names one.
+            tokio::fs::write(log_path, b"")
+                .await
+                .map_err(|e| infrastructure(format!("cannot write the build log: {e}")))?;
+        }
+        let build_log = put("build log", log_path.to_path_buf(), None).await?;
+        let finished = SystemTime::now();
+
+        let mut byproducts = vec![Subject::new("build.log", &build_log.digest, None)];
+        if let Some(layers) = &layer_info {
+            byproducts.push(Subject::new("layers.json", &layers.digest, None));
+        }
+        if let Some(cache) = &timing_cache {
+            byproducts.push(Subject::new("timing-cache.bin", &cache.digest, None));
+        }
+        if let Some(listing) = &layer_listing {
+            byproducts.push(Subject::new("layers.txt", &listing.digest, None));
+        }
+        if let Some(model) = &transformed_model {
+            byproducts.push(Subject::new("model.transformed.onnx", model, None));
+        }
+        let statement = Provenance {
+            prepared,
+            engine: Subject::new("engine.plan", &engine.digest, Some(&engine.sha256)),
+            byproducts,
+            host: &self.host,
+            started,
+            finished,
+            gpu: match slot.resource {
+                Resource::Gpu(index) => self.inventory.gpus.get(index).map(|gpu| GpuRun {
+                    uuid: &gpu.uuid,
+                    multiprocessors: gpu.multiprocessors,
+                    mps_percentage: prepared.variant.settings.mps_percentage,
+                    context: done.gpu_context.as_deref(),
+                }),
+                Resource::Cpu => None,
+            },
+        }
+        .statement();
+        let provenance_path = scratch.join("provenance.json");
+        tokio::fs::write(&provenance_path, statement)
+            .await
+            .map_err(|e| infrastructure(format!("cannot write the provenance record: {e}")))?;
+        let provenance = put("provenance record", provenance_path, None).await?;
+
+        let result = v1::ActionResult {
+            action_key: prepared.key.hex(),
+            engine: Some(wire_digest(&engine.digest)),
+            engine_sha256: hex(&engine.sha256),
+            build_log: Some(wire_digest(&build_log.digest)),
+            layer_info: layer_info.as_ref().map(|l| wire_digest(&l.digest)),
+            layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
+            timing_cache: timing_cache.as_ref().map(|c| wire_digest(&c.digest)),
+            transformed_model: transformed_model.as_ref().map(wire_digest),
+            layer_listing: layer_listing.as_ref().map(|l| wire_digest(&l.digest)),
+            layers_by_precision: done.layers_by_precision.clone(),
+            provenance: Some(wire_digest(&provenance.digest)),
+            toolchain: Some(v1::ToolchainIdentity {
+                flavour: prepared.toolchain.flavour.clone(),
+                version: prepared.toolchain.version.clone(),
+                library_digest: prepared.toolchain.library_digest.clone(),
+            }),
+            started_at_ms: millis(started),
+            finished_at_ms: millis(finished),
+            built_by: self.host.clone(),
+        };
+        let encoded = prost::Message::encode_to_vec(&result);
+        let publish = || {
+            self.store
+                .put_action_result(&prepared.key, encoded.clone().into())
+        };
+        match retrying("action result", &self.metrics, publish)
+            .await
+            .map_err(|e| store_error("action result", e))?
+        {
+            Published::Created => Ok(result),
+            Published::AlreadyExisted if prepared.request.skip_cache => {
+                // A verifying rebuild reports its own result and never replaces the published one.
+                Ok(result)
+            }
+            Published::AlreadyExisted => match self.cached_result(&prepared.key).await {
+                // Another build (maybe another daemon) published first; its result is the one
+                // every client gets.
+                Some(existing) => Ok(existing),
+                None => {
+                    let replace = || {
+                        self.store
+                            .replace_action_result(&prepared.key, encoded.clone().into())
+                    };
+                    retrying("action result", &self.metrics, replace)
+                        .await
+                        .map_err(|e| store_error("action result", e))?;
+                    Ok(result)
+                }
+            },
+        }
+    }
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Refuses to publish a plan built with other libraries than the ones the daemon probed (and
+/// keyed builds with) at start-up. Equal stamps answer at the cost of a `stat` in the builder;
+/// a library whose stamp moved is hashed here, off the async threads.
+async fn check_libraries(prepared: &PreparedBuild, done: &BuilderDone) -> Result<(), v1::Failure> {
+    let toolchain = &prepared.toolchain;
+    let checks = [
+        (
+            "",
+            done.library.clone(),
+            prepared.library_stamps.library,
+            toolchain.library_digest.clone(),
+        ),
+        (
+            " ONNX parser",
+            done.parser_library.clone(),
+            prepared.library_stamps.parser,
+            toolchain.parser_digest.clone(),
+        ),
+    ];
+    for (what, loaded, probed, digest) in checks {
+        let path = loaded.path.clone();
+        let probed_digest = digest.clone();
+        let same = tokio::task::spawn_blocking(move || loaded.matches(probed.as_ref(), &digest))
+            .await
+            .map_err(|e| infrastructure(format!("the library check stopped: {e}")))?
+            .map_err(|e| {
+                infrastructure(format!("cannot hash the library {}: {e}", path.display()))
+            })?;
+        if !same {
+            return Err(infrastructure(format!(
+                "the builder loaded a different {}{what} library ({}) than the daemon probed at \
+                 start-up (blake3:{probed_digest}); the library changed on disk: restart the daemon",
+                toolchain.flavour,
+                path.display(),
+            )));
+        }
+    }
+    Ok(())
+}
