@@ -141,9 +141,13 @@ pub fn lock_digests(path: &Path) -> anyhow::Result<Vec<BlobDigest>> {
     Ok(digests)
 }
 
-/// Reads an action-cache entry: a JSON timing-cache registry record (index or version) or an
-/// encoded `ActionResult`.
+/// Reads an action-cache entry: a converted model's record, a JSON timing-cache registry record
+/// (index or version), or an encoded `ActionResult`.
 pub fn decode_entry(bytes: &[u8]) -> Result<CacheEntry, String> {
+    if bytes.starts_with(br#"{"prepared_model":"#) {
+        let record = crate::build::prepare::PreparedModelRecord::decode(bytes)?;
+        return record.blobs().map(CacheEntry::Result);
+    }
     if bytes.first() == Some(&b'{') {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| format!("not a registry record: {e}"))?;
@@ -401,6 +405,20 @@ engine = "ENGINE"
         assert_eq!(
             decode_entry(index.as_bytes()).unwrap(),
             CacheEntry::Record(vec![engine, log])
+        );
+        // A converted model's record behaves as a result: gone with its blobs.
+        let prepared = crate::build::prepare::PreparedModelRecord {
+            prepared_model: crate::build::prepare::PreparedModel {
+                transform: "fp16".into(),
+                pass_version: 1,
+                model: crate::build::prepare::StoredFile::new("model.onnx", &engine),
+                external_data: None,
+                log: Vec::new(),
+            },
+        };
+        assert_eq!(
+            decode_entry(&prepared.encode()).unwrap(),
+            CacheEntry::Result(vec![engine])
         );
         assert!(decode_entry(b"{\"what\": 1}").is_err());
         assert!(decode_entry(b"\xff\xff\xff").is_err());

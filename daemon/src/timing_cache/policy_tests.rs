@@ -322,7 +322,7 @@ fn the_locked_cache_enters_the_action_key() {
             toolchain: &identity,
             target: &target,
             timing_cache: plan.action_key_input(),
-            worker: "",
+            builder: "",
             model_transform: None,
         })
     };

@@ -1,4 +1,4 @@
-//! What the worker tests share: scratch directories, the TensorRT-RTX set-up, running a worker
+//! What the builder tests share: scratch directories, the TensorRT-RTX set-up, running a builder
 //! while reacting to its events, and looking at process groups through /proc.
 
 #![allow(dead_code)]
@@ -92,26 +92,43 @@ pub fn example_model() -> PathBuf {
     path
 }
 
-/// A task building `variant` of the example manifest with TensorRT-RTX.
+/// A task building `variant` of the example manifest with TensorRT-RTX, configured exactly as
+/// the daemon configures it.
 pub fn rtx_task(variant: &str) -> BuilderTask {
+    let manifest = manifest_schema::load(&example_manifest()).expect("the example manifest");
+    let variant = manifest.variant(variant).expect("the example's engine");
+    let mut config = trtfarmd::variant_config::build_config_for_prepared_model(variant)
+        .expect("the example's settings build");
+    config.layer_info = false;
     BuilderTask {
-        flavour: manifest_schema::Flavour::TensorRtRtx,
+        flavour: trt_ffi::Flavour::TensorRtRtx,
         library_dir: Some(rtx_lib_dir()),
-        manifest_path: "examples/manifests/cnn-dynamic-batch/engine.toml".to_owned(),
-        manifest_toml: std::fs::read_to_string(example_manifest()).expect("read the manifest"),
-        variant: variant.to_owned(),
-        layer_info: false,
+        config,
+        timing_cache_input: false,
+        mps_percentage: None,
     }
 }
 
-/// The real worker binary on `scratch`, with a generous deadline.
+/// The builder program, built beside trtfarmd (`cargo build --workspace --bins`); panics with
+/// instructions if it is missing.
+pub fn builder_program() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_trtfarmd")).with_file_name("trtfarm-builder");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// The real builder on `scratch`, with a generous deadline.
 pub fn rtx_command(scratch: &Scratch) -> BuilderCommand {
-    // The worker writes TensorRT's shim under the trtfarm cache; keep it where the tests' is.
+    // The builder writes TensorRT's shim under the trtfarm cache; keep it where the tests' is.
     let extra_env = env_path("TRTFARM_CACHE_DIR")
         .map(|dir| vec![("TRTFARM_CACHE_DIR".to_owned(), dir.display().to_string())])
         .unwrap_or_default();
     BuilderCommand {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_trtfarmd")),
+        program: builder_program(),
         scratch: scratch.path().to_path_buf(),
         memory_limit: None,
         deadline: Duration::from_secs(300),
@@ -119,7 +136,7 @@ pub fn rtx_command(scratch: &Scratch) -> BuilderCommand {
     }
 }
 
-/// Runs a worker to its end, calling `on_event` for every event as it arrives (with the cancel
+/// Runs a builder to its end, calling `on_event` for every event as it arrives (with the cancel
 /// switch), and returns the report and all events.
 pub async fn run(
     command: &BuilderCommand,
@@ -127,7 +144,7 @@ pub async fn run(
 ) -> (BuilderReport, Vec<BuilderEvent>) {
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let worker = run_builder(command, events_tx, cancel_rx);
+    let builder = run_builder(command, events_tx, cancel_rx);
     let watcher = async {
         let mut events = Vec::new();
         while let Some(event) = events_rx.recv().await {
@@ -136,8 +153,8 @@ pub async fn run(
         }
         events
     };
-    let (report, events) = tokio::join!(worker, watcher);
-    (report.expect("the worker starts"), events)
+    let (report, events) = tokio::join!(builder, watcher);
+    (report.expect("the builder starts"), events)
 }
 
 /// Sends `signal` to process `pid`.

@@ -1,17 +1,19 @@
-//! The build worker end to end: real `trtfarmd worker` processes building with TensorRT-RTX,
-//! and `/bin/sh` scripts standing in for a worker where a test needs exact control of what the
+//! The builder end to end: real `trtfarm-builder` processes building with TensorRT-RTX, and
+//! `/bin/sh` scripts standing in for a builder where a test needs exact control of what the
 //! process does (crashes, helpers, stray output).
 //!
 //! TensorRT-RTX and the example models must be set up (scripts/setup); a missing piece fails
 //! the test with instructions, because CI always sets up and a silent skip would hide breakage.
 
-mod worker_support;
+mod builder_support;
 
 use std::time::Duration;
 
-use trtfarm_build_protocol::{LAYERS_FILE, PLAN_FILE, BuilderTask};
-use trtfarmd::build::builder_process::{ProgressKind, BuilderEvent, BuilderOutcome};
-use worker_support::{
+use trtfarm_build_protocol::{BuilderTask, LAYERS_FILE, PLAN_FILE, TASK_FILE};
+use trtfarmd::build::prepare::{Preparation, prepare_model};
+use trtfarm_build_protocol::ProgressKind;
+use trtfarmd::build::builder_process::{BuilderEvent, BuilderOutcome};
+use builder_support::{
     Scratch, example_manifest, example_model, live_group_members, rtx_command, rtx_task, run,
     send_kill,
 };
@@ -26,7 +28,7 @@ fn rtx_scratch() -> Scratch {
 }
 
 #[tokio::test]
-async fn worker_builds_a_real_engine_and_reports_its_plan_and_progress() {
+async fn builder_builds_a_real_engine_and_reports_its_plan_and_progress() {
     let scratch = rtx_scratch();
     let (report, events) = run(&rtx_command(&scratch), |_, _| {}).await;
     let done = match &report.outcome {
@@ -69,10 +71,10 @@ async fn worker_builds_a_real_engine_and_reports_its_plan_and_progress() {
 }
 
 #[tokio::test]
-async fn worker_writes_layer_info_or_says_why_it_could_not() {
+async fn builder_writes_layer_info_or_says_why_it_could_not() {
     let scratch = rtx_scratch();
     let mut task = rtx_task(VARIANT);
-    task.layer_info = true;
+    task.config.layer_info = true;
     scratch.write_task(&task);
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     let BuilderOutcome::Succeeded(done) = &report.outcome else {
@@ -96,7 +98,7 @@ async fn worker_writes_layer_info_or_says_why_it_could_not() {
 }
 
 #[tokio::test]
-async fn worker_gives_identical_plans_for_the_same_task_in_scratch_dirs_of_equal_length() {
+async fn builder_gives_identical_plans_for_the_same_task_in_scratch_dirs_of_equal_length() {
     let first = rtx_scratch();
     let second = rtx_scratch();
     assert_eq!(
@@ -128,22 +130,34 @@ async fn worker_gives_identical_plans_for_the_same_task_in_scratch_dirs_of_equal
     );
 }
 
-#[tokio::test]
-async fn worker_reports_a_truncated_model_as_a_build_failure_before_tensorrt_sees_it() {
-    let scratch = Scratch::new();
-    scratch.write_task(&rtx_task(VARIANT));
+#[test]
+fn the_prepare_step_refuses_a_truncated_model_before_any_builder_sees_it() {
     // Half a model: arbitrary bytes are often read as an empty protobuf, which TensorRT's parser
     // accepts (the builder then fails on a network without outputs), so trtfarm checks first.
+    let dir = tempfile::tempdir().unwrap();
     let model = std::fs::read(example_model()).unwrap();
-    scratch.write_model(&model[..model.len() / 2]);
+    let truncated = dir.path().join("model.onnx");
+    std::fs::write(&truncated, &model[..model.len() / 2]).unwrap();
+    let mut log = Vec::new();
+    let error = prepare_model(&Preparation::CheckOnly, &truncated, &truncated, &mut log)
+        .unwrap_err();
+    assert!(
+        error.contains("the model failed trtfarm's check before parsing"),
+        "{error}"
+    );
+    assert!(error.contains("is truncated"), "{error}");
+    assert_eq!(log.len(), 1, "{log:?}");
+}
+
+#[tokio::test]
+async fn builder_reports_a_malformed_task_as_a_build_failure() {
+    let scratch = rtx_scratch();
+    std::fs::write(scratch.path().join(TASK_FILE), br#"{"flavour":"tensorrt-rtx","extra":1}"#)
+        .unwrap();
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     match &report.outcome {
         BuilderOutcome::BuildFailed { message } => {
-            assert!(
-                message.contains("the model failed trtfarm's check before parsing"),
-                "{message}"
-            );
-            assert!(message.contains("is truncated"), "{message}");
+            assert!(message.starts_with("task.json is malformed"), "{message}");
         }
         other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
     }
@@ -151,47 +165,27 @@ async fn worker_reports_a_truncated_model_as_a_build_failure_before_tensorrt_see
 }
 
 #[tokio::test]
-async fn worker_reports_a_manifest_error_as_a_build_failure_with_the_diagnostic() {
-    let scratch = Scratch::new();
-    let mut task = rtx_task(VARIANT);
-    task.manifest_toml = task.manifest_toml.replace(
-        "toolchain = \"tensorrt-rtx 1.7\"",
-        "toolchain = \"tensorrt-rtx 1.7\"\nprecision = \"fp64\"",
-    );
-    assert!(
-        task.manifest_toml.contains("fp64"),
-        "the example manifest changed"
-    );
-    scratch.write_task(&task);
-    scratch.write_model(&std::fs::read(example_model()).unwrap());
-    let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
-    match &report.outcome {
-        BuilderOutcome::BuildFailed { message } => {
-            assert!(message.contains("unknown precision `fp64`"), "{message}");
-            assert!(message.contains(&task.manifest_path), "{message}");
-        }
-        other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
-    }
-}
-
-#[tokio::test]
-async fn worker_reports_an_unknown_variant_naming_the_known_ones() {
+async fn builder_reports_tensorrts_refusal_as_a_build_failure_with_its_message() {
     let scratch = rtx_scratch();
-    scratch.write_task(&rtx_task("fp33"));
+    let mut task = rtx_task(VARIANT);
+    // A profile for another input than the model's dynamic `images`.
+    task.config.profiles[0].inputs[0].name = "no_such_input".into();
+    scratch.write_task(&task);
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     match &report.outcome {
         BuilderOutcome::BuildFailed { message } => {
             assert!(
-                message.contains("has no engine `fp33` (it has: fp32)"),
+                message.contains("Dynamic input tensor images is missing dimensions"),
                 "{message}"
             );
         }
-        other => panic!("{other:?}"),
+        other => panic!("{other:?}\nlog tail:\n{}", report.log_tail.join("\n")),
     }
+    assert!(!scratch.path().join(PLAN_FILE).exists());
 }
 
 #[tokio::test]
-async fn worker_killed_right_after_spawn_crashed_with_sigkill() {
+async fn builder_killed_right_after_spawn_crashed_with_sigkill() {
     let scratch = rtx_scratch();
     let (report, _) = run(&rtx_command(&scratch), |event, _| {
         if let BuilderEvent::Spawned { pid } = event {
@@ -212,7 +206,7 @@ async fn worker_killed_right_after_spawn_crashed_with_sigkill() {
 }
 
 #[tokio::test]
-async fn worker_past_its_deadline_is_killed_with_its_process_group() {
+async fn builder_past_its_deadline_is_killed_with_its_process_group() {
     let scratch = rtx_scratch();
     let mut command = rtx_command(&scratch);
     command.deadline = Duration::from_millis(5);
@@ -223,7 +217,7 @@ async fn worker_past_its_deadline_is_killed_with_its_process_group() {
 }
 
 #[tokio::test]
-async fn worker_cancelled_mid_build_is_killed_and_reported_cancelled() {
+async fn builder_cancelled_mid_build_is_killed_and_reported_cancelled() {
     let scratch = rtx_scratch();
     let (report, _) = run(&rtx_command(&scratch), |event, cancel| {
         if let BuilderEvent::Spawned { .. } = event {
@@ -237,7 +231,7 @@ async fn worker_cancelled_mid_build_is_killed_and_reported_cancelled() {
 }
 
 #[test]
-fn worker_task_round_trips_through_json() {
+fn builder_task_round_trips_through_json() {
     let task = rtx_task(VARIANT);
     let json = serde_json::to_string(&task).unwrap();
     assert!(json.contains(r#""flavour":"tensorrt-rtx""#), "{json}");

@@ -1,9 +1,9 @@
-//! The daemon side of the worker protocol against `/bin/sh` scripts standing in for a worker
-//! (named `worker` in the scratch dir, so `[/bin/sh, "worker"]` runs it): the process set-up,
+//! The daemon side of the builder protocol against `/bin/sh` scripts standing in for a builder
+//! (named `build` in the scratch dir, so `[/bin/sh, "build"]` runs it): the process set-up,
 //! crashes with a log tail, helpers left behind, stray and oversized output. A script is the one
-//! way to make a worker misbehave on cue; everything TensorRT does is tested in `worker.rs`.
+//! way to make a builder misbehave on cue; everything TensorRT does is tested in `builder.rs`.
 
-mod worker_support;
+mod builder_support;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,11 +11,11 @@ use std::time::Duration;
 use trtfarmd::build::builder_process::{
     ProcessLauncher, BuilderCommand, BuilderEvent, BuilderLauncher, BuilderOutcome, builder_env,
 };
-use worker_support::{Scratch, live_group_members, run};
+use builder_support::{Scratch, live_group_members, run};
 
-/// A worker command running `script` with the shell.
+/// A builder command running `script` with the shell.
 fn script_command(scratch: &Scratch, script: &str) -> BuilderCommand {
-    std::fs::write(scratch.path().join("worker"), script).expect("write the worker script");
+    std::fs::write(scratch.path().join("build"), script).expect("write the builder script");
     BuilderCommand {
         program: PathBuf::from("/bin/sh"),
         scratch: scratch.path().to_path_buf(),
@@ -28,7 +28,7 @@ fn script_command(scratch: &Scratch, script: &str) -> BuilderCommand {
 const DONE: &str = r#"{"type":"done","plan_size":7,"plan_blake3":"aa","toolchain_version":"1.7.1.116","library":{"path":"/opt/lib.so","stamp":{"device":1,"inode":2,"size":3,"mtime_ns":4,"ctime_ns":5}},"parser_library":{"path":"/opt/parser.so","stamp":{"device":1,"inode":3,"size":3,"mtime_ns":4,"ctime_ns":5}},"layer_info":false,"layer_info_error":null,"timing_cache":false}"#;
 
 #[tokio::test]
-async fn worker_process_gets_a_fixed_argv_env_and_process_setup() {
+async fn builder_process_gets_a_fixed_argv_env_and_process_setup() {
     let scratch = Scratch::new();
     let script = format!(
         "tr '\\0' '\\n' < /proc/$$/environ > environ\n\
@@ -66,7 +66,7 @@ async fn worker_process_gets_a_fixed_argv_env_and_process_setup() {
         ]
     );
     assert_eq!(read("environ").lines().collect::<Vec<_>>(), expected_env);
-    assert_eq!(read("cmdline"), "/bin/sh worker ");
+    assert_eq!(read("cmdline"), "/bin/sh build ");
     assert_eq!(read("pwd").trim_end(), scratch.path().to_str().unwrap());
 
     let persona = u32::from_str_radix(read("personality").trim(), 16).unwrap();
@@ -90,12 +90,12 @@ async fn worker_process_gets_a_fixed_argv_env_and_process_setup() {
     // stat: pid (comm) state ppid pgrp session ...; comm is "sh", without spaces.
     let stat: Vec<String> = read("stat").split_whitespace().map(str::to_owned).collect();
     assert_eq!(stat[0], report.pid.to_string());
-    assert_eq!(stat[4], stat[0], "the worker leads its own process group");
-    assert_eq!(stat[5], stat[0], "the worker leads its own session");
+    assert_eq!(stat[4], stat[0], "the builder leads its own process group");
+    assert_eq!(stat[5], stat[0], "the builder leads its own session");
 }
 
 #[tokio::test]
-async fn worker_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
+async fn builder_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
     let scratch = Scratch::new();
     let script = "echo 'to stderr' >&2\n\
          echo '{\"type\":\"log\",\"severity\":\"warning\",\"text\":\"from TensorRT\"}'\n\
@@ -112,18 +112,18 @@ async fn worker_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
         other => panic!("{other:?}"),
     }
     let tail = &report.log_tail;
-    assert!(tail.contains(&"worker: to stderr".to_owned()), "{tail:?}");
+    assert!(tail.contains(&"builder: to stderr".to_owned()), "{tail:?}");
     assert!(
         tail.contains(&"warning: from TensorRT".to_owned()),
         "{tail:?}"
     );
     assert!(
-        tail.contains(&"worker: stray stdout".to_owned()),
+        tail.contains(&"builder: stray stdout".to_owned()),
         "{tail:?}"
     );
     let long = tail
         .iter()
-        .find(|l| l.starts_with("worker: xxxx"))
+        .find(|l| l.starts_with("builder: xxxx"))
         .expect("the long line is in the tail");
     assert!(
         long.ends_with("xxx [line truncated at 65536 bytes]"),
@@ -132,7 +132,7 @@ async fn worker_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
     );
     assert_eq!(
         long.len(),
-        "worker: ".len() + 65536 + " [line truncated at 65536 bytes]".len()
+        "builder: ".len() + 65536 + " [line truncated at 65536 bytes]".len()
     );
     assert!(events.contains(&BuilderEvent::Log {
         severity: "warning".into(),
@@ -141,7 +141,7 @@ async fn worker_crash_keeps_the_log_tail_with_stray_and_oversized_lines() {
 }
 
 #[tokio::test]
-async fn worker_failure_reported_with_exit_one_is_a_build_failure_through_the_launcher() {
+async fn builder_failure_reported_with_exit_one_is_a_build_failure_through_the_launcher() {
     let scratch = Scratch::new();
     let script = "echo '{\"type\":\"failed\",\"message\":\"the model is bad\"}'\nexit 1\n";
     let launcher: Box<dyn BuilderLauncher> = Box::new(ProcessLauncher);
@@ -150,7 +150,7 @@ async fn worker_failure_reported_with_exit_one_is_a_build_failure_through_the_la
     let report = launcher
         .launch(script_command(&scratch, script), events_tx, cancel)
         .await
-        .expect("the worker starts");
+        .expect("the builder starts");
     assert_eq!(
         report.outcome,
         BuilderOutcome::BuildFailed {
@@ -164,7 +164,7 @@ async fn worker_failure_reported_with_exit_one_is_a_build_failure_through_the_la
 }
 
 #[tokio::test]
-async fn worker_helpers_left_behind_after_success_are_killed() {
+async fn builder_helpers_left_behind_after_success_are_killed() {
     let scratch = Scratch::new();
     // The helper inherits stdout and stderr: unless it is killed, the pipes never close.
     let script = format!("sleep 600 &\necho \"helper $!\" >&2\necho '{DONE}'\nexit 0\n");
@@ -186,7 +186,7 @@ async fn worker_helpers_left_behind_after_success_are_killed() {
 }
 
 #[tokio::test]
-async fn worker_deadline_kills_helpers_too() {
+async fn builder_deadline_kills_helpers_too() {
     let scratch = Scratch::new();
     let script = "sleep 600 &\necho \"helper $!\" >&2\nwait\n";
     let mut command = script_command(&scratch, script);
@@ -204,14 +204,14 @@ async fn worker_deadline_kills_helpers_too() {
     assert_eq!(live_group_members(report.pid), Vec::<u32>::new());
     if let Some(helper) = helper {
         assert!(
-            !worker_support::is_alive(helper),
+            !builder_support::is_alive(helper),
             "helper {helper} survived"
         );
     }
 }
 
 #[tokio::test]
-async fn worker_cancel_kills_the_worker_and_its_helpers() {
+async fn builder_cancel_kills_the_worker_and_its_helpers() {
     let scratch = Scratch::new();
     let script = "sleep 600 &\necho \"helper $!\" >&2\nwait\n";
     let mut helper = None;
@@ -227,14 +227,14 @@ async fn worker_cancel_kills_the_worker_and_its_helpers() {
     assert_eq!(report.outcome, BuilderOutcome::Cancelled);
     let helper = helper.expect("the script reported its helper");
     assert!(
-        !worker_support::is_alive(helper),
+        !builder_support::is_alive(helper),
         "helper {helper} survived"
     );
     assert_eq!(live_group_members(report.pid), Vec::<u32>::new());
 }
 
 #[tokio::test]
-async fn worker_that_cannot_start_is_an_error_not_an_outcome() {
+async fn builder_that_cannot_start_is_an_error_not_an_outcome() {
     let scratch = Scratch::new();
     let mut command = script_command(&scratch, "");
     command.program = scratch.path().join("no-such-program");
