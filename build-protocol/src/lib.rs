@@ -282,7 +282,9 @@ mod tests {
     fn task_round_trips_and_rejects_unknown_fields() {
         let task = BuilderTask {
             flavour: trt_ffi::Flavour::TensorRtRtx,
-            library_dir: Some(PathBuf::from("/tmp/trtfarm-0123456789abcdef/lib-tensorrt-rtx")),
+            library_dir: Some(PathBuf::from(
+                "/tmp/trtfarm-0123456789abcdef/lib-tensorrt-rtx",
+            )),
             config: trt_ffi::BuildConfig {
                 compute_capabilities: vec![trt_ffi::ComputeCapability::Sm86],
                 builder_optimization_level: Some(3),

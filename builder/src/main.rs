@@ -92,10 +92,13 @@ fn build(reporter: &mut Reporter) -> Result<BuilderDone, String> {
     if task.timing_cache_input {
         let cache = std::fs::read(TIMING_CACHE_INPUT_FILE)
             .map_err(|e| format!("cannot read {TIMING_CACHE_INPUT_FILE}: {e}"))?;
-        config.timing_cache.get_or_insert_with(Default::default).input = Some(cache);
+        config
+            .timing_cache
+            .get_or_insert_with(Default::default)
+            .input = Some(cache);
     }
-    let toolchain = Toolchain::load(task.flavour, task.library_dir.as_deref())
-        .map_err(|e| e.to_string())?;
+    let toolchain =
+        Toolchain::load(task.flavour, task.library_dir.as_deref()).map_err(|e| e.to_string())?;
     // Enterprise builds time tactics on this GPU: check what the context gets before building.
     let gpu_context = match task.flavour {
         Flavour::TensorRt => Some(Box::new(gpu_context::check_build_gpu(

@@ -167,7 +167,8 @@ pub fn prepare_key(
 ) -> ActionKey {
     let mut e = Encoder::default();
     e.bytes.extend_from_slice(PREPARE_MAGIC);
-    e.bytes.extend_from_slice(&PREPARE_KEY_VERSION.to_le_bytes());
+    e.bytes
+        .extend_from_slice(&PREPARE_KEY_VERSION.to_le_bytes());
     e.field(tag::SALT, |e| match salt {
         None => e.u8(0),
         Some(salt) => {

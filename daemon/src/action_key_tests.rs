@@ -315,7 +315,11 @@ fn the_prepare_key_follows_inputs_conversion_and_settings() {
     let mut other_model = base.inputs.clone();
     other_model[0] = KeyInput::Model(digest(9, 100));
     assert_ne!(key, prepare_of(&other_model, &half()), "model content");
-    assert_ne!(key, prepare_key(Some("salt"), &base.inputs, &half()), "salt");
+    assert_ne!(
+        key,
+        prepare_key(Some("salt"), &base.inputs, &half()),
+        "salt"
+    );
 
     let changed: [fn(&mut AutocastOptions); 5] = [
         |o| o.target = AutocastTarget::BFloat16,

@@ -10,6 +10,7 @@ use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
 use trtfarm_proto::v1;
 
 use crate::auth::{self, RequireToken, TokenSet};
+use crate::build::builder_process::ProcessLauncher;
 use crate::config::DaemonConfig;
 use crate::gpus::{self, GpuSet, MpsConfig, MpsService};
 use crate::inventory;
@@ -18,7 +19,6 @@ use crate::jobs::{Farm, FarmSettings};
 use crate::metrics::Metrics;
 use crate::request::RequestPolicy;
 use crate::service::{FarmService, ServiceLimits};
-use crate::build::builder_process::ProcessLauncher;
 
 /// Initial HTTP/2 flow-control window, per stream and per connection (adaptive from there).
 const WINDOW: u32 = 8 << 20;

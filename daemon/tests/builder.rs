@@ -9,14 +9,14 @@ mod builder_support;
 
 use std::time::Duration;
 
-use trtfarm_build_protocol::{BuilderTask, LAYERS_FILE, PLAN_FILE, TASK_FILE};
-use trtfarmd::build::prepare::{Preparation, prepare_model};
-use trtfarm_build_protocol::ProgressKind;
-use trtfarmd::build::builder_process::{BuilderEvent, BuilderOutcome};
 use builder_support::{
     Scratch, example_manifest, example_model, live_group_members, rtx_command, rtx_task, run,
     send_kill,
 };
+use trtfarm_build_protocol::ProgressKind;
+use trtfarm_build_protocol::{BuilderTask, LAYERS_FILE, PLAN_FILE, TASK_FILE};
+use trtfarmd::build::builder_process::{BuilderEvent, BuilderOutcome};
+use trtfarmd::build::prepare::{Preparation, prepare_model};
 
 const VARIANT: &str = "fp32";
 
@@ -139,8 +139,8 @@ fn the_prepare_step_refuses_a_truncated_model_before_any_builder_sees_it() {
     let truncated = dir.path().join("model.onnx");
     std::fs::write(&truncated, &model[..model.len() / 2]).unwrap();
     let mut log = Vec::new();
-    let error = prepare_model(&Preparation::CheckOnly, &truncated, &truncated, &mut log)
-        .unwrap_err();
+    let error =
+        prepare_model(&Preparation::CheckOnly, &truncated, &truncated, &mut log).unwrap_err();
     assert!(
         error.contains("the model failed trtfarm's check before parsing"),
         "{error}"
@@ -152,8 +152,11 @@ fn the_prepare_step_refuses_a_truncated_model_before_any_builder_sees_it() {
 #[tokio::test]
 async fn builder_reports_a_malformed_task_as_a_build_failure() {
     let scratch = rtx_scratch();
-    std::fs::write(scratch.path().join(TASK_FILE), br#"{"flavour":"tensorrt-rtx","extra":1}"#)
-        .unwrap();
+    std::fs::write(
+        scratch.path().join(TASK_FILE),
+        br#"{"flavour":"tensorrt-rtx","extra":1}"#,
+    )
+    .unwrap();
     let (report, _) = run(&rtx_command(&scratch), |_, _| {}).await;
     match &report.outcome {
         BuilderOutcome::BuildFailed { message } => {

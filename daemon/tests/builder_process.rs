@@ -8,10 +8,10 @@ mod builder_support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use trtfarmd::build::builder_process::{
-    ProcessLauncher, BuilderCommand, BuilderEvent, BuilderLauncher, BuilderOutcome, builder_env,
-};
 use builder_support::{Scratch, live_group_members, run};
+use trtfarmd::build::builder_process::{
+    BuilderCommand, BuilderEvent, BuilderLauncher, BuilderOutcome, ProcessLauncher, builder_env,
+};
 
 /// A builder command running `script` with the shell.
 fn script_command(scratch: &Scratch, script: &str) -> BuilderCommand {

@@ -46,9 +46,29 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::start_program(
+            &binary("trtfarmd"),
+            root,
+            store_url,
+            store_options,
+            extra,
+            env,
+        )
+    }
+
+    /// [`start_on_store`](Self::start_on_store) running `program` as the daemon (a copy of
+    /// `trtfarmd`, to show what an upgrade keeps).
+    pub fn start_program(
+        program: &Path,
+        root: &Path,
+        store_url: &str,
+        store_options: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let state_dir = root.join("state");
         let store_dir = root.join("store");
-        let mut command = Command::new(binary("trtfarmd"));
+        let mut command = Command::new(program);
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
@@ -163,8 +183,8 @@ impl Daemon {
             .unwrap_or(0.0)
     }
 
-    /// Child processes of the daemon running `trtfarmd worker`.
-    pub fn workers(&self) -> Vec<u32> {
+    /// Child processes of the daemon running `trtfarm-builder build`.
+    pub fn builders(&self) -> Vec<u32> {
         let mut out = Vec::new();
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return out;
@@ -179,23 +199,23 @@ impl Daemon {
                 .rsplit_once(')')
                 .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if parent == Some(self.child.id()) && cmdline.ends_with(b"worker\0") {
+            if parent == Some(self.child.id()) && cmdline.ends_with(b"trtfarm-builder\0build\0") {
                 out.push(pid);
             }
         }
         out
     }
 
-    /// The first build worker to appear, waiting up to `timeout` for one.
-    pub fn wait_for_worker(&self, timeout: std::time::Duration) -> u32 {
+    /// The first builder process to appear, waiting up to `timeout` for one.
+    pub fn wait_for_builder(&self, timeout: std::time::Duration) -> u32 {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            if let Some(pid) = self.workers().first() {
+            if let Some(pid) = self.builders().first() {
                 return *pid;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no worker appeared in {timeout:?}"
+                "no builder appeared in {timeout:?}"
             );
             std::thread::sleep(std::time::Duration::from_millis(2));
         }

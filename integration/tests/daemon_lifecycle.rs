@@ -146,7 +146,7 @@ async fn a_worker_killed_mid_build_fails_its_job_and_the_daemon_lives_on() {
     let request = request_for(&mut client, &manifest, "slow").await;
     let job = job_of(&client.submit(request).await.unwrap().into_inner());
 
-    let worker = daemon.wait_for_worker(std::time::Duration::from_secs(60));
+    let worker = daemon.wait_for_builder(std::time::Duration::from_secs(60));
     // SAFETY: kill(2) on a process this test found as the daemon's worker child.
     unsafe { libc::kill(worker as i32, libc::SIGKILL) };
 
@@ -201,7 +201,7 @@ async fn a_build_past_its_deadline_is_stopped_with_the_reason() {
         }
         other => panic!("expected the deadline, got {other:?}"),
     }
-    assert!(daemon.workers().is_empty(), "the worker is gone");
+    assert!(daemon.builders().is_empty(), "the worker is gone");
 }
 
 /// The daemon keys builds with the TensorRT libraries it probed at start-up; a worker that

@@ -236,7 +236,7 @@ async fn every_hostile_model_fails_in_the_worker_and_the_daemon_carries_on() {
     let job = job_of(&client.submit(request).await.unwrap().into_inner());
     let result = succeeded(&follow(&mut client, job.id).await);
     assert!(result.engine.unwrap().size_bytes > 0);
-    assert!(daemon.workers().is_empty(), "no worker is left behind");
+    assert!(daemon.builders().is_empty(), "no worker is left behind");
 }
 
 /// A request for the good model, and the daemon it goes to.

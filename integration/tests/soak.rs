@@ -290,7 +290,7 @@ fn faults(
             tally.outage = Some(down.elapsed());
         }
         if Instant::now() >= next_kill {
-            let workers = daemon.workers();
+            let workers = daemon.builders();
             if !workers.is_empty() {
                 let pid = workers[xorshift(&mut rng) as usize % workers.len()];
                 // SAFETY: kill(2) on a process found as this daemon's worker child.

@@ -177,10 +177,10 @@ async fn a_build_finishing_during_a_store_outage_is_published_when_the_store_ret
     let request = request_for(&mut client, &manifest, "slow").await;
     let job = job_of(&client.submit(request).await.unwrap().into_inner());
 
-    daemon.wait_for_worker(Duration::from_secs(60));
+    daemon.wait_for_builder(Duration::from_secs(60));
     store.kill();
     assert!(
-        !daemon.workers().is_empty(),
+        !daemon.builders().is_empty(),
         "the build ended before the store went down: the test needs a slower model"
     );
     // The build finishes and publishing meets the outage. The store stays down until

@@ -11,8 +11,7 @@ use anyhow::Context as _;
 use manifest_schema::{Flavour, Manifest, Variant};
 use tokio::sync::{mpsc, watch};
 use trtfarm_build_protocol::{
-    BuilderDone, BuilderTask, INPUTS_DIR, LAYER_LISTING_FILE, LAYERS_FILE, OUT_DIR, PLAN_FILE,
-    TASK_FILE,
+    BuilderDone, BuilderTask, INPUTS_DIR, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE,
 };
 
 use super::builder_process::{
@@ -85,7 +84,9 @@ pub fn run(options: &LocalBuildOptions) -> anyhow::Result<bool> {
             root: &root,
             slot: index as u64,
             scratch: &scratch,
-            has_library_dir: libraries.iter().any(|(f, _)| *f == variant.settings.toolchain.flavour),
+            has_library_dir: libraries
+                .iter()
+                .any(|(f, _)| *f == variant.settings.toolchain.flavour),
         };
         match runtime.block_on(build.run(&plan_path)) {
             Ok(done) => print_built(variant, &done, &plan_path, started.elapsed(), options)?,
@@ -209,12 +210,6 @@ impl LocalBuild<'_> {
                 &with_suffix(plan_path, ".layers.json"),
             )?;
         }
-        if done.layer_listing {
-            move_file(
-                &self.scratch.join(LAYER_LISTING_FILE),
-                &with_suffix(plan_path, ".layers.txt"),
-            )?;
-        }
         Ok(())
     }
 }
@@ -296,8 +291,7 @@ fn place_fresh(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// Renames `from` to `to`, or copies it where they are on different file systems.
 fn move_file(from: &Path, to: &Path) -> anyhow::Result<()> {
     if std::fs::rename(from, to).is_err() {
-        std::fs::copy(from, to)
-            .with_context(|| format!("cannot write {}", to.display()))?;
+        std::fs::copy(from, to).with_context(|| format!("cannot write {}", to.display()))?;
     }
     Ok(())
 }

@@ -244,7 +244,11 @@ mod tests {
     #[test]
     fn stored_names_are_plain_file_names() {
         let digest = BlobDigest::of_bytes(b"x");
-        assert!(StoredFile::new("model.onnx.data", &digest).file_name().is_ok());
+        assert!(
+            StoredFile::new("model.onnx.data", &digest)
+                .file_name()
+                .is_ok()
+        );
         for bad in ["../escape", "dir/file", "/abs", "", ".."] {
             assert!(
                 StoredFile::new(bad, &digest).file_name().is_err(),

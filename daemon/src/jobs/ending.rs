@@ -146,9 +146,15 @@ impl Farm {
     /// Fans a build's progress or log line out to the jobs attached to it.
     pub(super) fn broadcast(&self, build_id: BuildId, body: v1::job_event::Event) {
         let mut state = self.lock();
-        let Some(build) = state.builds.get(&build_id) else {
+        let Some(build) = state.builds.get_mut(&build_id) else {
             return;
         };
+        if let v1::job_event::Event::Log(line) = &body {
+            if build.recent_log.len() == super::RECENT_LOG_LINES {
+                build.recent_log.pop_front();
+            }
+            build.recent_log.push_back(line.clone());
+        }
         let ids: Vec<u64> = build.jobs.iter().copied().collect();
         for id in ids {
             if let Some(active) = state.jobs.get_mut(&id) {

@@ -16,7 +16,7 @@ mod store_retry;
 
 pub use queries::terminal_event;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,15 +28,19 @@ use tonic::Status;
 use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, ContentStore};
 
+use crate::build::builder_process::{BuildRoot, BuilderLauncher};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::request::{PreparedBuild, RequestPolicy, prepare};
-use crate::build::builder_process::{BuildRoot, BuilderLauncher};
 use db::JobDb;
 use queue::{BuildId, BuildQueue, Demand, Resource};
 
 /// Events buffered per watcher before the slowest one starts missing log lines.
 const EVENT_BUFFER: usize = 1024;
+
+/// A running build's latest log lines, replayed to a watcher that arrives late (a client
+/// watches right after it submits, by when a fast prepare step may have said its part).
+const RECENT_LOG_LINES: usize = 256;
 
 /// What the farm needs from the daemon around it.
 pub struct FarmSettings {
@@ -102,6 +106,8 @@ struct Build {
     resource: Option<Resource>,
     /// Set while running: `true` stops the builder.
     cancel: Option<watch::Sender<bool>>,
+    /// Its latest log lines, oldest first.
+    recent_log: VecDeque<v1::LogLine>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -353,6 +359,7 @@ impl Farm {
                         jobs: BTreeSet::new(),
                         resource: None,
                         cancel: None,
+                        recent_log: VecDeque::new(),
                     },
                 );
                 build_id

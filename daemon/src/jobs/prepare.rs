@@ -12,7 +12,7 @@ use super::store_retry::retrying;
 use super::{Farm, failure};
 use crate::build::builder_process::BuilderEvent;
 use crate::build::prepare::{
-    PrepareLogLine, Preparation, PreparedModel, PreparedModelRecord, StoredFile, prepare_model,
+    Preparation, PrepareLogLine, PreparedModel, PreparedModelRecord, StoredFile, prepare_model,
 };
 use crate::request::{MODEL_NAME, PreparedBuild};
 

@@ -93,9 +93,8 @@ impl Farm {
                         }),
                     )),
                     Ok(v1::JobState::Running) => {
-                        let resource = state
-                            .builds
-                            .get(&active.build)
+                        let build = state.builds.get(&active.build);
+                        let resource = build
                             .and_then(|b| b.resource)
                             .map(|r| r.to_string())
                             .unwrap_or_default();
@@ -106,6 +105,9 @@ impl Farm {
                                 attempt: active.job.attempts,
                             }),
                         ));
+                        for line in build.iter().flat_map(|b| &b.recent_log) {
+                            now.push(event(id, v1::job_event::Event::Log(line.clone())));
+                        }
                         if let Some(progress) = &active.last_progress {
                             now.push(event(id, v1::job_event::Event::Progress(progress.clone())));
                         }

@@ -123,7 +123,11 @@ impl Farm {
         let log_written = pump.await.unwrap_or(false);
         let (converted, report) = match report {
             Ok(done) => done,
-            Err(reason) => return self.finish_failed(reason, &log_path, log_written, started).await,
+            Err(reason) => {
+                return self
+                    .finish_failed(reason, &log_path, log_written, started)
+                    .await;
+            }
         };
         let outcome = match report.outcome {
             BuilderOutcome::Succeeded(done) => {
@@ -311,9 +315,13 @@ async fn pump_events(
                 steps,
             } => {
                 let kind = match kind {
-                    trtfarm_build_protocol::ProgressKind::PhaseStart => v1::ProgressKind::PhaseStart,
+                    trtfarm_build_protocol::ProgressKind::PhaseStart => {
+                        v1::ProgressKind::PhaseStart
+                    }
                     trtfarm_build_protocol::ProgressKind::Step => v1::ProgressKind::Step,
-                    trtfarm_build_protocol::ProgressKind::PhaseFinish => v1::ProgressKind::PhaseFinish,
+                    trtfarm_build_protocol::ProgressKind::PhaseFinish => {
+                        v1::ProgressKind::PhaseFinish
+                    }
                 };
                 farm.broadcast(
                     build_id,
@@ -333,7 +341,6 @@ async fn pump_events(
         None => false,
     }
 }
-
 
 /// The builder's `task.json`: the same bytes for every build of one action key on any daemon
 /// (the typed configuration, the build root's fixed-length library path).

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use trtfarm_build_protocol::{INPUTS_DIR, MODEL_FILE, OUT_DIR, TASK_FILE, BuilderTask};
+use trtfarm_build_protocol::{BuilderTask, INPUTS_DIR, MODEL_FILE, OUT_DIR, TASK_FILE};
 use trtfarmd::build::builder_process::{BuilderCommand, BuilderEvent, BuilderReport, run_builder};
 
 /// A scratch directory laid out the way the daemon prepares it; removed on drop.

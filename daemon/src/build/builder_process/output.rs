@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use trtfarm_build_protocol::{MAX_LINE, ProgressKind, BUILDER_SEVERITY, BuilderDone, BuilderMessage};
+use trtfarm_build_protocol::{
+    BUILDER_SEVERITY, BuilderDone, BuilderMessage, MAX_LINE, ProgressKind,
+};
 
 /// How many log lines a [`super::BuilderReport`] keeps.
 pub const LOG_TAIL_LINES: usize = 50;

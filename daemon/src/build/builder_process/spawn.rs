@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
 use super::outcome::{BuilderOutcome, BuilderReport, classify};
-use super::output::{Collected, BuilderEvent, lock, read_stderr, read_stdout};
+use super::output::{BuilderEvent, Collected, lock, read_stderr, read_stdout};
 
 /// The only environment a builder sees besides [`BuilderCommand::extra_env`]: plans depend on the
 /// process layout, so nothing of the daemon's own environment may leak in.
