@@ -12,21 +12,17 @@
 //! - `metrics`: Prometheus metrics over HTTP.
 //! - `gpus`: the GPU inventory, Enterprise GPU choice and CUDA MPS.
 
-pub mod action_key;
-pub mod auth;
 pub mod build;
+pub mod cli;
 pub mod config;
 pub mod gpus;
+pub mod ingest;
 pub mod inventory;
-pub mod jobs;
 pub mod metrics;
-pub mod provenance;
-pub mod request;
-pub mod server;
-pub mod service;
-pub mod store_cmd;
+pub mod publish;
+pub mod schedule;
+pub mod serve;
 pub mod timing_cache;
 pub mod toolchains;
-pub mod variant_config;
 
 pub use trtfarm_build_protocol::stamp as file_stamp;

@@ -33,13 +33,13 @@ enum Command {
         tensorrt_lib_dir: Option<PathBuf>,
     },
     /// Show this host's GPUs, and what a builder's CUDA context gets on one (under MPS).
-    ProbeGpu(trtfarmd::gpus::ProbeGpuOptions),
+    ProbeGpu(trtfarmd::cli::probe_gpu::ProbeGpuOptions),
     /// Run the build daemon: gRPC on `listen`, jobs in `state_dir`, results in the store.
     Serve(Box<trtfarmd::config::ServeArgs>),
     /// Build a manifest's engines here and now, without queue or store.
     Build(trtfarmd::build::local::LocalBuildOptions),
     /// Store maintenance: `store gc` deletes what nothing references.
-    Store(trtfarmd::store_cmd::StoreArgs),
+    Store(trtfarmd::cli::store::StoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,9 +56,9 @@ fn main() -> ExitCode {
         )
         .map(|()| true),
         Command::Build(options) => trtfarmd::build::local::run(&options),
-        Command::ProbeGpu(options) => trtfarmd::gpus::probe_gpu_main(&options),
+        Command::ProbeGpu(options) => trtfarmd::cli::probe_gpu::run(&options),
         Command::Serve(args) => serve(&args).map(|()| true),
-        Command::Store(args) => trtfarmd::store_cmd::store_main(&args),
+        Command::Store(args) => trtfarmd::cli::store::store_main(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -155,5 +155,5 @@ fn serve(args: &trtfarmd::config::ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(trtfarmd::server::serve(config))
+        .block_on(trtfarmd::serve::server::serve(config))
 }

@@ -19,9 +19,9 @@ use super::builder_process::{
 };
 use super::failure_hint::autocast_failure_hint;
 use super::prepare::{Preparation, prepare_model};
-use crate::request::MODEL_NAME;
+use crate::ingest::request::MODEL_NAME;
+use crate::ingest::variant_config::build_config_for_prepared_model;
 use crate::toolchains;
-use crate::variant_config::build_config_for_prepared_model;
 
 /// Options of `trtfarmd build`.
 #[derive(Debug, clap::Args)]

@@ -5,12 +5,16 @@
 //! - `builder_process`: one `trtfarm-builder` process per build, in a fixed-length build root,
 //!   with a fixed argv, environment and stack limit and no address-space randomisation.
 //! - `failure_hint`: what a reduced-precision build that TensorRT rejects should change.
+//! - `run` and `farm_prepare`: the farm running one build: scratch directory, the prepare step
+//!   shared through the store, the builder in its slot, then `publish`.
 //! - `local`: `trtfarmd build`, the same two steps for one manifest, without queue or store.
 
 pub mod builder_process;
 pub mod failure_hint;
+mod farm_prepare;
 pub mod local;
 pub mod prepare;
+mod run;
 
 use std::path::{Path, PathBuf};
 

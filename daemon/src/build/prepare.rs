@@ -4,7 +4,7 @@
 //! Strongly typed TensorRT takes precision from the model's types, not from builder flags, so
 //! `precision = "fp16"` means converting the model (`onnx_graph::autocast`) and `int8`/`fp8`/
 //! `fp4` mean a model that already carries Q/DQ nodes of that type. A conversion is a cached
-//! step of its own: its key ([`crate::action_key::prepare_key`]) names the input files and the
+//! step of its own: its key ([`crate::ingest::action_key::prepare_key`]) names the input files and the
 //! exact conversion, its result is a blob in the store, and every variant that needs the same
 //! conversion (fp16 for sm86, for sm89, portable) shares it. It never runs in the builder's
 //! address space, whose heap layout decides the plan's bytes.
@@ -16,7 +16,7 @@ use onnx_graph::autocast::{AUTOCAST_VERSION, AutocastOptions};
 use serde::{Deserialize, Serialize};
 use trtfarm_store::BlobDigest;
 
-use crate::variant_config::{ModelPrecision, autocast_options, model_precision};
+use crate::ingest::variant_config::{ModelPrecision, autocast_options, model_precision};
 
 /// What the prepare step does to a variant's model.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,6 @@
 
 mod mps;
 mod probe;
-mod probe_cli;
 mod select;
 
 use manifest_schema::ComputeCapability;
@@ -15,7 +14,6 @@ use trtfarm_proto::v1;
 
 pub use mps::{MpsConfig, MpsService};
 pub use probe::{PROBE_GPU_ARG, probe, probe_in_process};
-pub use probe_cli::{ProbeGpuOptions, run as probe_gpu_main};
 pub use select::GpuChoice;
 
 /// One GPU as the scheduler sees it.

@@ -4,7 +4,7 @@
 use manifest_schema::GpuSelector;
 
 use super::{GpuSet, GpuSlot};
-use crate::action_key::Target;
+use crate::ingest::action_key::Target;
 
 /// The GPUs a build may run on, all of one model and compute capability (the target).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use manifest_schema::Variant;
 use trt_ffi::{BuildConfig, BuilderCall, BuilderFlag, Flavour, plan_builder_calls};
 
 use super::*;
-use crate::action_key::{KeyMaterial, Target, action_key};
+use crate::ingest::action_key::{KeyMaterial, Target, action_key};
 use crate::inventory::ToolchainIdentity;
 use crate::timing_cache::scope::BuildGpu;
 
@@ -291,7 +291,7 @@ fn exact_enterprise_builder_calls_per_policy() {
 fn record_config_is_what_the_variant_config_asks_for() {
     // The variant's builder configuration already maps `record`; the plan must agree with it.
     let from_variant =
-        crate::variant_config::build_config_for_prepared_model(&variant("record", 3, ""))
+        crate::ingest::variant_config::build_config_for_prepared_model(&variant("record", 3, ""))
             .unwrap()
             .timing_cache;
     let record = plan_for(TimingCachePolicy::Record, None);

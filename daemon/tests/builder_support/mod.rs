@@ -97,7 +97,7 @@ pub fn example_model() -> PathBuf {
 pub fn rtx_task(variant: &str) -> BuilderTask {
     let manifest = manifest_schema::load(&example_manifest()).expect("the example manifest");
     let variant = manifest.variant(variant).expect("the example's engine");
-    let mut config = trtfarmd::variant_config::build_config_for_prepared_model(variant)
+    let mut config = trtfarmd::ingest::variant_config::build_config_for_prepared_model(variant)
         .expect("the example's settings build");
     config.layer_info = false;
     BuilderTask {

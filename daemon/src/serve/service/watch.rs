@@ -7,7 +7,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use trtfarm_proto::v1;
 
 use super::BoxStream;
-use crate::jobs::Farm;
+use crate::schedule::Farm;
 
 fn is_final(event: &v1::JobEvent) -> bool {
     matches!(
@@ -41,7 +41,7 @@ pub(super) fn job_events(
                 }
                 Err(RecvError::Closed) => {
                     let job = farm.get_job(job_id).ok()?;
-                    let event = crate::jobs::terminal_event(&job)?;
+                    let event = crate::schedule::terminal_event(&job)?;
                     return Some((Ok(event), None));
                 }
             }

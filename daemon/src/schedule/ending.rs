@@ -144,7 +144,7 @@ impl Farm {
     }
 
     /// Fans a build's progress or log line out to the jobs attached to it.
-    pub(super) fn broadcast(&self, build_id: BuildId, body: v1::job_event::Event) {
+    pub(crate) fn broadcast(&self, build_id: BuildId, body: v1::job_event::Event) {
         let mut state = self.lock();
         let Some(build) = state.builds.get_mut(&build_id) else {
             return;

@@ -13,11 +13,11 @@ use tonic::Status;
 use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, BlobDigest};
 
-use crate::action_key::{KeyInput, KeyMaterial, Target, action_key, prepare_key};
 use crate::build::prepare::Preparation;
 use crate::file_stamp::ProbedStamps;
+use crate::ingest::action_key::{KeyInput, KeyMaterial, Target, action_key, prepare_key};
+use crate::ingest::variant_config::build_config_for_prepared_model;
 use crate::inventory::{Inventory, ToolchainIdentity};
-use crate::variant_config::build_config_for_prepared_model;
 
 /// The model's name in the build's inputs directory, whatever the user called it.
 pub const MODEL_NAME: &str = "model.onnx";

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 use trtfarm_store::BlobDigest;
 
-use crate::action_key::{ACTION_KEY_VERSION, KeyInput, Target};
-use crate::request::PreparedBuild;
+use crate::ingest::action_key::{ACTION_KEY_VERSION, KeyInput, Target};
+use crate::ingest::request::PreparedBuild;
 
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {

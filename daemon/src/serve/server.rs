@@ -9,16 +9,16 @@ use tonic::service::interceptor::InterceptedService;
 use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
 use trtfarm_proto::v1;
 
-use crate::auth::{self, RequireToken, TokenSet};
 use crate::build::builder_process::ProcessLauncher;
 use crate::config::DaemonConfig;
 use crate::gpus::{self, GpuSet, MpsConfig, MpsService};
+use crate::ingest::request::RequestPolicy;
 use crate::inventory;
-use crate::jobs::queue::Resource;
-use crate::jobs::{Farm, FarmSettings};
 use crate::metrics::Metrics;
-use crate::request::RequestPolicy;
-use crate::service::{FarmService, ServiceLimits};
+use crate::schedule::queue::Resource;
+use crate::schedule::{Farm, FarmSettings};
+use crate::serve::auth::{self, RequireToken, TokenSet};
+use crate::serve::service::{FarmService, ServiceLimits};
 
 /// Initial HTTP/2 flow-control window, per stream and per connection (adaptive from there).
 const WINDOW: u32 = 8 << 20;

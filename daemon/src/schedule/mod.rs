@@ -7,12 +7,9 @@
 
 pub mod db;
 mod ending;
-mod prepare;
-mod publish;
 mod queries;
 pub mod queue;
-mod run;
-mod store_retry;
+pub(crate) mod store_retry;
 
 pub use queries::terminal_event;
 
@@ -29,9 +26,9 @@ use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, ContentStore};
 
 use crate::build::builder_process::{BuildRoot, BuilderLauncher};
+use crate::ingest::request::{PreparedBuild, RequestPolicy, prepare};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
-use crate::request::{PreparedBuild, RequestPolicy, prepare};
 use db::JobDb;
 use queue::{BuildId, BuildQueue, Demand, Resource};
 
@@ -66,18 +63,18 @@ pub struct FarmSettings {
 pub struct Farm {
     state: Mutex<FarmState>,
     db: JobDb,
-    store: Arc<dyn ContentStore>,
-    launcher: Arc<dyn BuilderLauncher>,
-    inventory: Inventory,
-    metrics: Arc<Metrics>,
-    settings: FarmSettings,
+    pub(crate) store: Arc<dyn ContentStore>,
+    pub(crate) launcher: Arc<dyn BuilderLauncher>,
+    pub(crate) inventory: Inventory,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) settings: FarmSettings,
     /// Where builders run: fixed-length paths, whatever the state dir (see `BuildRoot`).
-    build_root: BuildRoot,
+    pub(crate) build_root: BuildRoot,
     /// One lock per model conversion in progress, so builds that need the same conversion
     /// run it once.
-    prepare_gates: Mutex<HashMap<ActionKey, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) prepare_gates: Mutex<HashMap<ActionKey, Arc<tokio::sync::Mutex<()>>>>,
     draining: AtomicBool,
-    host: String,
+    pub(crate) host: String,
 }
 
 #[derive(Default)]

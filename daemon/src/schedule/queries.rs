@@ -6,7 +6,7 @@ use trtfarm_proto::v1;
 use trtfarm_store::ActionKey;
 
 use super::db::is_terminal;
-use super::{Farm, FarmState, event, run};
+use super::{Farm, FarmState, event};
 
 impl Farm {
     /// The stored result for `key` if every blob it names is still in the store.
@@ -26,7 +26,7 @@ impl Farm {
                 return None;
             }
         };
-        let digests = match run::result_digests(&result) {
+        let digests = match crate::publish::result_digests(&result) {
             Ok(digests) => digests,
             Err(e) => {
                 tracing::warn!(key = %key.hex(), "action result with a bad digest, treated as a miss: {e}");

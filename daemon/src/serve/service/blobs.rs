@@ -16,8 +16,8 @@ use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, ContentStore, StoreError};
 
 use super::BoxStream;
+use crate::ingest::request::{parse_digest, wire_digest};
 use crate::metrics::Metrics;
-use crate::request::{parse_digest, wire_digest};
 
 /// The gRPC status for a store error.
 pub(crate) fn store_status(error: StoreError) -> Status {

@@ -8,13 +8,13 @@ use tokio::sync::mpsc::UnboundedSender;
 use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, BlobDigest, Published};
 
-use super::store_retry::retrying;
-use super::{Farm, failure};
 use crate::build::builder_process::BuilderEvent;
 use crate::build::prepare::{
     Preparation, PrepareLogLine, PreparedModel, PreparedModelRecord, StoredFile, prepare_model,
 };
-use crate::request::{MODEL_NAME, PreparedBuild};
+use crate::ingest::request::{MODEL_NAME, PreparedBuild};
+use crate::schedule::store_retry::retrying;
+use crate::schedule::{Farm, failure};
 
 /// Where the original inputs go when a conversion runs: beside the builder's inputs, never in
 /// them, so the builder sees only the converted model.
@@ -35,7 +35,7 @@ impl Farm {
     /// data. A conversion comes from the store when another build already made it (joining one
     /// that runs now), else runs here and is published for the next. Returns the converted
     /// model, if any. What it did goes to `events` as log lines.
-    pub(super) async fn prepare_inputs(
+    pub(crate) async fn prepare_inputs(
         &self,
         prepared: &PreparedBuild,
         scratch: &Path,

@@ -9,28 +9,19 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use trtfarm_build_protocol::{BuilderTask, INPUTS_DIR, OUT_DIR, TASK_FILE};
 use trtfarm_proto::v1;
-use trtfarm_store::BlobDigest;
 
-use super::publish::Slot;
-use super::queue::{BuildId, Resource};
-use super::{Farm, failure};
 use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
 use crate::build::failure_hint::autocast_failure_hint;
+use crate::ingest::request::{PreparedBuild, wire_digest};
 use crate::metrics::Outcome as MetricOutcome;
-use crate::request::{PreparedBuild, parse_digest, wire_digest};
+use crate::publish::{BuildOutputs, Slot};
+use crate::schedule::queue::{BuildId, Resource};
+use crate::schedule::{Farm, failure};
 
 type Outcome = Result<v1::ActionResult, v1::Failure>;
 
 fn infrastructure(message: impl Into<String>) -> v1::Failure {
     failure(v1::FailureKind::Infrastructure, message, Vec::new())
-}
-
-/// Every blob an action result names.
-pub(super) fn result_digests(result: &v1::ActionResult) -> Result<Vec<BlobDigest>, tonic::Status> {
-    result
-        .blobs()
-        .map(|(what, digest)| parse_digest(Some(digest), what))
-        .collect()
 }
 
 impl Farm {
@@ -58,7 +49,7 @@ impl Farm {
     }
 
     /// Runs the build to its end. Never panics on bad input: every failure is an outcome.
-    pub(super) async fn execute(
+    pub(crate) async fn execute(
         self: &Arc<Self>,
         build_id: BuildId,
         prepared: &PreparedBuild,
@@ -132,17 +123,14 @@ impl Farm {
         let outcome = match report.outcome {
             BuilderOutcome::Succeeded(done) => {
                 let slot = Slot { started, resource };
-                let published = self
-                    .publish(
-                        prepared,
-                        scratch,
-                        &log_path,
-                        log_written,
-                        &done,
-                        converted.as_ref(),
-                        &slot,
-                    )
-                    .await;
+                let outputs = BuildOutputs {
+                    scratch,
+                    log_path: &log_path,
+                    log_written,
+                    done: &done,
+                    converted: converted.as_ref(),
+                };
+                let published = self.publish(prepared, &outputs, &slot).await;
                 match published {
                     Ok(result) => {
                         let _ = tokio::fs::remove_file(&log_path).await;

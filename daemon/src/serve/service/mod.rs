@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status, Streaming};
 use trtfarm_proto::v1;
 use trtfarm_store::ActionKey;
 
-use crate::jobs::Farm;
 use crate::metrics::Metrics;
+use crate::schedule::Farm;
 
 /// What `GetCapabilities` reports beyond what the farm knows.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ impl v1::farm_server::Farm for FarmService {
         Ok(Response::new(v1::Capabilities {
             server_version: env!("CARGO_PKG_VERSION").to_string(),
             api_versions: vec![v1::API_VERSION.to_string()],
-            action_key_version: crate::action_key::ACTION_KEY_VERSION,
+            action_key_version: crate::ingest::action_key::ACTION_KEY_VERSION,
             toolchains,
             gpus: self.farm.inventory().gpus.wire(),
             gpu_host: Some(self.farm.inventory().gpus.wire_host()),

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use anyhow::Context;
 use trtfarm_gpu::context::{ContextReport, MatmulSpec};
 
-use super::{GpuSet, MpsState};
 use crate::build::builder_process::builder_env;
+use crate::gpus::{GpuSet, MpsState};
 
 /// Options of `trtfarmd probe-gpu`.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,7 +39,7 @@ pub struct ProbeGpuOptions {
 /// Runs `trtfarmd probe-gpu`. Returns whether everything asked for was found.
 pub fn run(options: &ProbeGpuOptions) -> anyhow::Result<bool> {
     let Some(index) = options.context else {
-        let inventory = super::probe_in_process();
+        let inventory = crate::gpus::probe_in_process();
         if options.json {
             println!("{}", serde_json::to_string_pretty(&inventory)?);
         } else {
@@ -120,7 +120,7 @@ fn context_as_worker(options: &ProbeGpuOptions, index: u32) -> anyhow::Result<Co
             reason: "not asked for".into(),
         },
     };
-    let set = GpuSet::from_inventory(super::probe_in_process(), None, mps);
+    let set = GpuSet::from_inventory(crate::gpus::probe_in_process(), None, mps);
     let gpu = set.get(index).with_context(|| {
         format!(
             "no GPU {index}: {}",

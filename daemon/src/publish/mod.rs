@@ -10,40 +10,68 @@ use trtfarm_build_protocol::{
 use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, Published, StoreError};
 
-use super::queue::Resource;
-use super::store_retry::retrying;
-use super::{Farm, failure};
+use crate::schedule::queue::Resource;
+use crate::schedule::store_retry::retrying;
+use crate::schedule::{Farm, failure};
+
+pub mod provenance;
 use crate::build::prepare::PreparedModel;
-use crate::provenance::{GpuRun, Provenance, Subject, hex};
-use crate::request::{PreparedBuild, wire_digest};
+use crate::ingest::request::{PreparedBuild, parse_digest, wire_digest};
+use crate::publish::provenance::{GpuRun, Provenance, Subject, hex};
 
 type Outcome = Result<v1::ActionResult, v1::Failure>;
 
 /// When and where a build ran.
-pub(super) struct Slot {
+pub(crate) struct Slot {
     /// When it started.
-    pub(super) started: SystemTime,
+    pub(crate) started: SystemTime,
     /// What it ran on.
-    pub(super) resource: Resource,
+    pub(crate) resource: Resource,
+}
+
+/// What a successful build left to publish.
+#[derive(Clone, Copy)]
+pub(crate) struct BuildOutputs<'a> {
+    /// The build's scratch directory (the builder's outputs are in its `out/`).
+    pub(crate) scratch: &'a Path,
+    /// The build log as written so far.
+    pub(crate) log_path: &'a Path,
+    /// Whether the log file exists.
+    pub(crate) log_written: bool,
+    /// What the builder reported.
+    pub(crate) done: &'a BuilderDone,
+    /// The converted model the build used, already in the store.
+    pub(crate) converted: Option<&'a PreparedModel>,
 }
 
 fn infrastructure(message: impl Into<String>) -> v1::Failure {
     failure(v1::FailureKind::Infrastructure, message, Vec::new())
 }
 
+/// Every blob an action result names.
+pub(crate) fn result_digests(result: &v1::ActionResult) -> Result<Vec<BlobDigest>, tonic::Status> {
+    result
+        .blobs()
+        .map(|(what, digest)| parse_digest(Some(digest), what))
+        .collect()
+}
+
 impl Farm {
     /// Stores the builder's outputs and then the action result. Blobs go first, so a result is
     /// never visible before everything it names.
-    pub(super) async fn publish(
+    pub(crate) async fn publish(
         &self,
         prepared: &PreparedBuild,
-        scratch: &Path,
-        log_path: &Path,
-        log_written: bool,
-        done: &BuilderDone,
-        converted: Option<&PreparedModel>,
+        outputs: &BuildOutputs<'_>,
         slot: &Slot,
     ) -> Outcome {
+        let BuildOutputs {
+            scratch,
+            log_path,
+            log_written,
+            done,
+            converted,
+        } = *outputs;
         let started = slot.started;
         check_libraries(prepared, done).await?;
         let claimed = BlobDigest::parse(&done.plan_blake3, done.plan_size)

@@ -1,0 +1,9 @@
+//! The serve stage: the gRPC server and the mapping between the wire and the farm.
+//!
+//! - `server`: `trtfarmd serve` wiring: store, farm, gRPC, health, reflection, metrics, drain.
+//! - `service`: the `trtfarm.v1.Farm` implementation (uploads, submit, watch, fetch).
+//! - `auth`: bearer tokens and TLS: who may call, and over what.
+
+pub mod auth;
+pub mod server;
+pub mod service;
