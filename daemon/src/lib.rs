@@ -4,7 +4,8 @@
 //! Where things are:
 //! - `config`: `daemon.toml`, flags and environment.
 //! - `auth`: bearer tokens and TLS: who may call, and over what.
-//! - `server` and `service`: the gRPC server and the `trtfarm.v1.Farm` implementation.
+//! - `server` and `service`: the gRPC server and the `trtfarm.v1.Farm` implementation;
+//!   `listener`: the private Unix socket or TCP port it accepts connections on.
 //! - `action_key`: the one place the cache key is computed.
 //! - `jobs`: the persistent job table and the scheduler.
 //! - `worker`: build worker subprocesses, the daemon side and the worker side.
@@ -20,6 +21,7 @@ pub mod file_stamp;
 pub mod gpus;
 pub mod inventory;
 pub mod jobs;
+pub mod listener;
 pub mod local_build;
 pub mod metrics;
 pub mod model_prep;
