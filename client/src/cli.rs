@@ -19,8 +19,9 @@ pub struct Cli {
 /// How to reach a daemon. With no `--daemon`, a local daemon is found or started.
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
-    /// URL of a remote daemon, e.g. `http://farm.example:50051`, or `https://...` for one
-    /// serving TLS (default: a local daemon, started on demand).
+    /// URL of a daemon: `http://farm.example:50051`, `https://...` for one serving TLS, or
+    /// `unix:/path/daemon.sock` for one on a Unix socket (default: your private local daemon,
+    /// started on demand).
     #[arg(long, global = true, env = "TRTFARM_DAEMON", value_name = "URL")]
     pub daemon: Option<String>,
     /// Bearer token for a remote daemon (prefer --token-file: a flag shows in `ps`).

@@ -1,6 +1,6 @@
-//! Reaching a daemon: a remote one by URL (with its bearer token, over TLS for `https://`; see
-//! [`credentials`]), or the local one, found or started through its info file (see
-//! [`crate::local_daemon`]). Both give the same client type.
+//! Reaching a daemon: one named by URL (`http://`, `https://` with its bearer token and TLS, see
+//! [`credentials`]; or `unix:/path` for a Unix socket), or the private local one, found or
+//! started through its info file (see [`crate::local_daemon`]). All give the same client type.
 
 mod credentials;
 
@@ -13,7 +13,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
-use trtfarm_proto::local::default_state_dir;
+use trtfarm_proto::local::{default_state_dir, endpoint_socket};
 use trtfarm_proto::v1::farm_client::FarmClient;
 
 use crate::cli::DaemonArgs;
@@ -33,6 +33,10 @@ const UNTRUSTED_HINT: &str = "hint: give the CA certificate that signed the daem
      certificate with --tls-ca PATH (or TRTFARM_TLS_CA); a self-signed certificate works as its \
      own CA only if it is not marked as a CA (openssl req -x509 ... -addext \
      basicConstraints=critical,CA:FALSE)";
+
+/// Why a Unix socket refuses a user, and what to do instead.
+const PRIVATE_SOCKET_HINT: &str = "hint: a daemon on a Unix socket serves only the user who \
+     started it; leave out --daemon to use (or start) your own local daemon";
 
 /// A connected `trtfarm.v1.Farm` client, remote or local.
 pub type FarmConnection = FarmClient<InterceptedService<Channel, BearerToken>>;
@@ -136,17 +140,53 @@ async fn dial(
         .map_err(|error| {
             let error = anyhow::Error::from(error);
             let chain = format!("{error:#}");
-            if chain.contains("invalid peer certificate") {
-                anyhow::anyhow!("cannot reach the daemon at {endpoint}: {chain}\n{UNTRUSTED_HINT}")
+            let hint = if chain.contains("invalid peer certificate") {
+                Some(UNTRUSTED_HINT)
+            } else if endpoint_socket(endpoint).is_some() && refused_by_socket(&error) {
+                Some(PRIVATE_SOCKET_HINT)
             } else {
-                error.context(format!("cannot reach the daemon at {endpoint}"))
+                None
+            };
+            match hint {
+                Some(hint) => anyhow::anyhow!(
+                    "cannot reach the daemon at {endpoint}: {}\n{hint}",
+                    distinct_causes(&error)
+                ),
+                None => error.context(format!("cannot reach the daemon at {endpoint}")),
             }
         })?;
     Ok(FarmClient::with_interceptor(channel, interceptor).max_decoding_message_size(MAX_MESSAGE))
 }
 
-/// Whether `url` names this machine (`localhost` or a loopback address).
+/// An error's causes joined with `: `, leaving out a cause its predecessor already ends with
+/// (the transport repeats the operating system's message at several levels).
+fn distinct_causes(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain().map(|cause| cause.to_string()) {
+        if !line.ends_with(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+/// Whether connecting failed because the socket (or its directory) is not ours to use.
+fn refused_by_socket(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    }) || format!("{error:#}").contains("Permission denied")
+}
+
+/// Whether `url` names this machine (a Unix socket, `localhost` or a loopback address).
 fn is_loopback_url(url: &str) -> bool {
+    if endpoint_socket(url).is_some() {
+        return true;
+    }
     let host = url
         .parse::<tonic::codegen::http::Uri>()
         .ok()
@@ -226,12 +266,24 @@ mod tests {
             "http://127.0.0.1:50051",
             "http://localhost:1",
             "http://[::1]:50051",
+            "unix:/run/user/1000/daemon.sock",
         ] {
             assert!(is_loopback_url(url), "{url}");
         }
         for url in ["http://farm:50051", "http://10.0.0.5:1", "not a url"] {
             assert!(!is_loopback_url(url), "{url}");
         }
+    }
+
+    #[test]
+    fn repeated_causes_are_said_once() {
+        let error = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES))
+            .context("Permission denied (os error 13)")
+            .context("transport error");
+        assert_eq!(
+            distinct_causes(&error),
+            "transport error: Permission denied (os error 13)"
+        );
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! The local daemon, Buck2-style: found through the info file it writes in its state
 //! directory, checked with a version handshake, and started (or restarted) on demand under an
 //! exclusive lifecycle lock, so clients racing on an empty directory end up with one daemon.
+//!
+//! It is private to the user who started it: it listens on a Unix socket in its state
+//! directory, which must be this user's and mode 0700 (the info file 0600). A daemon found
+//! there listening on TCP (started by hand with `--listen`) is never used implicitly, since any
+//! local user could reach it too.
 
 mod process;
 
 use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
+use trtfarm_proto::local::private::PRIVATE_FILE_MODE;
+use trtfarm_proto::local::{DaemonInfo, INFO_FILE, ensure_private_dir};
 use trtfarm_proto::v1;
 
 use crate::connect::{FarmConnection, open};
@@ -39,20 +46,40 @@ pub enum Decision {
     Start,
     /// One runs but has another version or does not answer: stop it, then start ours.
     Restart,
+    /// One runs on TCP, where every local user can reach it (started by hand): neither use
+    /// it without being told to nor stop it, say how to do either.
+    RefuseShared,
 }
 
-/// Decides from what was observed: is there an info file, is its daemon process alive, and
-/// which version did it answer the handshake with (`None`: no answer).
-pub fn decide(
-    info_present: bool,
-    pid_alive: bool,
-    answered_version: Option<&str>,
-    ours: &str,
-) -> Decision {
-    match (info_present, pid_alive, answered_version) {
-        (false, _, _) | (true, false, _) => Decision::Start,
-        (true, true, Some(version)) if version == ours => Decision::Reuse,
-        (true, true, _) => Decision::Restart,
+/// What was observed about the local daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation<'a> {
+    /// There is an info file.
+    pub info_present: bool,
+    /// Its daemon process is alive.
+    pub pid_alive: bool,
+    /// It listens on a Unix socket (private), not on TCP.
+    pub private: bool,
+    /// The version it answered the handshake with (`None`: no answer).
+    pub answered_version: Option<&'a str>,
+}
+
+/// Decides from what was observed; `ours` is this client's version.
+pub fn decide(seen: Observation<'_>, ours: &str) -> Decision {
+    match seen {
+        Observation {
+            info_present: false,
+            ..
+        }
+        | Observation {
+            pid_alive: false, ..
+        } => Decision::Start,
+        Observation { private: false, .. } => Decision::RefuseShared,
+        Observation {
+            answered_version: Some(version),
+            ..
+        } if version == ours => Decision::Reuse,
+        Observation { .. } => Decision::Restart,
     }
 }
 
@@ -83,24 +110,35 @@ pub enum Probe {
 impl Probe {
     /// The decision for this observation.
     pub fn decision(&self) -> Decision {
-        match self {
-            Probe::Absent => decide(false, false, None, CLIENT_VERSION),
-            Probe::Stale(_) => decide(true, false, None, CLIENT_VERSION),
-            Probe::Silent(..) => decide(true, true, None, CLIENT_VERSION),
-            Probe::Answering(running) => decide(
+        let seen = |info: &DaemonInfo, pid_alive, answered_version| Observation {
+            info_present: true,
+            pid_alive,
+            private: info.is_private(),
+            answered_version,
+        };
+        let seen = match self {
+            Probe::Absent => Observation {
+                info_present: false,
+                pid_alive: false,
+                private: true,
+                answered_version: None,
+            },
+            Probe::Stale(info) => seen(info, false, None),
+            Probe::Silent(info, _) => seen(info, true, None),
+            Probe::Answering(running) => seen(
+                &running.info,
                 true,
-                true,
-                Some(&running.capabilities.server_version),
-                CLIENT_VERSION,
+                Some(running.capabilities.server_version.as_str()),
             ),
-        }
+        };
+        decide(seen, CLIENT_VERSION)
     }
 }
 
 /// Looks at the daemon in `dir`: reads the info file, checks the process, shakes hands.
+/// Refuses a directory or info file that is not private to this user.
 pub async fn probe(dir: &Path) -> anyhow::Result<Probe> {
-    let info = DaemonInfo::read(dir)
-        .with_context(|| format!("cannot read {}", dir.join(INFO_FILE).display()))?;
+    let info = DaemonInfo::read(dir).map_err(|error| unusable(dir, error))?;
     let Some(info) = info else {
         return Ok(Probe::Absent);
     };
@@ -118,21 +156,43 @@ pub async fn probe(dir: &Path) -> anyhow::Result<Probe> {
     }
 }
 
+/// Why the local daemon in `dir` cannot be used (the error says what to fix).
+fn unusable(dir: &Path, error: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+    anyhow::Error::new(error).context(format!("cannot use the local daemon in {}", dir.display()))
+}
+
+/// Why a daemon listening on TCP is not used as the local daemon, and what to do instead.
+pub fn shared_daemon_message(dir: &Path, info: &DaemonInfo) -> String {
+    format!(
+        "the daemon in {} (pid {}) listens on {}, where any user of this machine can reach it \
+         (it was started by hand with --listen), so trtfarm does not use it without being told \
+         to: name it with `--daemon {}` (or TRTFARM_DAEMON), or stop it with `trtfarm daemon \
+         stop` so that the next command starts a private one",
+        dir.display(),
+        info.pid,
+        info.endpoint,
+        info.endpoint
+    )
+}
+
 /// The local daemon in `dir`, started (or restarted, when it runs another version or does not
 /// answer) if need be.
 pub async fn ensure(dir: &Path) -> anyhow::Result<Running> {
     // The common case needs no lock: a daemon of our version answers.
-    if let Probe::Answering(running) = probe(dir).await?
-        && running.capabilities.server_version == CLIENT_VERSION
-    {
+    if let (Decision::Reuse, Probe::Answering(running)) = decided(probe(dir).await?) {
         return Ok(*running);
     }
     let dir = absolute_dir(dir)?;
     let _lock = LifecycleLock::acquire(&dir).await?;
     // Someone may have started one while we waited for the lock.
-    let found = probe(&dir).await?;
-    match (found.decision(), found) {
+    match decided(probe(&dir).await?) {
         (Decision::Reuse, Probe::Answering(running)) => return Ok(*running),
+        (Decision::RefuseShared, Probe::Answering(running)) => {
+            anyhow::bail!(shared_daemon_message(&dir, &running.info))
+        }
+        (Decision::RefuseShared, Probe::Silent(info, _)) => {
+            anyhow::bail!(shared_daemon_message(&dir, &info))
+        }
         (_, Probe::Answering(running)) => {
             eprintln!(
                 "trtfarm: the local daemon (pid {}) runs version {}, this client is {CLIENT_VERSION}: restarting it",
@@ -151,6 +211,11 @@ pub async fn ensure(dir: &Path) -> anyhow::Result<Running> {
         (_, Probe::Absent) => {}
     }
     start(&dir).await
+}
+
+/// A probe with its decision, to match on both.
+fn decided(found: Probe) -> (Decision, Probe) {
+    (found.decision(), found)
 }
 
 /// How a stop ended.
@@ -211,9 +276,9 @@ async fn handshake(endpoint: &str) -> anyhow::Result<(FarmConnection, v1::Capabi
         .map_err(|_| anyhow::anyhow!("no answer from {endpoint} within {HANDSHAKE_TIMEOUT:?}"))?
 }
 
+/// `dir`, absolute, created private (0700) if missing and refused if it is not private.
 fn absolute_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the daemon directory {}", dir.display()))?;
+    ensure_private_dir(dir).map_err(|error| unusable(dir, error))?;
     std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
@@ -230,6 +295,7 @@ impl LifecycleLock {
                 .create(true)
                 .truncate(false)
                 .write(true)
+                .mode(PRIVATE_FILE_MODE)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             use std::os::fd::AsRawFd;
@@ -306,15 +372,68 @@ mod tests {
     #[test]
     fn decisions_cover_every_observation() {
         let ours = "0.1.0";
-        assert_eq!(decide(false, false, None, ours), Decision::Start);
+        let seen = |info_present, pid_alive, private, answered_version| Observation {
+            info_present,
+            pid_alive,
+            private,
+            answered_version,
+        };
         assert_eq!(
-            decide(true, false, None, ours),
+            decide(seen(false, false, true, None), ours),
+            Decision::Start
+        );
+        assert_eq!(
+            decide(seen(true, false, true, None), ours),
             Decision::Start,
             "stale pid"
         );
-        assert_eq!(decide(true, false, Some(ours), ours), Decision::Start);
-        assert_eq!(decide(true, true, Some(ours), ours), Decision::Reuse);
-        assert_eq!(decide(true, true, Some("0.0.9"), ours), Decision::Restart);
-        assert_eq!(decide(true, true, None, ours), Decision::Restart, "silent");
+        assert_eq!(
+            decide(seen(true, false, true, Some(ours)), ours),
+            Decision::Start
+        );
+        assert_eq!(
+            decide(seen(true, false, false, None), ours),
+            Decision::Start,
+            "a stale TCP daemon's info file is just stale"
+        );
+        assert_eq!(
+            decide(seen(true, true, true, Some(ours)), ours),
+            Decision::Reuse
+        );
+        assert_eq!(
+            decide(seen(true, true, true, Some("0.0.9")), ours),
+            Decision::Restart
+        );
+        assert_eq!(
+            decide(seen(true, true, true, None), ours),
+            Decision::Restart,
+            "silent"
+        );
+        for answered in [Some(ours), Some("0.0.9"), None] {
+            assert_eq!(
+                decide(seen(true, true, false, answered), ours),
+                Decision::RefuseShared,
+                "a live TCP daemon is neither used nor stopped ({answered:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shared_daemon_is_refused_naming_the_flag_that_uses_it() {
+        let info = DaemonInfo {
+            pid: 7,
+            endpoint: "http://127.0.0.1:50051".into(),
+            version: CLIENT_VERSION.into(),
+        };
+        let message = shared_daemon_message(Path::new("/home/ana/d"), &info);
+        assert!(
+            message.contains("any user of this machine can reach it"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`--daemon http://127.0.0.1:50051`"),
+            "{message}"
+        );
+        assert!(message.contains("`trtfarm daemon stop`"), "{message}");
     }
 }

@@ -1,16 +1,16 @@
 //! `trtfarmd`, the trtfarm build daemon, as a library: the binary in `main.rs` is a thin
 //! command-line layer over these modules.
 //!
-//! Where things are:
+//! Where things are, in the order a submission meets them:
 //! - `config`: `daemon.toml`, flags and environment.
-//! - `auth`: bearer tokens and TLS: who may call, and over what.
-//! - `server` and `service`: the gRPC server and the `trtfarm.v1.Farm` implementation.
-//! - `action_key`: the one place the cache key is computed.
-//! - `request`, `variant_config`: a submission checked and turned into a typed build.
-//! - `jobs`: the persistent job table, the scheduler, running a build and publishing it.
-//! - `build`: the prepare step, the builder process, and `trtfarmd build`.
-//! - `metrics`: Prometheus metrics over HTTP.
-//! - `gpus`: the GPU inventory, Enterprise GPU choice and CUDA MPS.
+//! - `serve`: the gRPC server, its listener (the private Unix socket or a TCP port), auth and
+//!   TLS, and the `trtfarm.v1.Farm` service: the wire mapped to the farm.
+//! - `ingest`: a submission checked and turned into a typed build, and the cache keys.
+//! - `schedule`: the persistent job table, the queue, single-flight builds.
+//! - `build`: the prepare step, the builder process, running one build; `trtfarmd build`.
+//! - `publish`: the build's blobs, then its action result; provenance.
+//! - `cli`: the other subcommands (store gc, the GPU probe).
+//! - `gpus`, `inventory`, `toolchains`, `timing_cache`, `metrics`: what the stages share.
 
 pub mod build;
 pub mod cli;

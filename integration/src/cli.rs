@@ -16,6 +16,13 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// the caller's environment (`TRTFARM_RTX_LIB_DIR` is kept: started daemons get it).
 pub fn trtfarm(home: &Path) -> Command {
     let mut command = Command::new(binary("trtfarm"));
+    user_environment(&mut command, home);
+    command
+}
+
+/// Gives `command` (a `trtfarm`, possibly behind a wrapper) per-user directories under `home`
+/// and none of the caller's daemon settings, as [`trtfarm`] describes.
+pub fn user_environment(command: &mut Command, home: &Path) {
     command
         .env("XDG_CACHE_HOME", home.join("cache"))
         .env("XDG_CONFIG_HOME", home.join("config"))
@@ -37,7 +44,6 @@ pub fn trtfarm(home: &Path) -> Command {
             command.env_remove(name.as_ref());
         }
     }
-    command
 }
 
 /// What a finished command left.

@@ -15,6 +15,8 @@ pub struct Daemon {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
+    /// The whole `trtfarmd listening on …` line, with who can reach the daemon.
+    pub startup_line: String,
     /// `http://127.0.0.1:<port>` of `/metrics`.
     pub metrics: String,
     /// The daemon's state directory (jobs database, scratch, uploads).
@@ -97,7 +99,7 @@ impl Daemon {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut metrics = String::new();
-        let endpoint = loop {
+        let (endpoint, startup_line) = loop {
             let Some(Ok(line)) = lines.next() else {
                 let status = child.wait().expect("wait for trtfarmd");
                 panic!("trtfarmd exited before listening: {status}");
@@ -105,8 +107,10 @@ impl Daemon {
             if let Some(address) = line.strip_prefix("trtfarmd metrics on ") {
                 metrics = address.trim().to_string();
             }
-            if let Some(address) = line.strip_prefix("trtfarmd listening on ") {
-                break address.trim().to_string();
+            // The endpoint is the first word; who can reach the daemon follows.
+            if let Some(rest) = line.strip_prefix("trtfarmd listening on ") {
+                let endpoint = rest.split_whitespace().next().unwrap_or_default();
+                break (endpoint.to_string(), line.clone());
             }
         };
         // Keep draining stdout so the daemon never blocks on a full pipe.
@@ -114,6 +118,7 @@ impl Daemon {
         Daemon {
             child,
             endpoint,
+            startup_line,
             metrics,
             state_dir,
             store_dir,

@@ -7,6 +7,7 @@ pub mod determinism;
 pub mod farm;
 pub mod hostile_models;
 pub mod models;
+pub mod other_user;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -516,7 +516,14 @@ fn the_daemon_refuses_tls_files_it_cannot_use() {
     let tls = |cert: &Path, key: &Path| {
         refused_start(
             root.path(),
-            &["--tls-cert", path_str(cert), "--tls-key", path_str(key)],
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                path_str(cert),
+                "--tls-key",
+                path_str(key),
+            ],
         )
     };
     let missing = root.path().join("absent.pem");

@@ -11,7 +11,7 @@ use integration::daemon::Daemon;
 use integration::farm::{follow, job_of, request_for, succeeded};
 use integration::models::{deep_cnn, images_manifest};
 use trtfarm::lock::{LOCK_VERSION, Lock, LockedEngine, LockedToolchain};
-use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
+use trtfarm_proto::local::{DaemonInfo, INFO_FILE, ensure_private_dir, unix_endpoint};
 use trtfarm_proto::v1;
 
 /// `trtfarm ARGS --daemon-dir DIR` with its user directories under `home`.
@@ -126,7 +126,7 @@ fn clients_racing_on_an_empty_directory_start_one_daemon() {
 fn a_stale_info_file_gets_a_new_daemon_and_a_reused_pid_is_left_alone() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("daemon");
-    std::fs::create_dir_all(&dir).unwrap();
+    ensure_private_dir(&dir).unwrap();
     let _cleanup = LocalDaemons::new(&dir);
 
     let dead = dead_pid();
@@ -161,14 +161,14 @@ fn a_stale_info_file_gets_a_new_daemon_and_a_reused_pid_is_left_alone() {
 fn a_daemon_that_does_not_answer_is_stopped_and_replaced() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("daemon");
-    std::fs::create_dir_all(&dir).unwrap();
+    ensure_private_dir(&dir).unwrap();
     let _cleanup = LocalDaemons::new(&dir);
-    // A live trtfarmd whose info file names an endpoint nobody answers on: the restart path
+    // A live trtfarmd whose info file names a socket nobody answers on: the restart path
     // (SIGTERM, wait, start ours) that a version mismatch also takes.
     let hung = Daemon::start(&home.path().join("hung"), &[]);
     DaemonInfo {
         pid: hung.pid(),
-        endpoint: "http://127.0.0.1:9".into(),
+        endpoint: unix_endpoint(&dir.join("nobody-answers.sock")),
         version: env!("CARGO_PKG_VERSION").into(),
     }
     .write(&dir)

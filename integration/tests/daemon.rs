@@ -114,6 +114,18 @@ async fn builds_a_real_engine_then_answers_from_the_cache() {
     assert_eq!(jobs.len(), 1, "the cache hit created no job");
     assert_eq!(daemon.metric("trtfarm_builds_started_total"), 1.0);
     assert_eq!(daemon.metric("trtfarm_cache_hits_total"), 1.0);
+    // Metrics need no token: they count, and name nothing a job is made of.
+    let text = daemon.metrics_text();
+    let manifest = cnn_manifest(examples.path());
+    for private in [
+        engine.blake3.as_str(),
+        first.action_key.as_str(),
+        &manifest.display().to_string(),
+        "engine.toml",
+        &root.path().display().to_string(),
+    ] {
+        assert!(!text.contains(private), "/metrics names {private}:\n{text}");
+    }
 
     // Standard health checking answers for the service.
     assert_eq!(

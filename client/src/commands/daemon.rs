@@ -97,6 +97,12 @@ async fn local_status(dir: &Path, json: bool) -> anyhow::Result<bool> {
             info.pid, info.endpoint
         )),
         Probe::Answering(running) => {
+            if !running.info.is_private() {
+                eprintln!(
+                    "warning: {}",
+                    local_daemon::shared_daemon_message(dir, &running.info)
+                );
+            }
             print_status(Some(&running.info), &running.capabilities, json);
             Ok(true)
         }

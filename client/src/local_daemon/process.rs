@@ -3,12 +3,15 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use trtfarm_proto::local::private::PRIVATE_FILE_MODE;
+use trtfarm_proto::local::{socket_path, unix_endpoint};
 
 use super::{CLIENT_VERSION, LOG_FILE};
 
@@ -25,14 +28,16 @@ pub(super) struct Spawned {
     pub(super) log_start: u64,
 }
 
-/// Spawns `trtfarmd serve --listen 127.0.0.1:0 --state-dir DIR` (`dir` absolute) in a session
-/// of its own, stdin closed, stdout and stderr appended to `DIR/daemon.log`.
+/// Spawns `trtfarmd serve --listen unix:DIR/daemon.sock --state-dir DIR` (`dir` absolute, and
+/// private) in a session of its own, stdin closed, stdout and stderr appended to
+/// `DIR/daemon.log`.
 pub(super) fn spawn_daemon(dir: &Path) -> anyhow::Result<Spawned> {
     let program = daemon_program()?;
     let log_path = dir.join(LOG_FILE);
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(PRIVATE_FILE_MODE)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log_start = log.seek(std::io::SeekFrom::End(0))?;
@@ -43,16 +48,18 @@ pub(super) fn spawn_daemon(dir: &Path) -> anyhow::Result<Spawned> {
         program.display()
     )?;
     let mut command = Command::new(&program);
+    // Named explicitly, so a `listen` in the user's daemon.toml cannot put it on TCP.
+    let listen = unix_endpoint(&socket_path(dir));
     command
         .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .args(["--listen", &listen, "--state-dir"])
         .arg(dir)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // The local daemon listens on loopback and local commands send no token or CA: settings
-    // meant for a remote daemon, left in this shell, would make it refuse its own client.
+    // Local commands send no token or CA: settings meant for a remote daemon, left in this
+    // shell, would make the local daemon refuse its own client.
     for name in [
         "TRTFARMD_TOKEN_FILE",
         "TRTFARMD_TLS_CERT",

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::listen::parse_listen;
 use super::values::{parse_duration, parse_size, parse_socket_addr, parse_store_option};
-use super::{ConfigError, DaemonConfig, resolve_path, resolve_store_url};
+use super::{ConfigError, DaemonConfig, ListenAddr, resolve_path, resolve_store_url};
 
 /// Flags and environment variables of `trtfarmd serve`. Every field is optional: what is not
 /// given comes from the config file, else the built-in default (see `docs/daemon-config.md`).
@@ -21,9 +22,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TRTFARMD_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// gRPC listen address (`listen`) [default: 127.0.0.1:50051].
-    #[arg(long, env = "TRTFARMD_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
-    pub listen: Option<SocketAddr>,
+    /// gRPC listen address, `unix:PATH` or IP:PORT (`listen`) [default:
+    /// unix:<state_dir>/daemon.sock, private to you].
+    #[arg(long, env = "TRTFARMD_LISTEN", value_name = "ADDR", value_parser = parse_listen)]
+    pub listen: Option<ListenAddr>,
 
     /// Prometheus /metrics listen address (`metrics_listen`) [default: none, off].
     #[arg(long, env = "TRTFARMD_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
@@ -161,7 +163,9 @@ impl ServeArgs {
         config: &mut DaemonConfig,
         base: &Path,
     ) -> Result<(), ConfigError> {
-        overlay(&mut config.listen, self.listen);
+        if let Some(listen) = &self.listen {
+            config.listen = Some(listen.clone().resolve(base)?);
+        }
         overlay(&mut config.drain_timeout, self.drain_timeout);
         overlay(&mut config.slots.cpu, self.cpu_slots);
         overlay(

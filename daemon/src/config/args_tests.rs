@@ -158,7 +158,10 @@ fn flags_and_environment_override_the_file_which_overrides_defaults() {
     let config = DaemonConfig::load_with_default_file(&args, None).unwrap();
     assert_eq!(config.config_file.as_deref(), Some(path.as_path()));
     // Flag over file.
-    assert_eq!(config.listen.port(), 7002);
+    assert_eq!(
+        config.listen_addr().tcp().map(|addr| addr.port()),
+        Some(7002)
+    );
     assert_eq!(
         config.limits.max_build_timeout,
         Duration::from_secs(9 * 3600)

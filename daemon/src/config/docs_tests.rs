@@ -28,9 +28,10 @@ fn the_example_file_parses_with_every_field() {
     let path = workspace_file("examples/daemon.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let config = DaemonConfig::from_toml_str(&text, &path).unwrap();
+    assert_eq!(config.listen, None, "optional: commented out");
     assert_eq!(
-        config.listen,
-        "127.0.0.1:50051".parse::<SocketAddr>().unwrap()
+        config.listen_addr(),
+        ListenAddr::Unix(home().join(".local/state/trtfarm/daemon/daemon.sock"))
     );
     assert_eq!(
         config.metrics_listen,
@@ -63,6 +64,7 @@ fn the_example_file_parses_with_every_field() {
         .collect();
     let full = DaemonConfig::from_toml_str(&uncommented, &path).unwrap();
     assert_eq!(full.action_key_salt.as_deref(), Some("2026-11-incident-42"));
+    assert_eq!(full.listen, Some("127.0.0.1:50051".parse().unwrap()));
     assert_eq!(full.limits.worker_memory, Some(32 * GIB));
     assert_eq!(
         full.toolchains.tensorrt_rtx_lib_dir.as_deref(),

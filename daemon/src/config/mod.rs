@@ -15,6 +15,7 @@ mod args;
 mod auth;
 mod error;
 mod gpu;
+mod listen;
 mod paths;
 mod validate;
 mod values;
@@ -27,7 +28,7 @@ mod docs_tests;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,9 +38,10 @@ pub use args::ServeArgs;
 pub use auth::{AuthConfig, TlsConfig};
 pub use error::ConfigError;
 pub use gpu::{GpuConfig, MpsMode};
+pub use listen::ListenAddr;
 
 use paths::{file_url, resolve_path, resolve_store_url, user_dir};
-use trtfarm_proto::local::default_state_dir;
+use trtfarm_proto::local::{default_state_dir, socket_path};
 
 /// Where `trtfarmd serve` looks for its config file when `--config` is not given, below the
 /// user's config directory (`$XDG_CONFIG_HOME`, usually `~/.config`).
@@ -52,14 +54,18 @@ pub const DEFAULT_CONFIG_FILE: &str = "trtfarm/daemon.toml";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// Address the gRPC server listens on.
+    /// Where the gRPC server listens: a Unix socket `unix:PATH`, or a TCP address.
     ///
-    /// Default: `"127.0.0.1:50051"`, reachable from this machine only. Example:
-    /// `listen = "0.0.0.0:50051"`. A non-loopback address needs `auth.token_file` (the daemon
-    /// refuses to start without one), and should have `[tls]`, or tokens and engines cross the
-    /// network in clear text. Flag `--listen`, env `TRTFARMD_LISTEN`.
-    #[serde(deserialize_with = "values::de_socket_addr")]
-    pub listen: SocketAddr,
+    /// Default: none, meaning the Unix socket `unix:<state_dir>/daemon.sock`: only the user
+    /// who started the daemon can connect (the socket is mode 0600 in the 0700 `state_dir`, and
+    /// each connection's peer uid is checked), so it needs no token. Example:
+    /// `listen = "127.0.0.1:50051"`. On a TCP address every local user can connect: without
+    /// `auth.token_file` the daemon says so when it starts. A non-loopback address needs
+    /// `auth.token_file` (the daemon refuses to start without one), and should have `[tls]`, or
+    /// tokens and engines cross the network in clear text. A socket path may be at most 107
+    /// bytes long. Flag `--listen`, env `TRTFARMD_LISTEN`.
+    #[serde(deserialize_with = "listen::de_opt_listen")]
+    pub listen: Option<ListenAddr>,
 
     /// Address of the Prometheus endpoint (`GET /metrics`, `GET /healthz`), if any.
     ///
@@ -252,7 +258,7 @@ pub struct ToolchainsConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 50051)),
+            listen: None,
             metrics_listen: None,
             state_dir: default_state_dir(),
             action_key_salt: None,
@@ -352,9 +358,19 @@ impl DaemonConfig {
         Ok(config)
     }
 
-    /// Whether `listen` is a loopback address, i.e. only this machine can reach the daemon.
+    /// Where the daemon listens: `listen`, else the Unix socket in `state_dir`.
+    pub fn listen_addr(&self) -> ListenAddr {
+        self.listen
+            .clone()
+            .unwrap_or_else(|| ListenAddr::Unix(socket_path(&self.state_dir)))
+    }
+
+    /// Whether only this machine can reach the daemon: a Unix socket, or a loopback address.
     pub fn is_loopback(&self) -> bool {
-        self.listen.ip().is_loopback()
+        match self.listen_addr() {
+            ListenAddr::Tcp(addr) => addr.ip().is_loopback(),
+            ListenAddr::Unix(_) => true,
+        }
     }
 
     /// Parses a file without validating, so flags can still fix what the file got wrong.
@@ -371,6 +387,9 @@ impl DaemonConfig {
     /// Makes every path (and a plain-path store URL) absolute against `base`.
     fn resolve_paths(&mut self, base: &Path) -> Result<(), ConfigError> {
         self.state_dir = resolve_path("state_dir", &self.state_dir, base)?;
+        if let Some(listen) = self.listen.take() {
+            self.listen = Some(listen.resolve(base)?);
+        }
         if let Some(dir) = &self.toolchains.tensorrt_rtx_lib_dir {
             let dir = resolve_path("toolchains.tensorrt_rtx_lib_dir", dir, base)?;
             self.toolchains.tensorrt_rtx_lib_dir = Some(dir);

@@ -1,6 +1,5 @@
 //! Tests of `daemon.toml` parsing: defaults, value forms, errors with line and column, paths.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,9 +42,11 @@ fn home() -> PathBuf {
 #[test]
 fn defaults_are_the_documented_ones() {
     let config = DaemonConfig::defaults();
+    assert_eq!(config.listen, None);
     assert_eq!(
-        config.listen,
-        "127.0.0.1:50051".parse::<SocketAddr>().unwrap()
+        config.listen_addr(),
+        ListenAddr::Unix(config.state_dir.join("daemon.sock")),
+        "private by default: the socket in the state directory"
     );
     assert!(config.is_loopback());
     assert_eq!(config.metrics_listen, None);
@@ -179,6 +180,20 @@ fn addresses_must_be_ip_and_port() {
 
     let (_, _, message) = parse_error("listen = \"localhost:50051\"\n");
     assert!(message.contains("no host names"), "{message}");
+
+    let socket = parse("listen = \"unix:run/trtfarm.sock\"\n").unwrap();
+    assert_eq!(
+        socket.listen_addr(),
+        ListenAddr::Unix("/etc/trtfarm/run/trtfarm.sock".into()),
+        "relative to the file's directory"
+    );
+    assert!(socket.is_loopback());
+    // The default socket follows the state directory.
+    let moved = parse("state_dir = \"/srv/trtfarm\"\n").unwrap();
+    assert_eq!(
+        moved.listen_addr(),
+        ListenAddr::Unix("/srv/trtfarm/daemon.sock".into())
+    );
     let (_, _, message) = parse_error("metrics_listen = \"127.0.0.1\"\n");
     assert!(message.contains("invalid address"), "{message}");
 }
@@ -356,7 +371,11 @@ fn tls_needs_both_the_certificate_and_the_key() {
     assert_eq!(field, "tls.cert_file");
     assert!(message.contains("give both"), "{message}");
 
-    let config = parse("[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"~/key.pem\"\n").unwrap();
+    let config = parse(
+        "listen = \"0.0.0.0:50051\"\n[auth]\ntoken_file = \"tokens\"\n\
+         [tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"~/key.pem\"\n",
+    )
+    .unwrap();
     assert_eq!(
         config.tls.files(),
         Some((
@@ -366,4 +385,41 @@ fn tls_needs_both_the_certificate_and_the_key() {
     );
     let (_, _, message) = parse_error("[tls]\ncert = \"cert.pem\"\n");
     assert!(message.contains("`cert_file`"), "{message}");
+}
+
+#[test]
+fn tls_on_a_unix_socket_is_refused_saying_to_listen_on_tcp() {
+    for listen in ["", "listen = \"unix:/run/d.sock\"\n"] {
+        let (field, message) = invalid_field(&format!(
+            "{listen}[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n"
+        ));
+        assert_eq!(field, "tls.cert_file", "{listen}");
+        assert!(message.contains("is a Unix socket"), "{message}");
+        assert!(
+            message.contains("remove [tls], or listen on a TCP address"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_socket_path_too_long_for_the_kernel_is_refused_saying_what_to_shorten() {
+    let state_dir = format!("/srv/{}", "d".repeat(100));
+    let (field, message) = invalid_field(&format!("state_dir = \"{state_dir}\"\n"));
+    assert_eq!(field, "listen");
+    assert!(
+        message.contains(&format!(
+            "unix:{state_dir}/daemon.sock) is a socket path of 117 bytes"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("at most 107"), "{message}");
+    assert!(message.contains("--daemon-dir"), "{message}");
+    // The longest path the kernel takes is accepted.
+    let longest = format!("/{}", "s".repeat(106));
+    parse(&format!("listen = \"unix:{longest}\"\n")).unwrap();
+    assert_eq!(
+        invalid_field(&format!("listen = \"unix:{longest}x\"\n")).0,
+        "listen"
+    );
 }

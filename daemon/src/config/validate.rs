@@ -1,6 +1,8 @@
 //! Checks that a combined configuration can work, naming the setting that cannot.
 
-use super::{ConfigError, DaemonConfig};
+use trtfarm_proto::local::MAX_SOCKET_PATH;
+
+use super::{ConfigError, DaemonConfig, ListenAddr};
 
 /// Smallest accepted `limits.worker_memory`: below this TensorRT cannot even load.
 const MIN_WORKER_MEMORY: u64 = 256 * 1024 * 1024;
@@ -10,14 +12,29 @@ impl DaemonConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
         let limits = &self.limits;
-        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+        let listen = self.listen_addr();
+        if let Some(tcp) = listen.tcp()
+            && self.metrics_listen == Some(tcp)
+            && tcp.port() != 0
+        {
             return invalid(
                 "metrics_listen",
-                format!(
-                    "is the same address as `listen` ({}); pick another port",
-                    self.listen
-                ),
+                format!("is the same address as `listen` ({tcp}); pick another port"),
             );
+        }
+        if let ListenAddr::Unix(socket) = &listen {
+            let length = socket.as_os_str().len();
+            if length > MAX_SOCKET_PATH {
+                return invalid(
+                    "listen",
+                    format!(
+                        "({listen}) is a socket path of {length} bytes, but a Unix socket path \
+                         may have at most {MAX_SOCKET_PATH}: give a shorter `state_dir` \
+                         (`--state-dir`; trtfarm: `--daemon-dir`), or a shorter socket path with \
+                         `listen = \"unix:/run/user/<uid>/trtfarm.sock\"`"
+                    ),
+                );
+            }
         }
         if self.action_key_salt.as_deref() == Some("") {
             return invalid(
@@ -90,16 +107,27 @@ impl DaemonConfig {
             }
             _ => {}
         }
+        if matches!(listen, ListenAddr::Unix(_))
+            && (self.tls.cert_file.is_some() || self.tls.key_file.is_some())
+        {
+            return invalid(
+                "tls.cert_file",
+                format!(
+                    "is set, but `listen` ({listen}) is a Unix socket, which never leaves \
+                     this machine and is served without TLS: remove [tls], or listen on a \
+                     TCP address (`listen = \"0.0.0.0:50051\"`)"
+                ),
+            );
+        }
         if !self.is_loopback() && self.auth.token_file.is_none() {
             return invalid(
                 "auth.token_file",
                 format!(
-                    "is not set, but `listen` ({}) is not a loopback address: anyone who can \
-                     reach the port could submit builds and read every result. Give a token \
+                    "is not set, but `listen` ({listen}) is not a loopback address: anyone who \
+                     can reach the port could submit builds and read every result. Give a token \
                      file (`--token-file PATH` or `[auth] token_file`) holding a token of at \
                      least 32 bytes, mode 0600, e.g. `(umask 077; openssl rand -hex 32 > \
-                     tokens)`; or listen on 127.0.0.1",
-                    self.listen
+                     tokens)`; or listen on 127.0.0.1"
                 ),
             );
         }

@@ -1,12 +1,13 @@
 //! `trtfarmd serve`: wire the store, the farm, the gRPC service, health, reflection and metrics
-//! together, behind the token check and TLS when configured, and shut down by draining.
+//! together, behind the token check and TLS when configured, on a private Unix socket or a TCP
+//! port (see [`crate::listener`]), and shut down by draining.
 
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tonic::service::InterceptorLayer;
 use tonic::service::interceptor::InterceptedService;
-use trtfarm_proto::local::{DaemonInfo, INFO_FILE};
+use trtfarm_proto::local::{DaemonInfo, INFO_FILE, current_uid, ensure_private_dir};
 use trtfarm_proto::v1;
 
 use crate::build::builder_process::ProcessLauncher;
@@ -17,7 +18,8 @@ use crate::inventory;
 use crate::metrics::Metrics;
 use crate::schedule::queue::Resource;
 use crate::schedule::{Farm, FarmSettings};
-use crate::serve::auth::{self, RequireToken, TokenSet};
+use crate::serve::auth::{self, RequireOwner, RequireToken, TokenSet};
+use crate::serve::listener::{self, Listener, Reach};
 use crate::serve::service::{FarmService, ServiceLimits};
 
 /// Initial HTTP/2 flow-control window, per stream and per connection (adaptive from there).
@@ -38,19 +40,17 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         Some((cert, key)) => (auth::server_with_tls(cert, key)?, "https"),
         None => (tonic::transport::Server::builder(), "http"),
     };
+    let listen = config.listen_addr();
     if !config.is_loopback() && scheme == "http" {
         tracing::warn!(
-            listen = %config.listen,
+            %listen,
             "listening beyond loopback without TLS: tokens, models and engines cross the \
              network in clear text; set [tls] cert_file and key_file"
         );
     }
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
-        format!(
-            "cannot create the state directory {}",
-            config.state_dir.display()
-        )
-    })?;
+    // Private before anything is written there: it holds the socket, the info file, the jobs
+    // database and uploaded models.
+    ensure_private_dir(&config.state_dir).context("the state directory cannot be used")?;
     let program = std::env::current_exe().context("cannot find the trtfarmd executable")?;
     let mut inventory = inventory::probe(
         &program,
@@ -116,10 +116,8 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         println!("trtfarmd metrics on http://{bound}/metrics");
     }
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let bound = listener.local_addr()?;
+    let listener = Listener::bind(&listen).await?;
+    let endpoint = listener.endpoint(scheme)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<v1::farm_server::FarmServer<FarmService>>()
@@ -141,6 +139,7 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         config.state_dir.join("uploads"),
     );
     let require_token = RequireToken::new(tokens.clone());
+    let reach = listener::reach(&listen, tokens.is_some());
     if let (Some(path), Some(tokens)) = (&config.auth.token_file, tokens) {
         // Installed before the daemon listens: from then on SIGHUP reloads, never kills.
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -149,13 +148,16 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     }
     DaemonInfo {
         pid: std::process::id(),
-        endpoint: format!("{scheme}://{bound}"),
+        endpoint: endpoint.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
     .write(&config.state_dir)
     .context("cannot write the daemon's info file")?;
+    if reach == Reach::AnyLocalUser {
+        tracing::warn!(%listen, "no bearer token on a TCP port: any local user can use this daemon");
+    }
     // The one line scripts and tests wait for.
-    println!("trtfarmd listening on {scheme}://{bound}");
+    println!("{}", listener::startup_line(&endpoint, reach));
 
     let drain_timeout = config.drain_timeout;
     let shutdown = {
@@ -170,14 +172,15 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
             let _ = shutdown_tx.send(true);
         }
     };
-    // Our own listener (bound first, so port 0 works) bypasses the builder's TCP_NODELAY:
-    // set it here, or every small response waits out the peer's delayed ACK (~40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    server
+    let router = server
         // Blob streams need more than HTTP/2's 64 KiB default window to run at disk speed.
         .http2_adaptive_window(Some(true))
         .initial_connection_window_size(Some(WINDOW))
         .initial_stream_window_size(Some(WINDOW))
+        // On a Unix socket, every service (health too) answers only the daemon's own user.
+        .layer(InterceptorLayer::new(RequireOwner {
+            owner: current_uid(),
+        }))
         // Health stays open: load balancers probe it without a token.
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection, require_token.clone()))
@@ -186,9 +189,30 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
                 .max_decoding_message_size(16 << 20)
                 .max_encoding_message_size(16 << 20),
             require_token,
-        ))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        ));
+    match listener {
+        Listener::Tcp(listener) => {
+            // Our own listener (bound first, so port 0 works) bypasses the builder's
+            // TCP_NODELAY: set it here, or every small response waits out the peer's delayed
+            // ACK (~40 ms).
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        Listener::Unix {
+            listener,
+            path,
+            inode,
+        } => {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+            listener::remove_socket(&path, inode);
+        }
+    }
     let _ = std::fs::remove_file(config.state_dir.join(INFO_FILE));
     // After the drain: no build uses MPS any more.
     mps.shutdown();

@@ -11,7 +11,7 @@ use trtfarm::transfer::upload_file;
 use trtfarm_proto::v1;
 
 use super::Options;
-use crate::connect::FarmConnection;
+use crate::connect::{FarmConnection, rpc_error};
 
 /// A validated manifest with its inputs hashed.
 #[derive(Debug, Clone)]
@@ -125,7 +125,8 @@ pub async fn upload_missing(
     let digests = files.iter().map(|(d, _)| (*d).clone()).collect();
     let missing = client
         .find_missing_blobs(v1::FindMissingBlobsRequest { digests })
-        .await?
+        .await
+        .map_err(|status| rpc_error("cannot ask the daemon which inputs it lacks", status.into()))?
         .into_inner()
         .missing;
     for (digest, path) in files {
