@@ -67,6 +67,9 @@ pub struct Farm {
     state: Mutex<FarmState>,
     db: JobDb,
     store: Arc<dyn ContentStore>,
+    /// The same store with its writes retried through an outage, for a finished build's
+    /// results (see `store_retry`).
+    publishing: Arc<dyn ContentStore>,
     launcher: Arc<dyn BuilderLauncher>,
     inventory: Inventory,
     metrics: Arc<Metrics>,
@@ -170,6 +173,7 @@ impl Farm {
                 ..FarmState::default()
             }),
             db,
+            publishing: store_retry::publishing_store(Arc::clone(&store), Arc::clone(&metrics)),
             store,
             launcher,
             inventory,

@@ -8,7 +8,6 @@ use tokio::sync::mpsc::UnboundedSender;
 use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, BlobDigest, Published};
 
-use super::store_retry::retrying;
 use super::{Farm, failure};
 use crate::build::builder_process::BuilderEvent;
 use crate::build::prepare::{
@@ -107,7 +106,8 @@ impl Farm {
             .ok_or_else(|| infrastructure("a conversion without a transform"))?;
 
         let put = |what: &'static str, path: PathBuf| async move {
-            retrying(what, &self.metrics, || self.store.put_file(&path, None))
+            self.publishing
+                .put_file(&path, None)
                 .await
                 .map_err(|e| infrastructure(format!("cannot store the {what}: {e}")))
         };
@@ -132,8 +132,11 @@ impl Farm {
             },
         };
         let encoded = record.encode();
-        let publish = || self.store.put_action_result(&key, encoded.clone().into());
-        match retrying("prepared model record", &self.metrics, publish).await {
+        match self
+            .publishing
+            .put_action_result(&key, encoded.into())
+            .await
+        {
             Ok(Published::Created | Published::AlreadyExisted) => {}
             // The engine can still be built and published; the next build converts again.
             Err(e) => tracing::warn!("cannot record the converted model: {e}"),
