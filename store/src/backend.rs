@@ -10,7 +10,8 @@ use object_store::ObjectStore;
 
 use crate::layout::Layout;
 use crate::{
-    ActionKey, BlobDigest, BlobStream, ContentStore, Published, PutOutcome, StoreError, cas,
+    ActionKey, BlobDigest, BlobStream, ContentStore, Published, PutOutcome, StoreAdmin, StoreError,
+    cas,
 };
 
 /// The shared state behind a store: the backend, where things live in it, and how to name it.
@@ -61,6 +62,10 @@ impl ContentStore for ObjectContentStore {
 
     fn display_url(&self) -> &str {
         &self.backend.display_url
+    }
+
+    fn admin(&self) -> Arc<dyn StoreAdmin> {
+        Arc::clone(&self.backend) as Arc<dyn StoreAdmin>
     }
 
     async fn contains(&self, digest: &BlobDigest) -> Result<bool, StoreError> {

@@ -66,6 +66,17 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A path given to the admin API is not a valid object path.
+    #[error("invalid object path {path:?} in {store}: {reason}")]
+    InvalidPath {
+        /// The path as given (relative to the store root).
+        path: String,
+        /// The store's display URL.
+        store: String,
+        /// Why it is not valid.
+        reason: String,
+    },
+
     /// A read offset lies beyond the end of the blob.
     #[error("offset {offset} is past the end of blob {digest} ({} bytes)", digest.size)]
     OffsetOutOfRange {

@@ -25,17 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::local::LocalFileSystem;
-use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use crate::backend::{Backend, ObjectContentStore};
-use crate::layout::Layout;
-use crate::{ActionKey, BlobDigest, ContentStore, StoreError};
+use crate::{ActionKey, Area, BlobDigest, ContentStore, StoreAdmin, StoreError, StoredObject};
 
 mod report;
 
@@ -85,124 +76,23 @@ impl Default for GcOptions {
     }
 }
 
-/// A store opened for maintenance: the daemon's store plus listing and deleting.
-#[derive(Debug)]
+/// A collection over a store: its content API to read entries and check blobs, its admin API
+/// ([`ContentStore::admin`]) to list and delete.
 pub struct Collector {
-    backend: Arc<Backend>,
-    root: Path,
-}
-
-/// Builds a cloud backend as [`crate::open`] does: environment first, then `options` (which
-/// `open` has already checked).
-macro_rules! cloud_objects {
-    ($builder:ty, $key:ty, $url:expr, $options:expr, $display:expr) => {{
-        let mut builder = <$builder>::from_env().with_url($url);
-        for (key, value) in $options {
-            if let Ok(parsed) = key.to_ascii_lowercase().parse::<$key>() {
-                builder = builder.with_config(parsed, value.clone());
-            }
-        }
-        let objects = builder.build().map_err(|source| {
-            StoreError::backend(format!("configuring the store {}", $display), source)
-        })?;
-        Arc::new(objects) as Arc<dyn ObjectStore>
-    }};
+    store: Arc<dyn ContentStore>,
+    admin: Arc<dyn StoreAdmin>,
 }
 
 impl Collector {
-    /// Opens the store at `url` with backend `options`, under the same rules as [`crate::open`].
-    /// A `memory://` collector starts empty; fill it through [`Self::content_store`].
-    ///
-    /// `open` hands out only a `dyn ContentStore`, which cannot list or delete, so the backend is
-    /// built again here the way `open` builds it (after `open` has accepted URL and options).
-    pub fn open(url: &str, options: &[(String, String)]) -> Result<Self, StoreError> {
-        // `open` judges the URL and the options, with the daemon's own messages.
-        let checked = crate::open(url, options)?;
-        let display_url = checked.display_url().to_string();
-        let kind = match checked.kind() {
-            "file" => "file",
-            "memory" => "memory",
-            "s3" => "s3",
-            "azure" => "azure",
-            _ => "gcs",
-        };
-        drop(checked);
-        let invalid = |reason: String| StoreError::InvalidUrl {
-            url: display_url.clone(),
-            reason,
-        };
-        let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-        let prefix = || {
-            Path::from_url_path(parsed.path().trim_matches('/'))
-                .map_err(|e| invalid(format!("its path cannot be a store root: {e}")))
-        };
-        let (objects, root): (Arc<dyn ObjectStore>, Path) = match kind {
-            "file" => {
-                let dir = parsed
-                    .to_file_path()
-                    .map_err(|()| invalid("not a local file path".into()))?;
-                let local = LocalFileSystem::new_with_prefix(&dir).map_err(|source| {
-                    StoreError::backend(format!("opening {}", dir.display()), source)
-                })?;
-                (Arc::new(local.with_fsync(true)), Path::default())
-            }
-            "memory" => (Arc::new(InMemory::new()), prefix()?),
-            "s3" => (
-                cloud_objects!(
-                    AmazonS3Builder,
-                    AmazonS3ConfigKey,
-                    url,
-                    options,
-                    display_url
-                ),
-                prefix()?,
-            ),
-            "azure" => (
-                cloud_objects!(
-                    MicrosoftAzureBuilder,
-                    AzureConfigKey,
-                    url,
-                    options,
-                    display_url
-                ),
-                prefix()?,
-            ),
-            _ => (
-                cloud_objects!(
-                    GoogleCloudStorageBuilder,
-                    GoogleConfigKey,
-                    url,
-                    options,
-                    display_url
-                ),
-                prefix()?,
-            ),
-        };
-        let backend = Backend {
-            store: objects,
-            layout: Layout::new(root.clone()),
-            kind,
-            display_url,
-        };
-        Ok(Self {
-            backend: Arc::new(backend),
-            root,
-        })
+    /// A collector over `store`, as [`crate::open`] returned it (or any layer over it).
+    pub fn new(store: Arc<dyn ContentStore>) -> Self {
+        let admin = store.admin();
+        Self { store, admin }
     }
 
     /// The store URL without credentials.
     pub fn display_url(&self) -> &str {
-        &self.backend.display_url
-    }
-
-    /// A [`ContentStore`] on the same objects (for `memory://`, the only way to fill them).
-    pub fn content_store(&self) -> Arc<dyn ContentStore> {
-        Arc::new(ObjectContentStore::new(Backend {
-            store: Arc::clone(&self.backend.store),
-            layout: self.backend.layout.clone(),
-            kind: self.backend.kind,
-            display_url: self.backend.display_url.clone(),
-        }))
+        self.admin.display_url()
     }
 
     /// Runs one collection (see the module documentation for the steps).
@@ -262,21 +152,18 @@ impl Collector {
         decode: &EntryDecoder,
         report: &mut GcReport,
     ) -> Result<(), StoreError> {
-        let prefix = self.root.clone().join("ac");
         let read_before = std::mem::take(&mut marks.entries_seen);
         let mut unread = self
-            .backend
-            .store
-            .list(Some(&prefix))
-            .map_err(|source| self.listing_error("ac/", source))
+            .admin
+            .list(Area::ActionCache)
             .try_filter(|meta| {
-                let fresh = read_before.get(meta.location.as_ref()) != Some(&version_of(meta));
+                let fresh = read_before.get(&meta.path) != Some(&version_of(meta));
                 async move { fresh }
             })
-            .and_then(|meta| async move { Ok((self.entry_key(&meta.location)?, meta)) })
+            .and_then(|meta| async move { Ok((self.entry_key(&meta)?, meta)) })
             .map_ok(|(key, meta)| async move {
                 let bytes = match key {
-                    Some(key) => self.backend.get_action_result(&key).await?,
+                    Some(key) => self.store.get_action_result(&key).await?,
                     None => None,
                 };
                 Ok((key, meta, bytes))
@@ -284,7 +171,7 @@ impl Collector {
             .try_buffer_unordered(READ_CONCURRENCY)
             .boxed();
         while let Some((key, meta, bytes)) = unread.try_next().await? {
-            let location = meta.location.to_string();
+            let location = meta.path.clone();
             marks
                 .entries_seen
                 .insert(location.clone(), version_of(&meta));
@@ -329,20 +216,18 @@ impl Collector {
         now: SystemTime,
         report: &mut GcReport,
     ) -> Result<HashMap<[u8; 32], Present>, StoreError> {
-        let prefix = self.root.clone().join("cas");
-        let mut listing = self.backend.store.list(Some(&prefix));
+        let mut listing = self.admin.list(Area::Cas);
         let mut candidates = HashMap::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|source| self.listing_error("cas/", source))?;
+        while let Some(meta) = listing.try_next().await? {
             report.blobs_scanned.add(meta.size);
-            let Some(hash) = self.blob_hash(&meta.location) else {
-                report.foreign.push(meta.location.to_string());
+            let Some(hash) = blob_hash(&meta) else {
+                report.foreign.push(meta.path);
                 continue;
             };
             let present = Present {
-                location: meta.location,
+                location: meta.path,
                 size: meta.size,
-                modified: meta.last_modified.into(),
+                modified: meta.modified,
             };
             if let Some(mark) = marks.blobs.get_mut(&hash) {
                 mark.present = Some(present);
@@ -372,9 +257,9 @@ impl Collector {
             });
             if let Some(digest) = missing.next() {
                 // Not in the listing; it may have been uploaded since: ask again.
-                let mut gone = !self.backend.contains(digest).await?;
+                let mut gone = !self.store.contains(digest).await?;
                 for digest in missing {
-                    gone = gone || !self.backend.contains(digest).await?;
+                    gone = gone || !self.store.contains(digest).await?;
                 }
                 if gone && self.unchanged(&entry.meta).await? {
                     dangling.push(entry);
@@ -386,9 +271,9 @@ impl Collector {
             tracing::info!(key = %entry.key, "action result names a blob that is gone");
             removals.push(Removal {
                 kind: RemovalKind::DanglingResult,
-                location: entry.meta.location.to_string(),
+                location: entry.meta.path.clone(),
                 bytes: entry.meta.size,
-                age: age(now, entry.meta.last_modified.into()),
+                age: age(now, entry.meta.modified),
             });
             for digest in &entry.blobs {
                 let mark = marks.blobs.get_mut(&digest.hash).expect("marked above");
@@ -414,17 +299,15 @@ impl Collector {
         now: SystemTime,
         report: &mut GcReport,
     ) -> Result<(), StoreError> {
-        let prefix = self.root.clone().join("quarantine");
-        let mut listing = self.backend.store.list(Some(&prefix));
+        let mut listing = self.admin.list(Area::Quarantine);
         let mut removals = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|source| self.listing_error("quarantine/", source))?;
+        while let Some(meta) = listing.try_next().await? {
             report.quarantine_scanned.add(meta.size);
-            let age = age(now, meta.last_modified.into());
+            let age = age(now, meta.modified);
             if age >= options.older_than {
                 removals.push(Removal {
                     kind: RemovalKind::Quarantined,
-                    location: meta.location.to_string(),
+                    location: meta.path,
                     bytes: meta.size,
                     age,
                 });
@@ -441,21 +324,13 @@ impl Collector {
                 if dry_run {
                     return (removal, Ok(()));
                 }
-                let location = Path::from(removal.location.as_str());
-                let deleted = match self.backend.store.delete(&location).await {
-                    // Someone else deleted it first: it is gone all the same.
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(error) => Err(error),
-                };
+                let deleted = self.admin.delete(&removal.location).await;
                 (removal, deleted)
             })
             .buffer_unordered(DELETE_CONCURRENCY);
         while let Some((removal, deleted)) = outcomes.next().await {
             if let Err(error) = deleted {
-                report.failures.push(format!(
-                    "deleting {} from {}: {error}",
-                    removal.location, self.backend.display_url
-                ));
+                report.failures.push(error.to_string());
                 continue;
             }
             let tally = match removal.kind {
@@ -469,54 +344,30 @@ impl Collector {
     }
 
     /// Whether the entry is still the one that was read (a daemon may have replaced it).
-    async fn unchanged(&self, meta: &ObjectMeta) -> Result<bool, StoreError> {
-        match self.backend.store.head(&meta.location).await {
+    async fn unchanged(&self, meta: &StoredObject) -> Result<bool, StoreError> {
+        Ok(match self.admin.head(&meta.path).await? {
             // Listings and HEADs agree on e-tags up to quotes (Azure quotes only in HEADs);
             // their times differ in precision (S3 lists milliseconds, HEADs seconds).
-            Ok(now) => Ok(match (&now.e_tag, &meta.e_tag) {
+            Some(now) => match (&now.e_tag, &meta.e_tag) {
                 (Some(now), Some(then)) => now.trim_matches('"') == then.trim_matches('"'),
-                _ => now.last_modified.timestamp() == meta.last_modified.timestamp(),
-            }),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(StoreError::backend(
-                format!("checking {} in {}", meta.location, self.backend.display_url),
-                source,
-            )),
-        }
-    }
-
-    /// The path's parts below the store root.
-    fn relative(&self, location: &Path) -> Vec<String> {
-        location
-            .prefix_match(&self.root)
-            .map(|parts| parts.map(|part| part.as_ref().to_string()).collect())
-            .unwrap_or_default()
-    }
-
-    /// The hash of a blob at its layout path `cas/blake3/<2 hex>/<64 lowercase hex>`.
-    fn blob_hash(&self, location: &Path) -> Option<[u8; 32]> {
-        match self.relative(location).as_slice() {
-            [cas, blake3, fan, name] if cas == "cas" && blake3 == "blake3" => {
-                let digest = BlobDigest::parse(name, 0).ok()?;
-                (digest.hex() == *name && name.starts_with(fan.as_str())).then_some(digest.hash)
-            }
-            _ => None,
-        }
+                _ => unix_seconds(now.modified) == unix_seconds(meta.modified),
+            },
+            None => false,
+        })
     }
 
     /// The key of an entry at `ac/v1/<64 lowercase hex>`, `None` for another name there; an
     /// error for an action cache of another version, whose references this code cannot know.
-    fn entry_key(&self, location: &Path) -> Result<Option<ActionKey>, StoreError> {
-        match self.relative(location).as_slice() {
-            [ac, v1, name] if ac == "ac" && v1 == "v1" => {
-                Ok(ActionKey::parse(name).ok().filter(|key| key.hex() == *name))
-            }
-            [ac, version, ..] if ac == "ac" && version != "v1" => Err(StoreError::backend(
+    fn entry_key(&self, entry: &StoredObject) -> Result<Option<ActionKey>, StoreError> {
+        match entry.parts().as_slice() {
+            ["ac", "v1", name] => Ok(ActionKey::parse(name).ok().filter(|key| key.hex() == *name)),
+            ["ac", version, ..] if *version != "v1" => Err(StoreError::backend(
                 format!(
-                    "{location} in {} belongs to an action cache layout this trtfarm does not \
-                     know ({ac}/{version}); collecting would delete blobs it references, so \
-                     nothing was deleted: use the trtfarmd that wrote it",
-                    self.backend.display_url
+                    "{} in {} belongs to an action cache layout this trtfarm does not know \
+                     (ac/{version}); collecting would delete blobs it references, so nothing \
+                     was deleted: use the trtfarmd that wrote it",
+                    entry.path,
+                    self.admin.display_url()
                 ),
                 object_store::Error::NotSupported {
                     source: "unknown action cache version".into(),
@@ -525,18 +376,28 @@ impl Collector {
             _ => Ok(None),
         }
     }
+}
 
-    fn listing_error(&self, what: &str, source: object_store::Error) -> StoreError {
-        StoreError::backend(
-            format!("listing {what} in {}", self.backend.display_url),
-            source,
-        )
+/// The hash of a blob at its layout path `cas/blake3/<2 hex>/<64 lowercase hex>`.
+fn blob_hash(blob: &StoredObject) -> Option<[u8; 32]> {
+    match blob.parts().as_slice() {
+        ["cas", "blake3", fan, name] => {
+            let digest = BlobDigest::parse(name, 0).ok()?;
+            (digest.hex() == *name && name.starts_with(fan)).then_some(digest.hash)
+        }
+        _ => None,
     }
 }
 
+/// Whole seconds since the epoch (before it: zero), the precision every backend keeps.
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// What identifies one version of an entry: its e-tag and last-modified time.
-fn version_of(meta: &ObjectMeta) -> (Option<String>, SystemTime) {
-    (meta.e_tag.clone(), meta.last_modified.into())
+fn version_of(meta: &StoredObject) -> (Option<String>, SystemTime) {
+    (meta.e_tag.clone(), meta.modified)
 }
 
 /// How long ago `modified` was (zero for a time in the future: another machine's clock).
@@ -547,7 +408,8 @@ fn age(now: SystemTime, modified: SystemTime) -> Duration {
 /// A blob seen in the CAS listing.
 #[derive(Debug)]
 struct Present {
-    location: Path,
+    /// Its path below the store root.
+    location: String,
     size: u64,
     modified: SystemTime,
 }
@@ -567,7 +429,7 @@ struct BlobMark {
 #[derive(Debug)]
 struct EntryMark {
     key: ActionKey,
-    meta: ObjectMeta,
+    meta: StoredObject,
     blobs: Vec<BlobDigest>,
     is_result: bool,
 }

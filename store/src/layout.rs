@@ -8,6 +8,7 @@
 
 use object_store::path::Path;
 
+use crate::admin::Area;
 use crate::digest::{ActionKey, BlobDigest};
 
 /// Maps digests and keys to object paths under a root prefix.
@@ -40,6 +41,29 @@ impl Layout {
             .join("ac")
             .join("v1")
             .join(key.hex().as_str())
+    }
+
+    /// `cas`, `ac` or `quarantine`: the object path prefix of one area.
+    pub(crate) fn area(&self, area: Area) -> Path {
+        self.root.clone().join(area.dir())
+    }
+
+    /// `location` relative to the root, parts joined by `/` (all of it if outside the root).
+    pub(crate) fn relative(&self, location: &Path) -> String {
+        match location.prefix_match(&self.root) {
+            Some(parts) => parts
+                .map(|part| part.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => location.to_string(),
+        }
+    }
+
+    /// The object path of `relative` (as [`Self::relative`] writes it), checked but not
+    /// re-encoded, so a listed name maps back to the same object.
+    pub(crate) fn object(&self, relative: &str) -> Result<Path, object_store::path::Error> {
+        let relative = Path::parse(relative)?;
+        Ok(self.root.parts().chain(relative.parts()).collect())
     }
 
     /// `quarantine/blake3/<64 hex>.<unix millis>`: where a corrupt blob is moved.
@@ -81,5 +105,20 @@ mod tests {
             prefixed.blob(&digest).as_ref(),
             format!("team/cache/cas/blake3/{}/{hex}", &hex[..2])
         );
+    }
+
+    #[test]
+    fn relative_paths_map_back_to_the_same_objects() {
+        let digest = BlobDigest::of_bytes(b"x");
+        for root in ["", "team/cache"] {
+            let layout = Layout::new(Path::from(root));
+            let blob = layout.blob(&digest);
+            let relative = layout.relative(&blob);
+            assert!(relative.starts_with("cas/blake3/"), "{relative}");
+            assert_eq!(layout.object(&relative).unwrap(), blob);
+            // A name that needs encoding survives the round trip unchanged.
+            let odd = layout.area(Area::Quarantine).join("a b%.1");
+            assert_eq!(layout.object(&layout.relative(&odd)).unwrap(), odd);
+        }
     }
 }

@@ -2,7 +2,10 @@
 //! streaming.
 //!
 //! One trait, [`ContentStore`], over every backend; [`open`] picks the backend from a URL
-//! (`file://`, `memory://`, `s3://`, `az://`, `gs://`). Inside the store root:
+//! (`file://`, `memory://`, `s3://`, `az://`, `gs://`) and builds it once. Behaviour is added by
+//! layers that wrap a `ContentStore` and are one themselves: [`RetryStore`] retries writes
+//! through an outage, [`TieredStore`] serves reads from a local copy of a remote store. The same
+//! store's [`StoreAdmin`] (list, delete) is what `gc` collects with. Inside the store root:
 //!
 //! ```text
 //! cas/blake3/<2 hex>/<64 hex>                 immutable blobs
@@ -25,27 +28,36 @@
 #![warn(missing_docs)]
 
 mod action_cache;
+mod admin;
 mod backend;
 mod cas;
 mod digest;
 mod error;
+#[cfg(any(test, feature = "test-servers"))]
+pub mod faults;
 pub mod gc;
 mod layout;
 mod open;
 mod quarantine;
+mod retry;
 #[cfg(feature = "test-servers")]
 pub mod test_servers;
+mod tiered;
 mod upload;
 mod verify;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use admin::{Area, StoreAdmin, StoredObject};
 pub use digest::{ActionKey, BlobDigest};
 pub use error::StoreError;
 pub use open::{SUPPORTED_URLS, open};
+pub use retry::{Retry, RetryObserver, RetryPolicy, RetryStore};
+pub use tiered::TieredStore;
 
 /// Largest chunk a [`BlobStream`] yields, in bytes (1 MiB); bigger backend chunks are split.
 pub const MAX_READ_CHUNK: usize = 1 << 20;
@@ -81,6 +93,10 @@ pub trait ContentStore: Send + Sync + 'static {
 
     /// The store URL with credentials, query and fragment removed (safe to log).
     fn display_url(&self) -> &str;
+
+    /// The maintenance API (list, delete) over the same objects; a layer passes on its inner
+    /// store's (for a tiered store, the remote's: the shared store is the one to collect).
+    fn admin(&self) -> Arc<dyn StoreAdmin>;
 
     /// Whether the blob is present with the right size (one HEAD request).
     async fn contains(&self, digest: &BlobDigest) -> Result<bool, StoreError>;

@@ -19,25 +19,10 @@ use trtfarm_store::{ActionKey, BlobDigest, ContentStore};
 const OLD: Duration = Duration::ZERO;
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// A collector on the test store's storage, and the store to fill it through (for `memory://`,
-/// whose objects live in one client, the collector's own).
+/// A collector on the test store's storage, opened as a second process would (for `memory://`,
+/// whose objects live in one client, on the same client), and the store to fill it through.
 fn collector(t: &TestStore) -> (Collector, Arc<dyn ContentStore>) {
-    match t.kind().as_str() {
-        "memory" => {
-            let collector = Collector::open("memory://", &[]).unwrap();
-            let store = collector.content_store();
-            (collector, store)
-        }
-        "file" => {
-            let url = format!("file://{}", t.root.as_ref().unwrap().display());
-            (Collector::open(&url, &[]).unwrap(), Arc::clone(&t.store))
-        }
-        _ => {
-            let server = t.server.as_ref().unwrap();
-            let collector = Collector::open(&server.url(), &server.options()).unwrap();
-            (collector, Arc::clone(&t.store))
-        }
-    }
+    (Collector::new(t.another_client()), Arc::clone(&t.store))
 }
 
 /// Reads entries as the daemon writes them: `record:` text stands in for the timing-cache

@@ -13,7 +13,6 @@ use crate::build::prepare::{
     Preparation, PrepareLogLine, PreparedModel, PreparedModelRecord, StoredFile, prepare_model,
 };
 use crate::ingest::request::{MODEL_NAME, PreparedBuild};
-use crate::schedule::store_retry::retrying;
 use crate::schedule::{Farm, failure};
 
 /// Where the original inputs go when a conversion runs: beside the builder's inputs, never in
@@ -107,7 +106,8 @@ impl Farm {
             .ok_or_else(|| infrastructure("a conversion without a transform"))?;
 
         let put = |what: &'static str, path: PathBuf| async move {
-            retrying(what, &self.metrics, || self.store.put_file(&path, None))
+            self.publishing
+                .put_file(&path, None)
                 .await
                 .map_err(|e| infrastructure(format!("cannot store the {what}: {e}")))
         };
@@ -132,8 +132,11 @@ impl Farm {
             },
         };
         let encoded = record.encode();
-        let publish = || self.store.put_action_result(&key, encoded.clone().into());
-        match retrying("prepared model record", &self.metrics, publish).await {
+        match self
+            .publishing
+            .put_action_result(&key, encoded.into())
+            .await
+        {
             Ok(Published::Created | Published::AlreadyExisted) => {}
             // The engine can still be built and published; the next build converts again.
             Err(e) => tracing::warn!("cannot record the converted model: {e}"),

@@ -91,7 +91,7 @@ pub async fn collect(args: &GcArgs) -> anyhow::Result<GcReport> {
     for lock in &args.locks {
         keep.extend(lock_digests(lock)?);
     }
-    let collector = Collector::open(&args.store, &args.store_options)?;
+    let collector = Collector::new(trtfarm_store::open(&args.store, &args.store_options)?);
     let options = GcOptions {
         older_than: args.older_than,
         keep,

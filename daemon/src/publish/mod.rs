@@ -11,7 +11,6 @@ use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, Published, StoreError};
 
 use crate::schedule::queue::Resource;
-use crate::schedule::store_retry::retrying;
 use crate::schedule::{Farm, failure};
 
 pub mod provenance;
@@ -79,7 +78,8 @@ impl Farm {
         let store_error =
             |what: &str, e: StoreError| infrastructure(format!("cannot store the {what}: {e}"));
         let put = |what: &'static str, path: PathBuf, expected: Option<BlobDigest>| async move {
-            retrying(what, &self.metrics, || self.store.put_file(&path, expected))
+            self.publishing
+                .put_file(&path, expected)
                 .await
                 .map_err(|e| store_error(what, e))
         };
@@ -174,11 +174,9 @@ impl Farm {
             built_by: self.host.clone(),
         };
         let encoded = prost::Message::encode_to_vec(&result);
-        let publish = || {
-            self.store
-                .put_action_result(&prepared.key, encoded.clone().into())
-        };
-        match retrying("action result", &self.metrics, publish)
+        match self
+            .publishing
+            .put_action_result(&prepared.key, encoded.clone().into())
             .await
             .map_err(|e| store_error("action result", e))?
         {
@@ -192,11 +190,8 @@ impl Farm {
                 // every client gets.
                 Some(existing) => Ok(existing),
                 None => {
-                    let replace = || {
-                        self.store
-                            .replace_action_result(&prepared.key, encoded.clone().into())
-                    };
-                    retrying("action result", &self.metrics, replace)
+                    self.publishing
+                        .replace_action_result(&prepared.key, encoded.into())
                         .await
                         .map_err(|e| store_error("action result", e))?;
                     Ok(result)

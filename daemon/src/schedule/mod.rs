@@ -9,7 +9,7 @@ pub mod db;
 mod ending;
 mod queries;
 pub mod queue;
-pub(crate) mod store_retry;
+mod store_retry;
 
 pub use queries::terminal_event;
 
@@ -64,6 +64,9 @@ pub struct Farm {
     state: Mutex<FarmState>,
     db: JobDb,
     pub(crate) store: Arc<dyn ContentStore>,
+    /// The same store with its writes retried through an outage, for a finished build's
+    /// results (see `store_retry`).
+    pub(crate) publishing: Arc<dyn ContentStore>,
     pub(crate) launcher: Arc<dyn BuilderLauncher>,
     pub(crate) inventory: Inventory,
     pub(crate) metrics: Arc<Metrics>,
@@ -167,6 +170,7 @@ impl Farm {
                 ..FarmState::default()
             }),
             db,
+            publishing: store_retry::publishing_store(Arc::clone(&store), Arc::clone(&metrics)),
             store,
             launcher,
             inventory,

@@ -1,125 +1,78 @@
 //! Store writes of a finished build, retried through a store outage.
 //!
 //! A plan that took an hour to build must not be thrown away because the bucket was
-//! unreachable for ten seconds when it finished. Every publishing write may be repeated
-//! safely: blobs are immutable and named by their digest, and action results are created only
-//! if absent. `object_store` already retries single HTTP requests; this covers what it cannot,
-//! such as a refused connection that outlasts its retries or a multipart upload the restarted
-//! server has forgotten (the whole file is then sent again).
+//! unreachable for ten seconds when it finished. The retrying itself is the store's
+//! [`RetryStore`] layer (tested there against injected outages); this is the daemon's use of it:
+//! its policy (the layer's default: 90 s, pauses doubling from 250 ms to 10 s) and its metric.
 
-use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
 
-use trtfarm_store::StoreError;
+use trtfarm_store::{ContentStore, Retry, RetryPolicy, RetryStore};
 
 use crate::metrics::Metrics;
 
-/// How long a build keeps retrying its store writes before it fails as `INFRASTRUCTURE`.
-pub(crate) const RETRY_WINDOW: Duration = Duration::from_secs(90);
-/// The first pause; each next one doubles, up to [`MAX_PAUSE`].
-const FIRST_PAUSE: Duration = Duration::from_millis(250);
-/// The longest pause between two tries.
-const MAX_PAUSE: Duration = Duration::from_secs(10);
+/// The store the build pipeline publishes through: `store` with its writes retried for
+/// [`RetryPolicy::default`]'s window, each retry counted in `trtfarm_store_write_retries_total`.
+pub(crate) fn publishing_store(
+    store: Arc<dyn ContentStore>,
+    metrics: Arc<Metrics>,
+) -> Arc<dyn ContentStore> {
+    Arc::new(RetryStore::new(store, RetryPolicy::default()).with_observer(counter(metrics)))
+}
 
-/// Runs `call` until it succeeds, fails for a reason that would repeat, or [`RETRY_WINDOW`]
-/// has passed since the first try; `what` names the write in the log, and each retry counts
-/// in `trtfarm_store_write_retries_total`.
-pub(crate) async fn retrying<T, F, Fut>(
-    what: &str,
-    metrics: &Metrics,
-    mut call: F,
-) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let deadline = tokio::time::Instant::now() + RETRY_WINDOW;
-    let mut pause = FIRST_PAUSE;
-    let mut tries = 1u32;
-    loop {
-        match call().await {
-            Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
-                tracing::warn!("cannot store the {what} (try {tries}), retrying in {pause:?}: {e}");
-                metrics.store_write_retried();
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_PAUSE);
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
+/// The retry observer: one retry, one count.
+fn counter(metrics: Arc<Metrics>) -> impl Fn(&Retry<'_>) + Send + Sync + 'static {
+    move |_retry| metrics.store_write_retried()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use std::cell::Cell;
+    use std::time::Duration;
 
-    fn outage() -> StoreError {
-        StoreError::Backend {
+    use bytes::Bytes;
+    use trtfarm_store::{ActionKey, Published, StoreError};
+
+    use super::*;
+
+    #[test]
+    fn each_retry_counts_in_the_metric() {
+        let metrics = Arc::new(Metrics::new());
+        let count = counter(Arc::clone(&metrics));
+        let error = StoreError::Backend {
             context: "put cas/blake3/ab/… in s3://farm".into(),
             source: object_store::Error::Generic {
                 store: "S3",
                 source: "connection refused".into(),
             },
+        };
+        for attempt in 1..=2 {
+            count(&Retry {
+                operation: "put_file /scratch/plan",
+                attempt,
+                pause: Duration::from_millis(250),
+                error: &error,
+            });
         }
-    }
-
-    fn denied() -> StoreError {
-        StoreError::Backend {
-            context: "put cas/blake3/ab/… in s3://farm".into(),
-            source: object_store::Error::PermissionDenied {
-                path: "cas/blake3/ab".into(),
-                source: "403".into(),
-            },
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_short_outage_is_ridden_out() {
-        let calls = Cell::new(0);
-        let started = tokio::time::Instant::now();
-        let metrics = Metrics::new();
-        let result = retrying("engine plan", &metrics, || {
-            calls.set(calls.get() + 1);
-            let n = calls.get();
-            async move { if n < 5 { Err(outage()) } else { Ok(n) } }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 5);
-        // Pauses of 0.25 + 0.5 + 1 + 2 s between the five tries.
-        assert_eq!(started.elapsed(), Duration::from_millis(3750));
         let text = metrics.encode();
         assert!(
-            text.contains("\ntrtfarm_store_write_retries_total 4\n"),
+            text.contains("\ntrtfarm_store_write_retries_total 2\n"),
             "{text}"
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_outage_longer_than_the_window_fails_with_the_last_error() {
-        let calls = Cell::new(0);
-        let started = tokio::time::Instant::now();
-        let result: Result<(), _> = retrying("engine plan", &Metrics::new(), || {
-            calls.set(calls.get() + 1);
-            async { Err(outage()) }
-        })
-        .await;
-        assert!(result.unwrap_err().is_transient());
-        assert!(started.elapsed() <= RETRY_WINDOW, "{:?}", started.elapsed());
-        assert!(started.elapsed() >= RETRY_WINDOW - MAX_PAUSE);
-        assert!(calls.get() > 5 && calls.get() < 20, "{} tries", calls.get());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_refusal_that_would_repeat_is_not_retried() {
-        let calls = Cell::new(0);
-        let result: Result<(), _> = retrying("engine plan", &Metrics::new(), || {
-            calls.set(calls.get() + 1);
-            async { Err(denied()) }
-        })
-        .await;
-        assert!(!result.unwrap_err().is_transient());
-        assert_eq!(calls.get(), 1);
+    #[tokio::test]
+    async fn writes_that_succeed_pass_through_uncounted() {
+        let metrics = Arc::new(Metrics::new());
+        let memory = trtfarm_store::open("memory://", &[]).unwrap();
+        let store = publishing_store(Arc::clone(&memory), Arc::clone(&metrics));
+        let key = ActionKey([1; 32]);
+        let published = store.put_action_result(&key, Bytes::from_static(b"r"));
+        assert_eq!(published.await.unwrap(), Published::Created);
+        assert!(memory.get_action_result(&key).await.unwrap().is_some());
+        let text = metrics.encode();
+        assert!(
+            text.contains("\ntrtfarm_store_write_retries_total 0\n"),
+            "{text}"
+        );
     }
 }
