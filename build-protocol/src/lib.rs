@@ -74,18 +74,7 @@ pub enum BuilderMessage {
         text: String,
     },
     /// An event of TensorRT's progress monitor.
-    Progress {
-        /// Which kind of event.
-        kind: ProgressKind,
-        /// The phase it concerns.
-        phase: String,
-        /// The enclosing phase, for a nested phase start.
-        parent: Option<String>,
-        /// Steps completed so far (0 at the start, `steps` at the finish).
-        step: i32,
-        /// Steps the phase announced (0 when unknown).
-        steps: i32,
-    },
+    Progress(Progress),
     /// The build succeeded; always the last line.
     Done(BuilderDone),
     /// The build failed; always the last line.
@@ -93,6 +82,21 @@ pub enum BuilderMessage {
         /// What went wrong, for a person: manifest diagnostics or TensorRT's message.
         message: String,
     },
+}
+
+/// An event of TensorRT's progress monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Which kind of event.
+    pub kind: ProgressKind,
+    /// The phase it concerns.
+    pub phase: String,
+    /// The enclosing phase, for a nested phase start.
+    pub parent: Option<String>,
+    /// Steps completed so far (0 at the start, `steps` at the finish).
+    pub step: i32,
+    /// Steps the phase announced (0 when unknown).
+    pub steps: i32,
 }
 
 /// Which progress-monitor callback an event came from.
@@ -161,7 +165,7 @@ fn halve_texts(message: &mut BuilderMessage) -> bool {
     let texts: Vec<&mut String> = match message {
         BuilderMessage::Log { severity, text } => vec![severity, text],
         BuilderMessage::Failed { message } => vec![message],
-        BuilderMessage::Progress { phase, parent, .. } => {
+        BuilderMessage::Progress(Progress { phase, parent, .. }) => {
             let mut texts = vec![phase];
             texts.extend(parent.as_mut());
             texts
@@ -233,13 +237,13 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<BuilderMessage>(&line).unwrap(), done);
 
-        let progress = BuilderMessage::Progress {
+        let progress = BuilderMessage::Progress(Progress {
             kind: ProgressKind::PhaseStart,
             phase: "Building engine".into(),
             parent: None,
             step: 0,
             steps: 4,
-        };
+        });
         let line = encode(&progress);
         assert!(line.contains(r#""kind":"phase_start""#), "{line}");
         assert_eq!(

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::fd::FromRawFd;
 
 use trt_ffi::{BuildObserver, Control, LogMessage, ProgressEvent};
-use trtfarm_build_protocol::{BuilderMessage, ProgressKind};
+use trtfarm_build_protocol::{BuilderMessage, Progress, ProgressKind};
 
 /// Takes fd 1 for the protocol and points fd 1 at stderr, so that anything a library prints on
 /// stdout lands in the daemon's log instead of corrupting the JSON stream.
@@ -85,7 +85,7 @@ impl BuildObserver for Reporter {
                 steps,
             } => {
                 self.steps.insert(phase.to_owned(), steps);
-                BuilderMessage::Progress {
+                Progress {
                     kind: ProgressKind::PhaseStart,
                     phase: phase.to_owned(),
                     parent: parent.map(str::to_owned),
@@ -93,7 +93,7 @@ impl BuildObserver for Reporter {
                     steps,
                 }
             }
-            ProgressEvent::Step { phase, step } => BuilderMessage::Progress {
+            ProgressEvent::Step { phase, step } => Progress {
                 kind: ProgressKind::Step,
                 phase: phase.to_owned(),
                 parent: None,
@@ -102,7 +102,7 @@ impl BuildObserver for Reporter {
             },
             ProgressEvent::PhaseFinish { phase } => {
                 let steps = self.steps.remove(phase).unwrap_or(0);
-                BuilderMessage::Progress {
+                Progress {
                     kind: ProgressKind::PhaseFinish,
                     phase: phase.to_owned(),
                     parent: None,
@@ -111,7 +111,7 @@ impl BuildObserver for Reporter {
                 }
             }
         };
-        if self.send(&message) {
+        if self.send(&BuilderMessage::Progress(message)) {
             Control::Continue
         } else {
             Control::Cancel

@@ -13,8 +13,8 @@ use builder_support::{
     Scratch, example_manifest, example_model, live_group_members, rtx_command, rtx_task, run,
     send_kill,
 };
-use trtfarm_build_protocol::ProgressKind;
 use trtfarm_build_protocol::{BuilderTask, LAYERS_FILE, PLAN_FILE, TASK_FILE};
+use trtfarm_build_protocol::{Progress, ProgressKind};
 use trtfarmd::build::builder_process::{BuilderEvent, BuilderOutcome};
 use trtfarmd::build::prepare::{Preparation, prepare_model};
 
@@ -54,10 +54,10 @@ async fn builder_builds_a_real_engine_and_reports_its_plan_and_progress() {
         .filter(|e| {
             matches!(
                 e,
-                BuilderEvent::Progress {
+                BuilderEvent::Progress(Progress {
                     kind: ProgressKind::PhaseStart,
                     ..
-                }
+                })
             )
         })
         .count();

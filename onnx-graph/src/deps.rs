@@ -63,6 +63,23 @@ pub fn onnx_test_models() -> Option<PathBuf> {
     env_path(ONNX_TEST_MODELS_ENV).or_else(|| Some(deps_dir()?.join("onnx").join("light")))
 }
 
+/// The TensorRT-RTX libraries `scripts/setup` installed (`$TRTFARM_RTX_LIB_DIR`, else
+/// `<deps>/lib/tensorrt-rtx`), for tests that build real engines; an error saying how to install
+/// them when they are not there.
+pub fn rtx_lib_dir() -> Result<PathBuf, String> {
+    let dir = env_path("TRTFARM_RTX_LIB_DIR")
+        .or_else(|| Some(deps_dir()?.join("lib").join("tensorrt-rtx")))
+        .ok_or("HOME or XDG_CACHE_HOME must be set to find the trtfarm cache")?;
+    if !dir.join("libtensorrt_rtx.so.1").is_file() {
+        return Err(format!(
+            "TensorRT-RTX is not installed: {} has no libtensorrt_rtx.so.1. Run scripts/setup \
+             (or set TRTFARM_RTX_LIB_DIR).",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
 /// The Python interpreter of the set-up virtual environment (it has `onnx` installed).
 pub fn python() -> Option<PathBuf> {
     env_path(PYTHON_ENV).or_else(|| Some(deps_dir()?.join("venv").join("bin").join("python")))

@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use manifest_schema::{Flavour, Manifest, Variant};
 use tokio::sync::{mpsc, watch};
 use trtfarm_build_protocol::{
-    BuilderDone, BuilderTask, INPUTS_DIR, LAYERS_FILE, OUT_DIR, PLAN_FILE, TASK_FILE,
+    BuilderDone, BuilderTask, INPUTS_DIR, LAYERS_FILE, OUT_DIR, PLAN_FILE, Progress, ProgressKind,
+    TASK_FILE,
 };
 
 use super::builder_process::{
@@ -350,13 +351,13 @@ fn print_event(variant: &str, event: &BuilderEvent, verbose: bool) {
                 eprintln!("{variant}: {severity}: {text}");
             }
         }
-        BuilderEvent::Progress {
-            kind: trtfarm_build_protocol::ProgressKind::PhaseStart,
+        BuilderEvent::Progress(Progress {
+            kind: ProgressKind::PhaseStart,
             phase,
             parent: None,
             ..
-        } => eprintln!("{variant}: {phase}"),
-        BuilderEvent::Progress { .. } | BuilderEvent::Spawned { .. } => {}
+        }) => eprintln!("{variant}: {phase}"),
+        BuilderEvent::Progress(_) | BuilderEvent::Spawned { .. } => {}
     }
 }
 

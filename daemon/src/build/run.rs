@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
-use trtfarm_build_protocol::{BuilderTask, INPUTS_DIR, OUT_DIR, TASK_FILE};
+use trtfarm_build_protocol::{BuilderTask, INPUTS_DIR, OUT_DIR, Progress, TASK_FILE};
 use trtfarm_proto::v1;
 
 use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
@@ -295,13 +295,13 @@ async fn pump_events(
                     }
                 }
             }
-            BuilderEvent::Progress {
+            BuilderEvent::Progress(Progress {
                 kind,
                 phase,
                 parent,
                 step,
                 steps,
-            } => {
+            }) => {
                 let kind = match kind {
                     trtfarm_build_protocol::ProgressKind::PhaseStart => {
                         v1::ProgressKind::PhaseStart

@@ -48,27 +48,10 @@ fn env_path(var: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The TensorRT-RTX library directory, found the way trt-ffi's tests find it; panics with
-/// instructions if it is missing.
+/// The TensorRT-RTX library directory `scripts/setup` installed; panics with instructions if
+/// it is missing.
 pub fn rtx_lib_dir() -> PathBuf {
-    let deps = || {
-        env_path("TRTFARM_DEPS_DIR")
-            .or_else(|| env_path("TRTFARM_CACHE_DIR").map(|c| c.join("deps")))
-            .or_else(|| {
-                env_path("XDG_CACHE_HOME")
-                    .or_else(|| env_path("HOME").map(|h| h.join(".cache")))
-                    .map(|c| c.join("trtfarm").join("deps"))
-            })
-            .expect("HOME or XDG_CACHE_HOME must be set to find the trtfarm cache")
-    };
-    let dir = env_path("TRTFARM_RTX_LIB_DIR").unwrap_or_else(|| deps().join("lib/tensorrt-rtx"));
-    assert!(
-        dir.join("libtensorrt_rtx.so.1").is_file(),
-        "TensorRT-RTX is not installed: {} has no libtensorrt_rtx.so.1. Run scripts/setup \
-         (or set TRTFARM_RTX_LIB_DIR).",
-        dir.display()
-    );
-    dir
+    onnx_graph::deps::rtx_lib_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn example_dir() -> PathBuf {

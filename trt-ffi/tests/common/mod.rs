@@ -16,16 +16,7 @@ fn deps_dir() -> PathBuf {
 
 /// The TensorRT-RTX library directory; panics with instructions if it is missing.
 pub fn rtx_lib_dir() -> PathBuf {
-    let dir = std::env::var_os("TRTFARM_RTX_LIB_DIR")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| deps_dir().join("lib/tensorrt-rtx"), PathBuf::from);
-    assert!(
-        dir.join("libtensorrt_rtx.so.1").is_file(),
-        "TensorRT-RTX is not installed: {} has no libtensorrt_rtx.so.1. Run scripts/setup \
-         (or set TRTFARM_RTX_LIB_DIR).",
-        dir.display()
-    );
-    dir
+    onnx_graph::deps::rtx_lib_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The TensorRT-RTX toolchain from `rtx_lib_dir`.

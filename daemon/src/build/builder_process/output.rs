@@ -7,9 +7,7 @@ use std::sync::Mutex;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use trtfarm_build_protocol::{
-    BUILDER_SEVERITY, BuilderDone, BuilderMessage, MAX_LINE, ProgressKind,
-};
+use trtfarm_build_protocol::{BUILDER_SEVERITY, BuilderDone, BuilderMessage, MAX_LINE, Progress};
 
 /// How many log lines a [`super::BuilderReport`] keeps.
 pub const LOG_TAIL_LINES: usize = 50;
@@ -31,18 +29,7 @@ pub enum BuilderEvent {
         text: String,
     },
     /// An event of TensorRT's progress monitor.
-    Progress {
-        /// Which kind of event.
-        kind: ProgressKind,
-        /// The phase it concerns.
-        phase: String,
-        /// The enclosing phase, for a nested phase start.
-        parent: Option<String>,
-        /// Steps completed so far.
-        step: i32,
-        /// Steps the phase announced (0 when unknown).
-        steps: i32,
-    },
+    Progress(Progress),
 }
 
 /// The builder's final word, if it gave one.
@@ -161,19 +148,7 @@ pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
                 lock(collected).push_log(&severity, &text);
                 BuilderEvent::Log { severity, text }
             }
-            BuilderMessage::Progress {
-                kind,
-                phase,
-                parent,
-                step,
-                steps,
-            } => BuilderEvent::Progress {
-                kind,
-                phase,
-                parent,
-                step,
-                steps,
-            },
+            BuilderMessage::Progress(progress) => BuilderEvent::Progress(progress),
             BuilderMessage::Done(done) => {
                 lock(collected).result = Some(BuilderResult::Done(Box::new(done)));
                 continue;
@@ -315,11 +290,11 @@ mod tests {
         assert_eq!(events.len(), 3, "{events:?}");
         assert!(matches!(
             &events[1],
-            BuilderEvent::Progress {
+            BuilderEvent::Progress(Progress {
                 step: 1,
                 steps: 2,
                 ..
-            }
+            })
         ));
         let collected = collected.into_inner().unwrap();
         assert_eq!(
