@@ -32,7 +32,7 @@ const BUILDS: usize = 10;
 
 /// Where build `index` runs: the daemon's first run (0) or its run after the restart (1), and
 /// whether the CPUs are busy. Builds 0–4 run before the restart, 5–9 after; in each run the
-/// first two are on an idle machine and the other three under load.
+/// first two run without busy loops of ours and the other three with one per CPU.
 fn conditions(index: usize) -> (usize, bool) {
     (index / 5, index % 5 >= 2)
 }
@@ -59,7 +59,11 @@ impl Built {
             "build {} (daemon run {}, {}): blake3:{}",
             self.index,
             self.run,
-            if self.loaded { "CPUs busy" } else { "idle" },
+            if self.loaded {
+                "CPUs busy"
+            } else {
+                "no busy loops"
+            },
             &self.engine.blake3[..16]
         )
     }
