@@ -26,41 +26,45 @@ impl Case {
     }
 
     /// Arguments for `trt-ffi/benches/build_with_python.py` building the same network with the
-    /// same targets: the variant's compute capabilities and its *first* profile (the script
-    /// takes one).
+    /// same targets: see [`python_build_args`].
     pub fn python_args(&self) -> Vec<String> {
-        let manifest = self.parsed();
-        let variant = manifest
-            .variant(self.variant)
-            .expect("the case's engine exists");
-        let mut args = vec!["--onnx".to_owned(), self.model().display().to_string()];
-        for cc in &variant.settings.compatibility.compute_capabilities {
-            args.push("--cc".into());
-            args.push(format!("{}{}", cc.major, cc.minor));
-        }
-        if let Some(profile) = variant.profiles.first() {
-            let shape = |dims: &[i64]| {
-                dims.iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            for (input, range) in &profile.inputs {
-                args.push("--profile".into());
-                args.push(format!(
-                    "{input}:{}:{}:{}",
-                    shape(&range.min),
-                    shape(&range.opt),
-                    shape(&range.max)
-                ));
-            }
-        }
-        args
+        python_build_args(&self.manifest, self.variant, &self.model())
     }
 
     fn parsed(&self) -> manifest_schema::Manifest {
         manifest_schema::load(&self.manifest).expect("the case's manifest is valid")
     }
+}
+
+/// Arguments for `trt-ffi/benches/build_with_python.py` building `model` with the targets of
+/// `manifest`'s engine `variant` and its *first* profile (the script takes one). `model` is the
+/// manifest's own model, or the converted model an fp16/bf16 build really used.
+pub fn python_build_args(manifest: &Path, variant: &str, model: &Path) -> Vec<String> {
+    let manifest = manifest_schema::load(manifest).expect("the manifest is valid");
+    let variant = manifest.variant(variant).expect("the engine exists");
+    let mut args = vec!["--onnx".to_owned(), model.display().to_string()];
+    for cc in &variant.settings.compatibility.compute_capabilities {
+        args.push("--cc".into());
+        args.push(format!("{}{}", cc.major, cc.minor));
+    }
+    if let Some(profile) = variant.profiles.first() {
+        let shape = |dims: &[i64]| {
+            dims.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for (input, range) in &profile.inputs {
+            args.push("--profile".into());
+            args.push(format!(
+                "{input}:{}:{}:{}",
+                shape(&range.min),
+                shape(&range.opt),
+                shape(&range.max)
+            ));
+        }
+    }
+    args
 }
 
 /// The four models, written under `dir`: the examples' classifier (dynamic batch) and

@@ -62,6 +62,49 @@ pub async fn follow(client: &mut FarmClient<Channel>, job_id: u64) -> Vec<v1::Jo
     events
 }
 
+/// The final event of a job (`Finished` or `Failed`), watching it again whenever its event
+/// stream breaks, at most `max_resumes` times. A watch of a job that has ended answers with
+/// that end, so nothing is lost by resuming.
+///
+/// Needed because a client that falls behind by about a hundred small events (a build streams
+/// some 750 progress events, and a client starved of CPU reads them late) gets its connection
+/// closed by its own HTTP/2 library: h2 0.4.20 answers a backlog of small DATA frames with
+/// GOAWAY `too_many_data_frames` (ENHANCE_YOUR_CALM). Returns the final event and the errors of
+/// the broken streams, for the caller to report.
+pub async fn follow_to_end(
+    client: &mut FarmClient<Channel>,
+    job_id: u64,
+    max_resumes: usize,
+) -> (v1::job_event::Event, Vec<tonic::Status>) {
+    let mut broken = Vec::new();
+    loop {
+        let mut stream = match client.watch_job(v1::WatchJobRequest { job_id }).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if broken.len() < max_resumes => {
+                broken.push(status);
+                continue;
+            }
+            Err(status) => panic!("watch job {job_id}: {status} (after {broken:?})"),
+        };
+        let mut last = None;
+        let error = loop {
+            match stream.message().await {
+                Ok(Some(event)) => last = event.event,
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        };
+        match (error, last) {
+            (None, Some(end)) => return (end, broken),
+            (None, None) => panic!("job {job_id}'s event stream ended without an event"),
+            (Some(status), _) if broken.len() < max_resumes => broken.push(status),
+            (Some(status), _) => {
+                panic!("job {job_id}'s event stream broke: {status} (after {broken:?})")
+            }
+        }
+    }
+}
+
 /// The final event of a job's stream.
 pub fn outcome(events: &[v1::JobEvent]) -> &v1::job_event::Event {
     events

@@ -2,12 +2,14 @@
 //! private copies of the examples.
 
 pub mod cli;
+pub mod cpu_load;
 pub mod daemon;
 pub mod determinism;
 pub mod farm;
 pub mod hostile_models;
 pub mod models;
 pub mod other_user;
+pub mod real_models;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -1,17 +1,20 @@
 //! Byte-identical TensorRT-RTX plans through the real daemon: four models, each built ten
 //! times with `skip_cache`, across two daemon restarts, in state dirs whose paths have
 //! different lengths, with daemon environments and client requests (manifest comments, an
-//! unrelated engine, the manifest's path, the client's name) that differ from build to build.
-//! Every build of one model must have the same action key and give the same engine digest.
+//! unrelated engine, the manifest's path, the client's name) that differ from build to build,
+//! and daemon B's builds while every CPU is kept busy by other processes (plans have varied
+//! under CPU load when they did not on an idle machine). Every build of one model must have the
+//! same action key and give the same engine digest.
 //!
 //! Needs scripts/setup and the `trtfarmd` binary (`cargo build -p trtfarmd`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use integration::cpu_load::CpuLoad;
 use integration::daemon::Daemon;
 use integration::determinism::{Case, cases, describe_difference, vary_request};
-use integration::farm::{follow, job_of, request_for, succeeded};
+use integration::farm::{follow_to_end, job_of, request_for};
 use trtfarm::transfer::download_to_file;
 use trtfarm_proto::v1;
 
@@ -19,7 +22,7 @@ use trtfarm_proto::v1;
 const BUILDS: usize = 10;
 
 /// Which daemon runs build `index`: builds 0–2 on daemon A, 3–6 on daemon B (another state
-/// dir, with a much longer path), 7–9 on daemon A again after a restart.
+/// dir, with a much longer path, and the CPUs busy), 7–9 on daemon A again after a restart.
 fn segment(index: usize) -> usize {
     match index {
         0..=2 => 0,
@@ -71,13 +74,22 @@ async fn every_model_builds_to_one_digest_across_restarts_state_dirs_and_clients
     for segment_index in 0..3 {
         let daemon = start_daemon(segment_index, &short, &long);
         let mut client = daemon.client().await;
+        // Killed when this daemon's builds are done.
+        let _load = (segment_index == 1).then(CpuLoad::all_cpus);
         for case in &cases {
             for index in (0..BUILDS).filter(|i| segment(*i) == segment_index) {
                 let request = request_for(&mut client, &case.manifest, case.variant).await;
                 let request = vary_request(request, index);
                 let response = client.submit(request).await.unwrap().into_inner();
                 let job = job_of(&response);
-                let result = succeeded(&follow(&mut client, job.id).await);
+                let (end, broken) = follow_to_end(&mut client, job.id, 5).await;
+                for status in broken {
+                    // A transport failure, not a plan difference: reported, then resumed.
+                    eprintln!("{} build {index}: event stream broke: {status}", case.name);
+                }
+                let v1::job_event::Event::Finished(result) = end else {
+                    panic!("{} build {index} did not succeed: {end:?}", case.name);
+                };
                 built.entry(case.name).or_default().push(Built {
                     key: response.action_key,
                     engine: result.engine.expect("an engine digest"),
