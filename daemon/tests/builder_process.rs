@@ -61,6 +61,7 @@ async fn builder_process_gets_a_fixed_argv_env_and_process_setup() {
         [
             "CUDA_VISIBLE_DEVICES=1",
             "LC_ALL=C",
+            "MIMALLOC_ARENA_RESERVE=4GiB",
             "PATH=/usr/local/bin:/usr/bin:/bin",
             "ZED=last"
         ]
