@@ -81,22 +81,6 @@ impl LockedToolchain {
     }
 }
 
-/// `blake3:<hex>/<size>`, the way digests are written for people and locks.
-pub fn digest_text(digest: &v1::Digest) -> String {
-    format!("blake3:{}/{}", digest.blake3, digest.size_bytes)
-}
-
-/// Parses [`digest_text`]'s form back.
-pub fn parse_digest_text(text: &str) -> Option<v1::Digest> {
-    let (hex, size) = text.strip_prefix("blake3:")?.split_once('/')?;
-    let valid = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let size_bytes = size.parse().ok()?;
-    valid.then(|| v1::Digest {
-        blake3: hex.to_string(),
-        size_bytes,
-    })
-}
-
 /// The lock file beside `manifest`.
 pub fn lock_path(manifest: &Path) -> PathBuf {
     manifest.with_file_name(LOCK_FILE_NAME)
@@ -360,13 +344,5 @@ mod tests {
         let error = Lock::parse("version = 2\n").unwrap_err();
         assert!(error.to_string().contains("version 2"), "{error}");
         assert!(Lock::parse("version = \"x\"").is_err());
-        let digest = parse_digest_text(&format!("blake3:{}/42", "0f".repeat(32))).unwrap();
-        assert_eq!(digest.size_bytes, 42);
-        assert_eq!(
-            digest_text(&digest),
-            format!("blake3:{}/42", "0f".repeat(32))
-        );
-        assert!(parse_digest_text("blake3:xyz/1").is_none());
-        assert!(parse_digest_text(&format!("sha256:{}/1", "0f".repeat(32))).is_none());
     }
 }

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use trtfarm::digest_cache::DigestCache;
 use trtfarm::lock::{
-    LockDiff, LockedEngine, LockedToolchain, digest_text, lock_path, read_lock, render_diff,
-    resolution_diff,
+    LockDiff, LockedEngine, LockedToolchain, lock_path, read_lock, render_diff, resolution_diff,
 };
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::submit_response::Outcome as Answer;
@@ -106,9 +105,9 @@ impl Outcome {
             name: self.variant.clone(),
             toolchain: LockedToolchain::from_wire(self.toolchain.as_ref()?),
             target: self.target.clone(),
-            timing_cache: result.timing_cache.as_ref().map(digest_text),
+            timing_cache: result.timing_cache.as_ref().map(v1::Digest::to_string),
             action_key: self.action_key.clone(),
-            engine: digest_text(result.engine.as_ref()?),
+            engine: result.engine.as_ref()?.to_string(),
         })
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 use trtfarm::digest_cache::DigestCache;
-use trtfarm::lock::{LockedEngine, digest_text, read_lock};
+use trtfarm::lock::{LockedEngine, read_lock};
 use trtfarm_proto::v1;
 
 use super::submit::{
@@ -152,7 +152,7 @@ async fn compare(
     rebuilt: &v1::ActionResult,
     v: &mut Verdict,
 ) {
-    v.rebuilt_engine = rebuilt.engine.as_ref().map(digest_text);
+    v.rebuilt_engine = rebuilt.engine.as_ref().map(v1::Digest::to_string);
     if locked.toolchain.flavour != "tensorrt" {
         v.compared = Some("engine digest");
         v.verdict = if v.rebuilt_engine.as_deref() == Some(locked.engine.as_str()) {

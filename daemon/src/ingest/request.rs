@@ -222,7 +222,7 @@ pub fn prepare(
     {
         return Err(Status::invalid_argument(format!(
             "{manifest_path} pins the model to blake3:{}, but the uploaded model is blake3:{}",
-            pinned.to_hex(),
+            pinned.hex(),
             model_digest.hex()
         )));
     }
@@ -322,16 +322,9 @@ pub fn prepare(
 pub fn parse_digest(digest: Option<&v1::Digest>, what: &str) -> Result<BlobDigest, Status> {
     let digest =
         digest.ok_or_else(|| Status::invalid_argument(format!("`{what}` has no digest")))?;
-    BlobDigest::parse(&digest.blake3, digest.size_bytes)
+    digest
+        .to_blob_digest()
         .map_err(|e| Status::invalid_argument(format!("`{what}`: {e}")))
-}
-
-/// The wire form of a digest.
-pub fn wire_digest(digest: &BlobDigest) -> v1::Digest {
-    v1::Digest {
-        blake3: digest.hex(),
-        size_bytes: digest.size,
-    }
 }
 
 /// `path` as a relative path that stays inside the directory it is joined to: no root, no

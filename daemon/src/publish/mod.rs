@@ -16,7 +16,7 @@ use crate::schedule::{Farm, failure};
 
 pub mod provenance;
 use crate::build::prepare::PreparedModel;
-use crate::ingest::request::{PreparedBuild, parse_digest, wire_digest};
+use crate::ingest::request::{PreparedBuild, parse_digest};
 use crate::publish::provenance::{GpuRun, Provenance, Subject, hex};
 
 type Outcome = Result<v1::ActionResult, v1::Failure>;
@@ -154,16 +154,16 @@ impl Farm {
 
         let result = v1::ActionResult {
             action_key: prepared.key.hex(),
-            engine: Some(wire_digest(&engine.digest)),
+            engine: Some(v1::Digest::from(&engine.digest)),
             engine_sha256: hex(&engine.sha256),
-            build_log: Some(wire_digest(&build_log.digest)),
-            layer_info: layer_info.as_ref().map(|l| wire_digest(&l.digest)),
+            build_log: Some(v1::Digest::from(&build_log.digest)),
+            layer_info: layer_info.as_ref().map(|l| v1::Digest::from(&l.digest)),
             layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
-            timing_cache: timing_cache.as_ref().map(|c| wire_digest(&c.digest)),
-            transformed_model: transformed_model.as_ref().map(wire_digest),
-            layer_listing: layer_listing.as_ref().map(|l| wire_digest(&l.digest)),
+            timing_cache: timing_cache.as_ref().map(|c| v1::Digest::from(&c.digest)),
+            transformed_model: transformed_model.as_ref().map(v1::Digest::from),
+            layer_listing: layer_listing.as_ref().map(|l| v1::Digest::from(&l.digest)),
             layers_by_precision: done.layers_by_precision.clone(),
-            provenance: Some(wire_digest(&provenance.digest)),
+            provenance: Some(v1::Digest::from(&provenance.digest)),
             toolchain: Some(v1::ToolchainIdentity {
                 flavour: prepared.toolchain.flavour.clone(),
                 version: prepared.toolchain.version.clone(),
