@@ -99,13 +99,7 @@ fn locked_digest(manifest: &Path, engine: &str) -> anyhow::Result<BlobDigest> {
             lock_file.display()
         );
     };
-    entry.engine.parse().with_context(|| {
-        format!(
-            "{}: engine `{engine}` has a malformed digest `{}`",
-            lock_file.display(),
-            entry.engine
-        )
-    })
+    Ok(entry.engine)
 }
 
 /// Where `engine` goes by default: its `output` in the manifest, else `build/<engine>.engine`
