@@ -41,7 +41,8 @@ pub use model_inputs::{ModelDim, ModelInput};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};
 pub use schema::{json_schema, json_schema_text};
 pub use toolchain::{
-    Comparator, ToolchainParseError, ToolchainRequirement, Version, VersionOp, VersionReq,
+    Comparator, RequiredVersion, ToolchainParseError, ToolchainRequirement, Version, VersionOp,
+    VersionReq,
 };
 pub use trtfarm_types::DigestError;
 

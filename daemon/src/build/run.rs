@@ -334,7 +334,7 @@ async fn pump_events(
 /// (the typed configuration, the build root's fixed-length library path).
 fn task_json(prepared: &PreparedBuild, root: &BuildRoot) -> Result<Vec<u8>, v1::Failure> {
     let task = BuilderTask {
-        flavour: crate::toolchains::ffi_flavour(prepared.flavour),
+        flavour: prepared.flavour,
         library_dir: prepared
             .library_dir
             .as_ref()
