@@ -240,12 +240,7 @@ pub fn prepare(
     let available = inventory
         .get(requirement.flavour)
         .map_err(Status::failed_precondition)?;
-    let loaded: manifest_schema::Version = available
-        .identity
-        .version
-        .parse()
-        .map_err(|e| Status::internal(format!("the probed toolchain version: {e}")))?;
-    if !requirement.matches(&loaded) {
+    if !requirement.matches(&available.identity.version) {
         return Err(Status::failed_precondition(format!(
             "engine `{}` asks for `{requirement}`, but this daemon has {} {}",
             variant.name, available.identity.flavour, available.identity.version

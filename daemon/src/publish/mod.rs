@@ -165,9 +165,9 @@ impl Farm {
             layers_by_precision: done.layers_by_precision.clone(),
             provenance: Some(v1::Digest::from(&provenance.digest)),
             toolchain: Some(v1::ToolchainIdentity {
-                flavour: prepared.toolchain.flavour.clone(),
-                version: prepared.toolchain.version.clone(),
-                library_digest: prepared.toolchain.library_digest.clone(),
+                flavour: prepared.toolchain.flavour.to_string(),
+                version: prepared.toolchain.version.to_string(),
+                library_digest: prepared.toolchain.library.hex(),
             }),
             started_at_ms: millis(started),
             finished_at_ms: millis(finished),
@@ -221,13 +221,13 @@ async fn check_libraries(prepared: &PreparedBuild, done: &BuilderDone) -> Result
             "",
             done.library.clone(),
             prepared.library_stamps.library,
-            toolchain.library_digest.clone(),
+            toolchain.library.hex(),
         ),
         (
             " ONNX parser",
             done.parser_library.clone(),
             prepared.library_stamps.parser,
-            toolchain.parser_digest.clone(),
+            toolchain.parser.hex(),
         ),
     ];
     for (what, loaded, probed, digest) in checks {
