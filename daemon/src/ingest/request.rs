@@ -297,7 +297,7 @@ pub fn prepare(
     Ok(PreparedBuild {
         key,
         variant,
-        toolchain: available.identity.clone(),
+        toolchain: available.identity,
         flavour: available.flavour,
         library_dir: available.library_dir.clone(),
         library_stamps: available.stamps,

@@ -145,7 +145,7 @@ fn human_line(o: &Outcome) -> String {
     if let Some(engine) = engine {
         line.push_str(&format!(
             "  {} ({})",
-            engine.to_string(),
+            engine,
             render_human_size(engine.size_bytes)
         ));
     }
