@@ -10,39 +10,29 @@ use std::time::Duration;
 
 use manifest_schema::Flavour;
 use serde::{Deserialize, Serialize};
+pub use trtfarm_types::ToolchainIdentity;
+use trtfarm_types::{Blake3Digest, Version};
 
 use crate::file_stamp::ProbedStamps;
 
-/// The toolchain a build runs with, as loaded, not as requested.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolchainIdentity {
-    /// `tensorrt-rtx` or `tensorrt`.
-    pub flavour: String,
-    /// Full version, e.g. `1.7.1.116`.
-    pub version: String,
-    /// blake3 of the builder library, hex.
-    pub library_digest: String,
-    /// blake3 of the ONNX parser library, hex: the parser decides the network TensorRT sees.
-    pub parser_digest: String,
-}
-
-/// One row of `trtfarmd toolchains --json`: a flavour, loaded or not.
+/// One row of `trtfarmd toolchains --json`: a flavour, loaded or not. The digests are written
+/// `blake3:<hex>` there and parsed on reading, so a malformed probe fails the probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolchainRow {
-    /// `tensorrt-rtx` or `tensorrt`.
-    pub flavour: String,
+    /// Which flavour was probed.
+    pub flavour: Flavour,
     /// Full version when the library loaded.
-    pub version: Option<String>,
+    pub version: Option<Version>,
     /// The builder library that loaded.
     pub library: Option<PathBuf>,
-    /// `blake3:<hex>` of that library.
-    pub library_digest: Option<String>,
+    /// blake3 of that library.
+    pub library_digest: Option<Blake3Digest>,
     /// The ONNX parser library that loaded with it.
     #[serde(default)]
     pub parser_library: Option<PathBuf>,
-    /// `blake3:<hex>` of the parser library.
+    /// blake3 of the parser library.
     #[serde(default)]
-    pub parser_library_digest: Option<String>,
+    pub parser_library_digest: Option<Blake3Digest>,
     /// Stamps of both libraries, so a build can show it loaded them without hashing them.
     #[serde(default)]
     pub stamps: ProbedStamps,
@@ -83,7 +73,7 @@ impl Inventory {
         let reason = self
             .rows
             .iter()
-            .find(|row| row.flavour == flavour.as_str())
+            .find(|row| row.flavour == flavour)
             .and_then(|row| row.error.clone())
             .unwrap_or_else(|| "it was not probed".into());
         Err(format!("this daemon has no {flavour} toolchain: {reason}"))
@@ -101,20 +91,16 @@ impl Inventory {
 }
 
 fn available_from_row(row: &ToolchainRow) -> Option<AvailableToolchain> {
-    let flavour: Flavour = row.flavour.parse().ok()?;
-    let version = row.version.clone()?;
-    let hex = |digest: &str| digest.strip_prefix("blake3:").unwrap_or(digest).to_string();
-    let library_digest = hex(row.library_digest.as_deref()?);
     // A toolchain whose parser could not be identified cannot key a build.
-    let parser_digest = hex(row.parser_library_digest.as_deref()?);
+    let identity = ToolchainIdentity {
+        flavour: row.flavour,
+        version: row.version?,
+        library: row.library_digest?,
+        parser: row.parser_library_digest?,
+    };
     Some(AvailableToolchain {
-        flavour,
-        identity: ToolchainIdentity {
-            flavour: flavour.as_str().to_string(),
-            version,
-            library_digest,
-            parser_digest,
-        },
+        flavour: row.flavour,
+        identity,
         library_dir: row
             .library
             .as_deref()
@@ -161,15 +147,15 @@ pub async fn probe(
 mod tests {
     use super::*;
 
-    fn row(flavour: &str, loaded: bool) -> ToolchainRow {
+    fn row(flavour: Flavour, loaded: bool) -> ToolchainRow {
         ToolchainRow {
-            flavour: flavour.into(),
-            version: loaded.then(|| "1.7.1.116".into()),
+            flavour,
+            version: loaded.then(|| "1.7.1.116".parse().unwrap()),
             library: loaded.then(|| PathBuf::from("/opt/trt/lib/libtensorrt_rtx.so.1")),
-            library_digest: loaded.then(|| format!("blake3:{}", "ab".repeat(32))),
+            library_digest: loaded.then_some(Blake3Digest([0xab; 32])),
             parser_library: loaded
                 .then(|| PathBuf::from("/opt/trt/lib/libtensorrt_onnxparser_rtx.so.1")),
-            parser_library_digest: loaded.then(|| format!("blake3:{}", "ef".repeat(32))),
+            parser_library_digest: loaded.then_some(Blake3Digest([0xef; 32])),
             stamps: ProbedStamps::default(),
             error: (!loaded).then(|| "libnvinfer.so.11: cannot open shared object file".into()),
         }
@@ -177,22 +163,45 @@ mod tests {
 
     #[test]
     fn loaded_rows_become_available_with_their_directory() {
-        let inventory = Inventory::from_rows(vec![row("tensorrt-rtx", true)]);
+        let inventory = Inventory::from_rows(vec![row(Flavour::TensorRtRtx, true)]);
         let rtx = inventory
             .get(Flavour::TensorRtRtx)
             .expect("rtx is available");
-        assert_eq!(rtx.identity.version, "1.7.1.116");
-        assert_eq!(rtx.identity.library_digest, "ab".repeat(32));
-        assert_eq!(rtx.identity.parser_digest, "ef".repeat(32));
+        assert_eq!(rtx.identity.version.to_string(), "1.7.1.116");
+        assert_eq!(rtx.identity.library.hex(), "ab".repeat(32));
+        assert_eq!(rtx.identity.parser.hex(), "ef".repeat(32));
         assert_eq!(rtx.library_dir.as_deref(), Some(Path::new("/opt/trt/lib")));
     }
 
     #[test]
     fn a_missing_flavour_says_why() {
-        let inventory =
-            Inventory::from_rows(vec![row("tensorrt-rtx", true), row("tensorrt", false)]);
+        let inventory = Inventory::from_rows(vec![
+            row(Flavour::TensorRtRtx, true),
+            row(Flavour::TensorRt, false),
+        ]);
         let error = inventory.get(Flavour::TensorRt).unwrap_err();
         assert!(error.contains("no tensorrt toolchain"), "{error}");
         assert!(error.contains("cannot open shared object"), "{error}");
+    }
+
+    #[test]
+    fn probe_rows_keep_their_json_form_with_blake3_prefixed_digests() {
+        let json = serde_json::to_value(row(Flavour::TensorRtRtx, true)).unwrap();
+        assert_eq!(json["flavour"], "tensorrt-rtx");
+        assert_eq!(json["version"], "1.7.1.116");
+        assert_eq!(
+            json["library_digest"],
+            format!("blake3:{}", "ab".repeat(32))
+        );
+        let read: ToolchainRow = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read, row(Flavour::TensorRtRtx, true));
+        // A probe that reports a malformed digest is refused, not stripped and passed on.
+        let mut bad = json;
+        bad["library_digest"] = "AB".repeat(32).into();
+        let error = serde_json::from_value::<ToolchainRow>(bad).unwrap_err();
+        assert!(
+            error.to_string().contains("does not start with `blake3:`"),
+            "{error}"
+        );
     }
 }

@@ -92,25 +92,24 @@ fn list_toolchains(
                 };
                 let digest = toolchain.library_digest();
                 let parser_digest = toolchain.parser_library_digest();
-                let text = |d: &blake3::Hash| format!("blake3:{}", d.to_hex());
                 let error = match (&digest, &parser_digest) {
                     (Err(e), _) => Some(format!("cannot hash the library: {e}")),
                     (_, Err(e)) => Some(format!("cannot hash the ONNX parser library: {e}")),
                     _ => None,
                 };
                 ToolchainRow {
-                    flavour: flavour.to_string(),
-                    version: Some(toolchain.version().to_string()),
+                    flavour,
+                    version: Some(toolchain.version()),
                     library: Some(toolchain.library_path().to_path_buf()),
-                    library_digest: digest.as_ref().ok().map(text),
+                    library_digest: digest.as_ref().ok().map(|d| (*d).into()),
                     parser_library: Some(toolchain.parser_library_path().to_path_buf()),
-                    parser_library_digest: parser_digest.as_ref().ok().map(text),
+                    parser_library_digest: parser_digest.as_ref().ok().map(|d| (*d).into()),
                     stamps,
                     error,
                 }
             }
             Err(error) => ToolchainRow {
-                flavour: flavour.to_string(),
+                flavour,
                 version: None,
                 library: None,
                 library_digest: None,

@@ -2,20 +2,12 @@
 
 use std::path::Path;
 
-use manifest_schema::{Flavour, ToolchainRequirement, Version};
+use manifest_schema::{Flavour, ToolchainRequirement};
 use trt_ffi::Toolchain;
-
-/// The trt-ffi flavour for a manifest flavour.
-pub fn ffi_flavour(flavour: Flavour) -> trt_ffi::Flavour {
-    match flavour {
-        Flavour::TensorRtRtx => trt_ffi::Flavour::TensorRtRtx,
-        Flavour::TensorRt => trt_ffi::Flavour::TensorRt,
-    }
-}
 
 /// Loads the toolchain of `flavour` (from `lib_dir` when given).
 pub fn load(flavour: Flavour, lib_dir: Option<&Path>) -> anyhow::Result<Toolchain> {
-    Ok(Toolchain::load(ffi_flavour(flavour), lib_dir)?)
+    Ok(Toolchain::load(flavour, lib_dir)?)
 }
 
 /// Fails unless the loaded `toolchain`'s version satisfies `requirement`.
@@ -24,11 +16,10 @@ pub fn check_version(
     requirement: &ToolchainRequirement,
 ) -> anyhow::Result<()> {
     let loaded = toolchain.version();
-    let version: Version = loaded.to_string().parse()?;
     anyhow::ensure!(
-        requirement.matches(&version),
+        requirement.matches(&loaded),
         "the manifest asks for `{requirement}`, but the {} found at {} is version {loaded}",
-        toolchain.flavour(),
+        toolchain.flavour().product_name(),
         toolchain.library_path().display(),
     );
     Ok(())

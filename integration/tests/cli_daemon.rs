@@ -10,7 +10,7 @@ use integration::cli::{LocalDaemons, Ran, alive, run, serve_processes, trtfarm};
 use integration::daemon::Daemon;
 use integration::farm::{follow, job_of, request_for, succeeded};
 use integration::models::{deep_cnn, images_manifest};
-use trtfarm::lock::{LOCK_VERSION, Lock, LockedEngine, LockedToolchain};
+use trtfarm::lock::{LOCK_VERSION, Lock, LockedEngine, locked_toolchain, write_lock};
 use trtfarm_proto::local::{DaemonInfo, INFO_FILE, ensure_private_dir, unix_endpoint};
 use trtfarm_proto::v1;
 
@@ -233,14 +233,14 @@ async fn fetch_and_logs_are_verified_and_a_corrupt_blob_leaves_no_file() {
         version: LOCK_VERSION,
         engines: vec![LockedEngine {
             name: "fp32".into(),
-            toolchain: LockedToolchain::from_wire(result.toolchain.as_ref().unwrap()),
+            toolchain: locked_toolchain(result.toolchain.as_ref().unwrap()).unwrap(),
             target: "sm86,sm89".into(),
             timing_cache: None,
-            action_key: result.action_key.clone(),
-            engine: text.clone(),
+            action_key: result.action_key.parse().unwrap(),
+            engine: text.parse().unwrap(),
         }],
     };
-    lock.write(&manifest).unwrap();
+    write_lock(&lock, &manifest).unwrap();
     let wanted = format!("{}#fp32", manifest.display());
     remote(&home, &daemon, &["fetch", &wanted]).expect_code(0, "fetch MANIFEST#ENGINE");
     let output = manifest.with_file_name("build/classifier.fp32.engine");

@@ -63,8 +63,8 @@ fn lock_value(manifest: &Path, engine: &str, key: &str) -> String {
         .engine(engine)
         .unwrap_or_else(|| panic!("{engine} is not in the lock of {}", manifest.display()));
     match key {
-        "engine" => entry.engine.clone(),
-        "action_key" => entry.action_key.clone(),
+        "engine" => entry.engine.to_string(),
+        "action_key" => entry.action_key.to_string(),
         other => panic!("no key {other}"),
     }
 }

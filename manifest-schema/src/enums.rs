@@ -112,15 +112,8 @@ macro_rules! string_enum {
     };
 }
 
-string_enum! {
-    /// Which TensorRT product builds the engine.
-    Flavour, "toolchain flavour" {
-        /// TensorRT-RTX: builds ahead of time on the CPU for listed compute capabilities.
-        TensorRtRtx = "tensorrt-rtx",
-        /// TensorRT Enterprise: builds on the GPU it targets and times tactics.
-        TensorRt = "tensorrt",
-    }
-}
+/// Which TensorRT product builds the engine (shared with every crate).
+pub use trtfarm_types::Flavour;
 
 string_enum! {
     /// Numeric precision the engine computes in (a model transform on strongly typed toolchains).

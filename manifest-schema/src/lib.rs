@@ -34,15 +34,17 @@ pub use enums::{
 pub use inputs::{INPUT_ROOTS_ENV, extra_input_roots, hash_file};
 pub use model::{
     Autocast, Blake3Digest, BuildSettings, Compatibility, ComputeCapability,
-    ComputeCapabilityParseError, DigestParseError, GpuSelector, GpuSelectorParseError, Manifest,
-    MemoryPools, Model, PluginLibrary, Profile, ShapeRange, Variant, Weights,
+    ComputeCapabilityParseError, GpuSelector, GpuSelectorParseError, Manifest, MemoryPools, Model,
+    PluginLibrary, Profile, ShapeRange, Variant, Weights,
 };
 pub use model_inputs::{ModelDim, ModelInput};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};
 pub use schema::{json_schema, json_schema_text};
 pub use toolchain::{
-    Comparator, ToolchainParseError, ToolchainRequirement, Version, VersionOp, VersionReq,
+    Comparator, RequiredVersion, ToolchainParseError, ToolchainRequirement, Version, VersionOp,
+    VersionReq,
 };
+pub use trtfarm_types::DigestError;
 
 use diagnostic::SourceFile;
 

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
+pub use trtfarm_types::Blake3Digest;
 
 use crate::diagnostic::{Diagnostic, ManifestErrors, SourceFile, sort_and_dedup};
 use crate::enums::{
@@ -110,58 +111,6 @@ pub struct PluginLibrary {
     pub resolved_path: PathBuf,
     #[serde(skip)]
     pub(crate) span: Range<usize>,
-}
-
-/// A blake3 content digest, written `blake3:<64 hex digits>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Blake3Digest(pub [u8; 32]);
-
-impl Blake3Digest {
-    /// The 64 lowercase hex digits.
-    pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl fmt::Display for Blake3Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "blake3:{}", self.to_hex())
-    }
-}
-
-impl Serialize for Blake3Digest {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl From<blake3::Hash> for Blake3Digest {
-    fn from(hash: blake3::Hash) -> Self {
-        Blake3Digest(*hash.as_bytes())
-    }
-}
-
-/// Why a digest string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a digest: expected `blake3:` followed by 64 hex digits")]
-pub struct DigestParseError(pub String);
-
-impl FromStr for Blake3Digest {
-    type Err = DigestParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let error = || DigestParseError(s.to_string());
-        let hex = s.strip_prefix("blake3:").ok_or_else(error)?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(error());
-        }
-        let mut bytes = [0u8; 32];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            let pair = hex.get(2 * i..2 * i + 2).ok_or_else(error)?;
-            *byte = u8::from_str_radix(pair, 16).map_err(|_| error())?;
-        }
-        Ok(Blake3Digest(bytes))
-    }
 }
 
 /// One engine to build: an `[[engine]]` (or the implicit `default`) with `[defaults]` applied.
@@ -417,24 +366,6 @@ pub struct ShapeRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digests_round_trip() {
-        let text = format!("blake3:{}", "ab".repeat(32));
-        let digest: Result<Blake3Digest, _> = text.parse();
-        assert_eq!(digest.map(|d| d.to_string()), Ok(text));
-        assert!("blake3:abc".parse::<Blake3Digest>().is_err());
-        assert!(
-            format!("sha256:{}", "ab".repeat(32))
-                .parse::<Blake3Digest>()
-                .is_err()
-        );
-        assert!(
-            format!("blake3:{}é", "a".repeat(62))
-                .parse::<Blake3Digest>()
-                .is_err()
-        );
-    }
 
     #[test]
     fn compute_capabilities_parse() {

@@ -202,7 +202,7 @@ fn model(ck: &mut Checker<'_>, source: &SourceFile, raw: &RawModel) -> Option<Mo
             Ok(digest) => Some(digest),
             Err(e) => {
                 ok = false;
-                ck.error(text.span(), e.to_string(), Some("write `blake3:` and the 64 hex digits `b3sum` prints for the model, or remove `digest`".to_string()));
+                ck.error(text.span(), e.to_string(), Some("write `blake3:` and the 64 lower-case hex digits `b3sum` prints for the model, or remove `digest`".to_string()));
                 None
             }
         },

@@ -1,6 +1,7 @@
 //! Toolchain requirements: `"tensorrt-rtx 1.7"`, `"tensorrt >=10.8, <11"`.
 //!
-//! Versions have one to four numeric components (TensorRT versions look like `10.7.0.23`).
+//! A requirement names one to four numeric components ([`RequiredVersion`]); the version it is
+//! checked against is a loaded toolchain's full [`Version`] (`10.7.0.23`).
 //! Every comparator looks only at as many components of the actual version as it names itself,
 //! so `1.7` and `=1.7` match `1.7.1.116`, `<11` matches every `10.x`, `>10.8` starts at `10.9`
 //! and `<=10.8` includes `10.8.5`.
@@ -13,17 +14,19 @@ use serde::Serialize;
 
 use crate::enums::Flavour;
 use crate::suggest::unknown_value_hint;
+pub use trtfarm_types::Version;
 
 /// Most components a version may have.
 const MAX_COMPONENTS: usize = 4;
 
-/// A toolchain version with one to four numeric components, such as `10.7.0.23`.
+/// The version a requirement names: one to four numeric components, such as `1.7` or
+/// `10.7.0.23`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version {
+pub struct RequiredVersion {
     components: Vec<u32>,
 }
 
-impl Version {
+impl RequiredVersion {
     /// The numeric components, most significant first.
     pub fn components(&self) -> &[u32] {
         &self.components
@@ -47,7 +50,7 @@ fn parse_error(message: String, hint: &str) -> ToolchainParseError {
     }
 }
 
-impl FromStr for Version {
+impl FromStr for RequiredVersion {
     type Err = ToolchainParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -73,18 +76,18 @@ impl FromStr for Version {
                 HINT,
             ));
         }
-        Ok(Version { components })
+        Ok(RequiredVersion { components })
     }
 }
 
-impl fmt::Display for Version {
+impl fmt::Display for RequiredVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self.components.iter().map(u32::to_string).collect();
         f.write_str(&parts.join("."))
     }
 }
 
-impl Serialize for Version {
+impl Serialize for RequiredVersion {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
@@ -127,7 +130,7 @@ pub struct Comparator {
     /// The operator.
     pub op: VersionOp,
     /// The version it compares against.
-    pub version: Version,
+    pub version: RequiredVersion,
 }
 
 impl Comparator {
@@ -135,14 +138,8 @@ impl Comparator {
     /// comparator's version has.
     pub fn matches(&self, actual: &Version) -> bool {
         let wanted = &self.version.components;
-        let mut truncated: Vec<u32> = actual
-            .components
-            .iter()
-            .copied()
-            .take(wanted.len())
-            .collect();
-        truncated.resize(wanted.len(), 0);
-        let ordering = truncated.as_slice().cmp(wanted.as_slice());
+        let actual = actual.components();
+        let ordering = actual[..wanted.len()].cmp(wanted.as_slice());
         match self.op {
             VersionOp::Prefix | VersionOp::Exact => ordering == Ordering::Equal,
             VersionOp::GreaterEq => ordering != Ordering::Less,
@@ -284,8 +281,12 @@ impl FromStr for ToolchainRequirement {
 mod tests {
     use super::*;
 
+    /// A loaded toolchain's version, the missing trailing components 0 (`1.7` is 1.7.0.0).
     fn version(s: &str) -> Version {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+        let mut parts: Vec<&str> = s.split('.').collect();
+        parts.resize(4, "0");
+        let full = parts.join(".");
+        full.parse().unwrap_or_else(|e| panic!("{full}: {e}"))
     }
 
     fn req(s: &str) -> ToolchainRequirement {

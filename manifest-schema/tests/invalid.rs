@@ -166,8 +166,16 @@ const CASES: &[Case] = &[
         toml: "schema_version = 1\n[model]\npath = \"m.onnx\"\ndigest = \"sha256:abc\"\n[defaults]\ntoolchain = \"tensorrt 10.8\"\n",
         line: 4,
         column: 10,
-        message: "is not a digest",
+        message: "`sha256:abc` is not a content digest: it does not start with `blake3:`",
         hint: Some("b3sum"),
+    },
+    Case {
+        name: "upper-case digest",
+        toml: "schema_version = 1\n[model]\npath = \"m.onnx\"\ndigest = \"blake3:AF1349B9F5F9A1A6A0404DEA36DCC9499BCB25C9ADC112B7CC9A93CAE41F3262\"\n[defaults]\ntoolchain = \"tensorrt 10.8\"\n",
+        line: 4,
+        column: 10,
+        message: "digests are written in lower case",
+        hint: Some("lower-case hex digits"),
     },
     Case {
         name: "absolute plugin path",

@@ -16,6 +16,46 @@ pub mod v1 {
     /// The name of this wire package, as `Capabilities.api_versions` lists it.
     pub const API_VERSION: &str = "trtfarm.v1";
 
+    impl Digest {
+        /// The digest this message carries, checked: 64 lower-case hex digits, as the
+        /// contract says.
+        pub fn to_blob_digest(
+            &self,
+        ) -> Result<trtfarm_types::BlobDigest, trtfarm_types::DigestError> {
+            trtfarm_types::BlobDigest::parse(&self.blake3, self.size_bytes)
+        }
+    }
+
+    impl From<&trtfarm_types::BlobDigest> for Digest {
+        fn from(digest: &trtfarm_types::BlobDigest) -> Self {
+            Digest {
+                blake3: digest.hex(),
+                size_bytes: digest.size,
+            }
+        }
+    }
+
+    impl From<trtfarm_types::BlobDigest> for Digest {
+        fn from(digest: trtfarm_types::BlobDigest) -> Self {
+            Digest::from(&digest)
+        }
+    }
+
+    impl std::fmt::Display for Digest {
+        /// The blob digest's text form, `blake3:<hex>/<size>`; a message that does not hold a
+        /// valid digest says so rather than passing for one.
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.to_blob_digest() {
+                Ok(digest) => digest.fmt(f),
+                Err(_) => write!(
+                    f,
+                    "<malformed digest {:?}, {} bytes>",
+                    self.blake3, self.size_bytes
+                ),
+            }
+        }
+    }
+
     impl ActionResult {
         /// Every blob this result names, with its field name: what must exist for the result
         /// to be served, and what store maintenance must keep.
@@ -65,6 +105,26 @@ mod tests {
         assert_eq!(
             result.precision_summary().as_deref(),
             Some("fp16 40, fp32 3, int32 3")
+        );
+    }
+
+    #[test]
+    fn digests_convert_both_ways_and_display_as_blob_digests() {
+        let blob = trtfarm_types::BlobDigest::of_bytes(b"engine");
+        let wire = v1::Digest::from(&blob);
+        assert_eq!(wire.blake3, blob.hex());
+        assert_eq!(wire.size_bytes, 6);
+        assert_eq!(wire.to_blob_digest(), Ok(blob));
+        assert_eq!(wire.to_string(), blob.to_string());
+        let upper = v1::Digest {
+            blake3: blob.hex().to_uppercase(),
+            size_bytes: 6,
+        };
+        let error = upper.to_blob_digest().unwrap_err().to_string();
+        assert!(error.contains("lower case"), "{error}");
+        assert_eq!(
+            upper.to_string(),
+            format!("<malformed digest {:?}, 6 bytes>", upper.blake3)
         );
     }
 

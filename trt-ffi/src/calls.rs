@@ -165,7 +165,7 @@ impl BuilderCall {
 
 /// An option the chosen flavour cannot honour.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{option} is not supported by {flavour}: {reason}")]
+#[error("{option} is not supported by {}: {reason}", .flavour.product_name())]
 pub struct Unsupported {
     /// The `BuildConfig` field.
     pub option: &'static str,

@@ -11,10 +11,11 @@ use crate::toolchain::Flavour;
 pub enum LoadError {
     /// No directory held the library.
     #[error(
-        "{flavour}: none of [{}] found in any of these directories:\n{}\n({})",
+        "{}: none of [{}] found in any of these directories:\n{}\n({})",
+        .flavour.product_name(),
         .libraries.join(", "),
         .searched.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n"),
-        .flavour.install_hint()
+        crate::toolchain::install_hint(*.flavour)
     )]
     NotFound {
         /// Flavour being loaded.
@@ -25,7 +26,7 @@ pub enum LoadError {
         searched: Vec<PathBuf>,
     },
     /// The library exists but TensorRT or the shim refused to load it.
-    #[error("{flavour}: cannot load {}: {message}", .path.display())]
+    #[error("{}: cannot load {}: {message}", .flavour.product_name(), .path.display())]
     Open {
         /// Flavour being loaded.
         flavour: Flavour,
@@ -35,7 +36,7 @@ pub enum LoadError {
         message: String,
     },
     /// The embedded shim could not be written to the cache or loaded.
-    #[error("trtfarm shim for {flavour}: {message}")]
+    #[error("trtfarm shim for {}: {message}", .flavour.product_name())]
     Shim {
         /// Flavour being loaded.
         flavour: Flavour,

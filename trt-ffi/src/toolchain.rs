@@ -9,121 +9,63 @@ use std::sync::{Mutex, OnceLock};
 use crate::error::LoadError;
 use crate::shim::{self, LoadedShim, ffi};
 
-/// A TensorRT flavour; each has its own shim and libraries. Serialised as manifests spell it
-/// (`tensorrt-rtx`, `tensorrt`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub enum Flavour {
-    /// TensorRT-RTX: builds ahead of time on the CPU for listed compute capabilities.
-    #[serde(rename = "tensorrt-rtx")]
-    TensorRtRtx,
-    /// TensorRT Enterprise: builds on the GPU it targets, timing tactics.
-    #[serde(rename = "tensorrt")]
-    TensorRt,
-}
+pub use trtfarm_types::{Flavour, Version};
 
-impl Flavour {
-    /// File names of the builder library, preferred first.
-    pub fn builder_library_names(self) -> &'static [&'static str] {
-        match self {
-            Flavour::TensorRtRtx => &["libtensorrt_rtx.so.1", "libtensorrt_rtx.so"],
-            Flavour::TensorRt => &["libnvinfer.so.11", "libnvinfer.so"],
-        }
-    }
-
-    /// File names of the ONNX parser library, preferred first.
-    pub fn parser_library_names(self) -> &'static [&'static str] {
-        match self {
-            Flavour::TensorRtRtx => &[
-                "libtensorrt_onnxparser_rtx.so.1",
-                "libtensorrt_onnxparser_rtx.so",
-            ],
-            Flavour::TensorRt => &["libnvonnxparser.so.11", "libnvonnxparser.so"],
-        }
-    }
-
-    /// Environment variables naming a library directory for this flavour.
-    fn lib_dir_vars(self) -> &'static [&'static str] {
-        match self {
-            Flavour::TensorRtRtx => &["TRTFARM_RTX_LIB_DIR", "TENSORRT_RTX_LIB_DIR"],
-            Flavour::TensorRt => &["TRTFARM_ENTERPRISE_LIB_DIR", "TENSORRT_LIB_DIR"],
-        }
-    }
-
-    /// Environment variables naming an install root (`<root>/lib`).
-    fn root_vars(self) -> &'static [&'static str] {
-        match self {
-            Flavour::TensorRtRtx => &["TENSORRT_RTX_ROOT"],
-            Flavour::TensorRt => &["TENSORRT_ROOT"],
-        }
-    }
-
-    /// What a user can do when this flavour's libraries are not found.
-    pub fn install_hint(self) -> String {
-        let vars = [self.lib_dir_vars(), self.root_vars()]
-            .concat()
-            .join(" or ");
-        match self {
-            Flavour::TensorRtRtx => format!(
-                "run scripts/setup (it installs TensorRT-RTX from PyPI), set {vars}, or pass the directory that holds them"
-            ),
-            Flavour::TensorRt => format!(
-                "install TensorRT (NVIDIA ships it outside public package registries, so scripts/setup cannot), then set {vars} or pass the directory that holds them"
-            ),
-        }
-    }
-
-    /// Where scripts/setup puts this flavour's libraries under the trtfarm cache.
-    fn cache_subdir(self) -> &'static str {
-        match self {
-            Flavour::TensorRtRtx => "deps/lib/tensorrt-rtx",
-            Flavour::TensorRt => "deps/lib/tensorrt",
-        }
+/// File names of `flavour`'s builder library, preferred first.
+pub fn builder_library_names(flavour: Flavour) -> &'static [&'static str] {
+    match flavour {
+        Flavour::TensorRtRtx => &["libtensorrt_rtx.so.1", "libtensorrt_rtx.so"],
+        Flavour::TensorRt => &["libnvinfer.so.11", "libnvinfer.so"],
     }
 }
 
-impl std::fmt::Display for Flavour {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Flavour::TensorRtRtx => "TensorRT-RTX",
-            Flavour::TensorRt => "TensorRT",
-        })
+/// File names of `flavour`'s ONNX parser library, preferred first.
+pub fn parser_library_names(flavour: Flavour) -> &'static [&'static str] {
+    match flavour {
+        Flavour::TensorRtRtx => &[
+            "libtensorrt_onnxparser_rtx.so.1",
+            "libtensorrt_onnxparser_rtx.so",
+        ],
+        Flavour::TensorRt => &["libnvonnxparser.so.11", "libnvonnxparser.so"],
     }
 }
 
-/// A TensorRT version: major.minor.patch.build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Version {
-    /// Major version (1 for TensorRT-RTX 1.7, 11 for TensorRT 11.4).
-    pub major: u32,
-    /// Minor version.
-    pub minor: u32,
-    /// Patch version.
-    pub patch: u32,
-    /// Build number (0 if the library does not report one).
-    pub build: u32,
-}
-
-impl Version {
-    /// Decodes getInferLibVersion()'s packed form, (major * 100 + minor) * 100 + patch.
-    pub fn from_packed(packed: u32, build: u32) -> Version {
-        Version {
-            major: packed / 10000,
-            minor: (packed / 100) % 100,
-            patch: packed % 100,
-            build,
-        }
+/// Environment variables naming a library directory for `flavour`.
+fn lib_dir_vars(flavour: Flavour) -> &'static [&'static str] {
+    match flavour {
+        Flavour::TensorRtRtx => &["TRTFARM_RTX_LIB_DIR", "TENSORRT_RTX_LIB_DIR"],
+        Flavour::TensorRt => &["TRTFARM_ENTERPRISE_LIB_DIR", "TENSORRT_LIB_DIR"],
     }
 }
 
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}.{}",
-            self.major, self.minor, self.patch, self.build
-        )
+/// Environment variables naming an install root (`<root>/lib`).
+fn root_vars(flavour: Flavour) -> &'static [&'static str] {
+    match flavour {
+        Flavour::TensorRtRtx => &["TENSORRT_RTX_ROOT"],
+        Flavour::TensorRt => &["TENSORRT_ROOT"],
+    }
+}
+
+/// What a user can do when `flavour`'s libraries are not found.
+pub fn install_hint(flavour: Flavour) -> String {
+    let vars = [lib_dir_vars(flavour), root_vars(flavour)]
+        .concat()
+        .join(" or ");
+    match flavour {
+        Flavour::TensorRtRtx => format!(
+            "run scripts/setup (it installs TensorRT-RTX from PyPI), set {vars}, or pass the directory that holds them"
+        ),
+        Flavour::TensorRt => format!(
+            "install TensorRT (NVIDIA ships it outside public package registries, so scripts/setup cannot), then set {vars} or pass the directory that holds them"
+        ),
+    }
+}
+
+/// Where scripts/setup puts `flavour`'s libraries under the trtfarm cache.
+fn cache_subdir(flavour: Flavour) -> &'static str {
+    match flavour {
+        Flavour::TensorRtRtx => "deps/lib/tensorrt-rtx",
+        Flavour::TensorRt => "deps/lib/tensorrt",
     }
 }
 
@@ -173,10 +115,9 @@ pub fn default_search_dirs(flavour: Flavour) -> Vec<PathBuf> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    dirs.extend(flavour.lib_dir_vars().iter().filter_map(|v| env_dir(v)));
+    dirs.extend(lib_dir_vars(flavour).iter().filter_map(|v| env_dir(v)));
     dirs.extend(
-        flavour
-            .root_vars()
+        root_vars(flavour)
             .iter()
             .filter_map(|v| env_dir(v))
             .map(|root| root.join("lib")),
@@ -195,7 +136,7 @@ pub fn default_search_dirs(flavour: Flavour) -> Vec<PathBuf> {
         .map(PathBuf::from),
     );
     if let Some(root) = shim::cache_root() {
-        dirs.push(root.join(flavour.cache_subdir()));
+        dirs.push(root.join(cache_subdir(flavour)));
     }
     let mut seen = std::collections::HashSet::new();
     dirs.retain(|d| seen.insert(d.clone()));
@@ -222,15 +163,15 @@ impl Toolchain {
             libraries: names.iter().map(|s| s.to_string()).collect(),
             searched: dirs.clone(),
         };
-        let builder = find_in(&dirs, flavour.builder_library_names())
-            .ok_or_else(|| not_found(flavour.builder_library_names()))?;
+        let builder = find_in(&dirs, builder_library_names(flavour))
+            .ok_or_else(|| not_found(builder_library_names(flavour)))?;
         // The parser belongs beside its builder; look there first.
         let builder_dir = builder.parent().map(Path::to_path_buf).unwrap_or_default();
         let parser_dirs: Vec<PathBuf> = std::iter::once(builder_dir)
             .chain(dirs.iter().cloned())
             .collect();
-        let parser = find_in(&parser_dirs, flavour.parser_library_names())
-            .ok_or_else(|| not_found(flavour.parser_library_names()))?;
+        let parser = find_in(&parser_dirs, parser_library_names(flavour))
+            .ok_or_else(|| not_found(parser_library_names(flavour)))?;
         // Symlinks are resolved only when a caller asks for the paths, never here: TensorRT-RTX
         // plans depend on the process's heap layout, and resolving allocates strings as long as
         // the real install path. A build that loads the libraries through a fixed-length
@@ -368,13 +309,6 @@ pub(crate) fn c_message(buffer: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn packed_versions_decode_for_both_flavours() {
-        assert_eq!(Version::from_packed(10701, 116).to_string(), "1.7.1.116");
-        assert_eq!(Version::from_packed(110400, 106).to_string(), "11.4.0.106");
-        assert_eq!(Version::from_packed(100300, 0).to_string(), "10.3.0.0");
-    }
 
     #[test]
     fn explicit_lib_dir_is_the_only_place_searched() {

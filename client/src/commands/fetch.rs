@@ -3,21 +3,19 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use trtfarm::lock::{lock_path, parse_digest_text, read_lock};
+use trtfarm::lock::{lock_path, read_lock};
 use trtfarm::transfer::download_to_file;
 use trtfarm_proto::v1;
+use trtfarm_types::BlobDigest;
 
 use crate::cli::{DaemonArgs, FetchArgs};
 use crate::connect::{connect, rpc_error};
-
-/// `blake3:<hex>/<size>`, the form `submit`, `status` and `ls` print and `fetch` reads.
-pub use trtfarm::lock::digest_text;
 
 /// What `fetch` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Wanted {
     /// A blob by digest.
-    Digest(v1::Digest),
+    Digest(BlobDigest),
     /// An engine variant, resolved through the `engine.lock` beside the manifest.
     Locked { manifest: PathBuf, engine: String },
 }
@@ -30,7 +28,7 @@ pub async fn run(daemon: &DaemonArgs, args: &FetchArgs) -> anyhow::Result<bool> 
             let output = args
                 .output
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(&digest.blake3));
+                .unwrap_or_else(|| PathBuf::from(digest.hex()));
             (digest, output)
         }
         Wanted::Locked { manifest, engine } => {
@@ -43,20 +41,22 @@ pub async fn run(daemon: &DaemonArgs, args: &FetchArgs) -> anyhow::Result<bool> 
         }
     };
     let mut client = connect(daemon).await?;
-    let name = digest_text(&digest);
-    download_to_file(&mut client, &digest, &output)
+    let name = digest.to_string();
+    download_to_file(&mut client, &v1::Digest::from(digest), &output)
         .await
         .map_err(|error| rpc_error(format_args!("cannot fetch {name}"), error))?;
     println!("{name} -> {}", output.display());
     Ok(true)
 }
 
-/// Reads `blake3:<64 lowercase hex>/<size>`, saying what was expected when it is not that.
-pub fn parse_digest(text: &str) -> anyhow::Result<v1::Digest> {
-    parse_digest_text(text).ok_or_else(|| {
+/// Reads `blake3:<64 lowercase hex>/<size>`, saying what is wrong and what was expected when
+/// it is not that (the argument may also have been meant as MANIFEST#ENGINE).
+fn parse_digest(text: &str) -> anyhow::Result<BlobDigest> {
+    text.parse::<BlobDigest>().map_err(|error| {
         anyhow::anyhow!(
-            "`{text}` is not a digest: expected blake3:<64 hex digits>/<size in bytes> \
-             (lowercase hex), or MANIFEST#ENGINE"
+            "`{text}` is not a digest ({}): expected blake3:<64 hex digits>/<size in bytes> \
+             (lowercase hex), or MANIFEST#ENGINE",
+            error.problem
         )
     })
 }
@@ -77,7 +77,7 @@ fn parse_wanted(text: &str) -> anyhow::Result<Wanted> {
 }
 
 /// The engine digest `engine.lock` beside `manifest` records for `engine`.
-fn locked_digest(manifest: &Path, engine: &str) -> anyhow::Result<v1::Digest> {
+fn locked_digest(manifest: &Path, engine: &str) -> anyhow::Result<BlobDigest> {
     let lock_file = lock_path(manifest);
     let lock = read_lock(manifest)?.with_context(|| {
         format!(
@@ -99,13 +99,7 @@ fn locked_digest(manifest: &Path, engine: &str) -> anyhow::Result<v1::Digest> {
             lock_file.display()
         );
     };
-    parse_digest_text(&entry.engine).with_context(|| {
-        format!(
-            "{}: engine `{engine}` has a malformed digest `{}`",
-            lock_file.display(),
-            entry.engine
-        )
-    })
+    Ok(entry.engine)
 }
 
 /// Where `engine` goes by default: its `output` in the manifest, else `build/<engine>.engine`
@@ -132,10 +126,11 @@ mod tests {
     #[test]
     fn digests_round_trip_through_their_text() {
         let digest = parse_digest(&format!("blake3:{HEX}/1234")).unwrap();
-        assert_eq!(digest.blake3, HEX);
-        assert_eq!(digest.size_bytes, 1234);
-        assert_eq!(digest_text(&digest), format!("blake3:{HEX}/1234"));
-        assert!(parse_digest(&format!("blake3:{}/0", HEX.to_uppercase())).is_err());
+        assert_eq!(digest.hex(), HEX);
+        assert_eq!(digest.size, 1234);
+        assert_eq!(digest.to_string(), format!("blake3:{HEX}/1234"));
+        let error = parse_digest(&format!("blake3:{}/0", HEX.to_uppercase())).unwrap_err();
+        assert!(error.to_string().contains("lower case"), "{error}");
     }
 
     #[test]

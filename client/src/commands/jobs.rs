@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::job_event::Event;
 
-use super::fetch::digest_text;
 use crate::cli::DaemonArgs;
 use crate::connect::{FarmConnection, connect, rpc_error};
 use trtfarm::transfer::download_to_file;
@@ -126,7 +125,11 @@ async fn follow(client: &mut FarmConnection, job: u64) -> anyhow::Result<bool> {
                 started.resource, started.attempt
             ),
             Some(Event::Finished(result)) => {
-                let engine = result.engine.as_ref().map(digest_text).unwrap_or_default();
+                let engine = result
+                    .engine
+                    .as_ref()
+                    .map(v1::Digest::to_string)
+                    .unwrap_or_default();
                 eprintln!("job {job} succeeded: {engine}");
             }
             Some(Event::Failed(failure)) => {
@@ -217,7 +220,7 @@ fn describe(job: &v1::Job, now: SystemTime) -> String {
         }
     }
     if let Some(result) = &job.result {
-        let digest = |d: &Option<v1::Digest>| d.as_ref().map(digest_text);
+        let digest = |d: &Option<v1::Digest>| d.as_ref().map(v1::Digest::to_string);
         if let Some(engine) = digest(&result.engine) {
             line("plan", engine);
         }
@@ -261,7 +264,7 @@ fn describe(job: &v1::Job, now: SystemTime) -> String {
             format!("{}: {}", kind_word(failure.kind), failure.message),
         );
         if let Some(log) = &failure.build_log {
-            line("build log", digest_text(log));
+            line("build log", log.to_string());
         }
         if !failure.log_tail.is_empty() {
             out.push_str("log tail\n");
@@ -286,7 +289,11 @@ fn table(jobs: &[v1::Job], now: SystemTime) -> String {
             other => state_word(other).to_string(),
         };
         let result = match (&job.result, &job.failure) {
-            (Some(result), _) => result.engine.as_ref().map(digest_text).unwrap_or_default(),
+            (Some(result), _) => result
+                .engine
+                .as_ref()
+                .map(v1::Digest::to_string)
+                .unwrap_or_default(),
             (None, Some(failure)) => kind_word(failure.kind).to_string(),
             (None, None) => String::new(),
         };

@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use futures::StreamExt;
 use trtfarm::digest_cache::DigestCache;
 use trtfarm::lock::{
-    LockDiff, LockedEngine, LockedToolchain, digest_text, lock_path, read_lock, render_diff,
+    LockDiff, LockedEngine, Resolution, lock_path, locked_toolchain, read_lock, render_diff,
     resolution_diff,
 };
 use trtfarm_proto::v1;
@@ -99,17 +100,27 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The lock entry this outcome records, when it produced an engine.
-    pub fn locked_engine(&self) -> Option<LockedEngine> {
-        let result = self.result.as_ref()?;
-        Some(LockedEngine {
+    /// The lock entry this outcome records, when it produced an engine; an error when the
+    /// daemon's answer does not hold valid digests, key and toolchain.
+    pub fn locked_engine(&self) -> anyhow::Result<Option<LockedEngine>> {
+        let (Some(result), Some(toolchain)) = (&self.result, &self.toolchain) else {
+            return Ok(None);
+        };
+        let Some(engine) = &result.engine else {
+            return Ok(None);
+        };
+        let context = || format!("the daemon's result for engine `{}`", self.variant);
+        Ok(Some(LockedEngine {
             name: self.variant.clone(),
-            toolchain: LockedToolchain::from_wire(self.toolchain.as_ref()?),
+            toolchain: locked_toolchain(toolchain)?,
             target: self.target.clone(),
-            timing_cache: result.timing_cache.as_ref().map(digest_text),
-            action_key: self.action_key.clone(),
-            engine: digest_text(result.engine.as_ref()?),
-        })
+            timing_cache: (result.timing_cache.as_ref())
+                .map(v1::Digest::to_blob_digest)
+                .transpose()
+                .with_context(context)?,
+            action_key: self.action_key.parse().with_context(context)?,
+            engine: engine.to_blob_digest().with_context(context)?,
+        }))
     }
 
     fn fail(&mut self, message: String) {
@@ -182,15 +193,17 @@ async fn lock_diffs(
                     continue;
                 }
             };
-            let now = LockedEngine {
+            let now = Resolution {
                 name: name.clone(),
-                toolchain: LockedToolchain::from_wire(&answer.toolchain.unwrap_or_default()),
+                toolchain: locked_toolchain(&answer.toolchain.unwrap_or_default())?,
                 target: answer.target,
                 // A dry run resolves no timing cache (the daemon takes no Enterprise builds
                 // yet), so the locked one stands.
-                timing_cache: lock.engine(name).and_then(|e| e.timing_cache.clone()),
-                action_key: answer.action_key,
-                engine: String::new(),
+                timing_cache: lock.engine(name).and_then(|e| e.timing_cache),
+                action_key: answer
+                    .action_key
+                    .parse()
+                    .with_context(|| format!("the daemon's dry run of {}#{name}", p.label))?,
             };
             diffs.extend(resolution_diff(lock.engine(name), &now));
         }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 use trtfarm::digest_cache::DigestCache;
-use trtfarm::lock::{LockedEngine, digest_text, read_lock};
+use trtfarm::lock::{LockedEngine, read_lock};
 use trtfarm_proto::v1;
+use trtfarm_types::Flavour;
 
 use super::submit::{
     Options, Prepared, Session, Status, blank_outcome, prepare_all, request, run_variant,
@@ -98,7 +99,7 @@ pub async fn run(daemon: &DaemonArgs, paths: &[PathBuf], json: bool) -> anyhow::
         let mut v = verdict(p, &locked.name, "failed", Some(locked));
         if outcome.status == Status::Failed {
             v.detail = outcome.failure;
-        } else if outcome.action_key != locked.action_key {
+        } else if outcome.action_key != locked.action_key.to_string() {
             v.verdict = "stale";
             v.detail = Some(format!(
                 "the manifest or its inputs changed since the lock was written (action key {} \
@@ -130,7 +131,7 @@ fn verdict(
         manifest: p.label.clone(),
         variant: variant.to_string(),
         verdict: kind,
-        locked_engine: locked.map(|l| l.engine.clone()),
+        locked_engine: locked.map(|l| l.engine.to_string()),
         rebuilt_engine: None,
         compared: None,
         detail: None,
@@ -152,10 +153,11 @@ async fn compare(
     rebuilt: &v1::ActionResult,
     v: &mut Verdict,
 ) {
-    v.rebuilt_engine = rebuilt.engine.as_ref().map(digest_text);
-    if locked.toolchain.flavour != "tensorrt" {
+    v.rebuilt_engine = rebuilt.engine.as_ref().map(v1::Digest::to_string);
+    if locked.toolchain.flavour != Flavour::TensorRt {
         v.compared = Some("engine digest");
-        v.verdict = if v.rebuilt_engine.as_deref() == Some(locked.engine.as_str()) {
+        let rebuilt = rebuilt.engine.as_ref().map(v1::Digest::to_blob_digest);
+        v.verdict = if rebuilt == Some(Ok(locked.engine)) {
             "match"
         } else {
             "differs"
@@ -180,7 +182,7 @@ async fn compare_layers(
 ) -> anyhow::Result<Vec<String>> {
     let stored = client
         .get_action_result(v1::GetActionResultRequest {
-            action_key: locked.action_key.clone(),
+            action_key: locked.action_key.to_string(),
         })
         .await?
         .into_inner();

@@ -146,7 +146,7 @@ impl LocalBuild<'_> {
         let slot = self.root.prepare_slot(self.slot, self.scratch)?;
         let flavour = self.variant.settings.toolchain.flavour;
         let task = BuilderTask {
-            flavour: toolchains::ffi_flavour(flavour),
+            flavour,
             library_dir: self.has_library_dir.then(|| self.root.library_dir(flavour)),
             config,
             timing_cache_input: false,

@@ -12,7 +12,7 @@ use trtfarm_proto::v1;
 
 use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
 use crate::build::failure_hint::autocast_failure_hint;
-use crate::ingest::request::{PreparedBuild, wire_digest};
+use crate::ingest::request::PreparedBuild;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::publish::{BuildOutputs, Slot};
 use crate::schedule::queue::{BuildId, Resource};
@@ -235,7 +235,7 @@ impl Farm {
     ) -> Outcome {
         if log_written {
             match self.store.put_file(log_path, None).await {
-                Ok(put) => reason.build_log = Some(wire_digest(&put.digest)),
+                Ok(put) => reason.build_log = Some(v1::Digest::from(&put.digest)),
                 Err(e) => tracing::warn!("cannot store the log of a failed build: {e}"),
             }
         }
@@ -334,7 +334,7 @@ async fn pump_events(
 /// (the typed configuration, the build root's fixed-length library path).
 fn task_json(prepared: &PreparedBuild, root: &BuildRoot) -> Result<Vec<u8>, v1::Failure> {
     let task = BuilderTask {
-        flavour: crate::toolchains::ffi_flavour(prepared.flavour),
+        flavour: prepared.flavour,
         library_dir: prepared
             .library_dir
             .as_ref()

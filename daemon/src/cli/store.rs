@@ -8,12 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use trtfarm_proto::v1;
 use trtfarm_store::BlobDigest;
 use trtfarm_store::gc::{CacheEntry, Collector, GcOptions, GcReport, Removal, RemovalKind};
+use trtfarm_types::lock::Lock;
 
 /// `trtfarmd store …`.
 #[derive(Debug, Args)]
@@ -100,45 +99,15 @@ pub async fn collect(args: &GcArgs) -> anyhow::Result<GcReport> {
     Ok(collector.collect(&options, &decode_entry).await?)
 }
 
-/// The lock format's parts that name blobs (`client/src/lock.rs` writes it).
-#[derive(Deserialize)]
-struct LockFile {
-    version: u32,
-    #[serde(default)]
-    engine: Vec<LockedEngine>,
-}
-
-#[derive(Deserialize)]
-struct LockedEngine {
-    name: String,
-    engine: String,
-    #[serde(default)]
-    timing_cache: Option<String>,
-}
-
-/// The engine and timing-cache digests an `engine.lock` names.
+/// The engine and timing-cache digests an `engine.lock` names. A lock that is missing or not
+/// readable as this release's format is an error, never skipped: collecting without it could
+/// delete what it pins.
 pub fn lock_digests(path: &Path) -> anyhow::Result<Vec<BlobDigest>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the lock {}", path.display()))?;
-    let lock: LockFile = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid engine.lock", path.display()))?;
-    anyhow::ensure!(
-        lock.version == 1,
-        "{}: engine.lock version {} is not one this trtfarmd reads (1); collecting without it \
-         could delete what it pins",
-        path.display(),
-        lock.version
-    );
-    let mut digests = Vec::new();
-    for entry in &lock.engine {
-        for text in std::iter::once(&entry.engine).chain(&entry.timing_cache) {
-            let digest = text
-                .parse()
-                .with_context(|| format!("{}: engine {:?}", path.display(), entry.name))?;
-            digests.push(digest);
-        }
-    }
-    Ok(digests)
+    let pins = "collecting without it could delete what it pins";
+    let lock = Lock::read_file(path)
+        .map_err(|error| anyhow::anyhow!("{error}; {pins}"))?
+        .ok_or_else(|| anyhow::anyhow!("there is no lock at {}; {pins}", path.display()))?;
+    Ok(lock.blob_digests())
 }
 
 /// Reads an action-cache entry: a converted model's record, a JSON timing-cache registry record
@@ -354,7 +323,9 @@ engine = "ENGINE"
         let cache = BlobDigest::of_bytes(b"cache");
         let text = LOCK.replace("ENGINE", &engine.to_string())
             + &format!(
-                "\n[[engine]]\nname = \"b\"\ntoolchain = {{ flavour = \"tensorrt\", version = \"10\", library = \"x\" }}\ntarget = \"t\"\ntiming_cache = \"{cache}\"\naction_key = \"k\"\nengine = \"{engine}\"\n"
+                "\n[[engine]]\nname = \"b\"\ntoolchain = {{ flavour = \"tensorrt\", version = \"11.4.0.106\", library = \"blake3:{}\" }}\ntarget = \"t\"\ntiming_cache = \"{cache}\"\naction_key = \"{}\"\nengine = \"{engine}\"\n",
+                "ab".repeat(32),
+                "cd".repeat(32)
             );
         let path = dir.path().join("engine.lock");
         std::fs::write(&path, text).unwrap();
@@ -363,12 +334,17 @@ engine = "ENGINE"
         std::fs::write(&path, "version = 2\n").unwrap();
         let error = format!("{:#}", lock_digests(&path).unwrap_err());
         assert!(error.contains("version 2"), "{error}");
+        assert!(error.contains("could delete what it pins"), "{error}");
+        // Every value is checked on reading, with the line it is on.
         std::fs::write(&path, LOCK.replace("ENGINE", "sha256:00/1")).unwrap();
         let error = format!("{:#}", lock_digests(&path).unwrap_err());
         assert!(
-            error.contains("\"fp32\"") && error.contains("blake3:"),
+            error.contains("engine = \"sha256:00/1\"") && error.contains("blake3:"),
             "{error}"
         );
+        let missing = dir.path().join("none.lock");
+        let error = format!("{:#}", lock_digests(&missing).unwrap_err());
+        assert!(error.contains("there is no lock at"), "{error}");
     }
 
     #[test]

@@ -122,10 +122,12 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
     e.field(tag::VARIANT, |e| e.bytes_field(material.variant_encoding));
     e.field(tag::INPUTS, |e| e.inputs(material.inputs));
     e.field(tag::TOOLCHAIN, |e| {
-        e.str(&material.toolchain.flavour);
-        e.str(&material.toolchain.version);
-        e.str(&material.toolchain.library_digest);
-        e.str(&material.toolchain.parser_digest);
+        // As text (the digests as bare hex): the encoding predates the typed identity, and
+        // every stored key depends on these bytes.
+        e.str(material.toolchain.flavour.as_str());
+        e.str(&material.toolchain.version.to_string());
+        e.str(&material.toolchain.library.hex());
+        e.str(&material.toolchain.parser.hex());
     });
     e.field(tag::TARGET, |e| match material.target {
         Target::AheadOfTime => e.u8(0),

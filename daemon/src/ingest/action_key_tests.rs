@@ -6,6 +6,8 @@ use std::path::Path;
 use onnx_graph::autocast::{AutocastOptions, AutocastTarget};
 
 use super::*;
+use manifest_schema::Flavour;
+use trtfarm_types::Blake3Digest;
 
 fn digest(byte: u8, size: u64) -> BlobDigest {
     BlobDigest {
@@ -16,10 +18,10 @@ fn digest(byte: u8, size: u64) -> BlobDigest {
 
 fn toolchain() -> ToolchainIdentity {
     ToolchainIdentity {
-        flavour: "tensorrt-rtx".into(),
-        version: "1.7.1.116".into(),
-        library_digest: "ab".repeat(32),
-        parser_digest: "ef".repeat(32),
+        flavour: Flavour::TensorRtRtx,
+        version: "1.7.1.116".parse().unwrap(),
+        library: Blake3Digest([0xab; 32]),
+        parser: Blake3Digest([0xef; 32]),
     }
 }
 
@@ -153,9 +155,9 @@ fn plugin_content_and_order_change_key() {
 
 #[test]
 fn toolchain_flavour_version_and_library_change_key() {
-    changes_key(|b| b.toolchain.flavour = "tensorrt".into());
-    changes_key(|b| b.toolchain.version = "1.7.1.117".into());
-    changes_key(|b| b.toolchain.library_digest = "cd".repeat(32));
+    changes_key(|b| b.toolchain.flavour = Flavour::TensorRt);
+    changes_key(|b| b.toolchain.version.build = 117);
+    changes_key(|b| b.toolchain.library = Blake3Digest([0xcd; 32]));
 }
 
 #[test]
@@ -166,7 +168,7 @@ fn builder_program_changes_key() {
 #[test]
 fn parser_library_changes_key() {
     // A parser upgrade beside the same builder library is a different toolchain.
-    changes_key(|b| b.toolchain.parser_digest = "12".repeat(32));
+    changes_key(|b| b.toolchain.parser = Blake3Digest([0x12; 32]));
 }
 
 #[test]
@@ -205,11 +207,15 @@ fn input_order_does_not_change_key() {
 fn framing_keeps_adjacent_strings_apart() {
     // "ab" + "c" and "a" + "bc" must not collide.
     let mut one = Base::new();
-    one.toolchain.flavour = "ab".into();
-    one.toolchain.version = "c".into();
+    one.target = Target::Gpu {
+        model: "ab".into(),
+        compute_capability: "c".into(),
+    };
     let mut other = Base::new();
-    other.toolchain.flavour = "a".into();
-    other.toolchain.version = "bc".into();
+    other.target = Target::Gpu {
+        model: "a".into(),
+        compute_capability: "bc".into(),
+    };
     assert_ne!(one.key(), other.key());
 }
 
@@ -344,4 +350,14 @@ fn prepare_and_action_keys_never_collide() {
     // Both live in one action cache; different magic strings keep them apart.
     let base = Base::new();
     assert_ne!(base.key(), prepare_of(&base.inputs, &half()));
+}
+
+#[test]
+fn the_baseline_key_is_stable() {
+    // A typed toolchain identity must encode to the same bytes as the strings it replaced:
+    // every action key in every store depends on it.
+    assert_eq!(
+        Base::new().key().hex(),
+        "e713c0e6f9acadb4e83f317dd188ad220a1888f6e319fcc082516e6857d0e915"
+    );
 }

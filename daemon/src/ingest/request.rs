@@ -222,7 +222,7 @@ pub fn prepare(
     {
         return Err(Status::invalid_argument(format!(
             "{manifest_path} pins the model to blake3:{}, but the uploaded model is blake3:{}",
-            pinned.to_hex(),
+            pinned.hex(),
             model_digest.hex()
         )));
     }
@@ -240,12 +240,7 @@ pub fn prepare(
     let available = inventory
         .get(requirement.flavour)
         .map_err(Status::failed_precondition)?;
-    let loaded: manifest_schema::Version = available
-        .identity
-        .version
-        .parse()
-        .map_err(|e| Status::internal(format!("the probed toolchain version: {e}")))?;
-    if !requirement.matches(&loaded) {
+    if !requirement.matches(&available.identity.version) {
         return Err(Status::failed_precondition(format!(
             "engine `{}` asks for `{requirement}`, but this daemon has {} {}",
             variant.name, available.identity.flavour, available.identity.version
@@ -302,7 +297,7 @@ pub fn prepare(
     Ok(PreparedBuild {
         key,
         variant,
-        toolchain: available.identity.clone(),
+        toolchain: available.identity,
         flavour: available.flavour,
         library_dir: available.library_dir.clone(),
         library_stamps: available.stamps,
@@ -322,16 +317,9 @@ pub fn prepare(
 pub fn parse_digest(digest: Option<&v1::Digest>, what: &str) -> Result<BlobDigest, Status> {
     let digest =
         digest.ok_or_else(|| Status::invalid_argument(format!("`{what}` has no digest")))?;
-    BlobDigest::parse(&digest.blake3, digest.size_bytes)
+    digest
+        .to_blob_digest()
         .map_err(|e| Status::invalid_argument(format!("`{what}`: {e}")))
-}
-
-/// The wire form of a digest.
-pub fn wire_digest(digest: &BlobDigest) -> v1::Digest {
-    v1::Digest {
-        blake3: digest.hex(),
-        size_bytes: digest.size,
-    }
 }
 
 /// `path` as a relative path that stays inside the directory it is joined to: no root, no

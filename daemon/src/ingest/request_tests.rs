@@ -26,12 +26,12 @@ name = "fp32"
 
 fn inventory() -> Inventory {
     Inventory::from_rows(vec![ToolchainRow {
-        flavour: "tensorrt-rtx".into(),
-        version: Some("1.7.1.116".into()),
+        flavour: "tensorrt-rtx".parse().unwrap(),
+        version: Some("1.7.1.116".parse().unwrap()),
         library: Some(PathBuf::from("/opt/rtx/libtensorrt_rtx.so.1")),
-        library_digest: Some(format!("blake3:{}", "cd".repeat(32))),
+        library_digest: Some(trtfarm_types::Blake3Digest([0xcd; 32])),
         parser_library: Some(PathBuf::from("/opt/rtx/libtensorrt_onnxparser_rtx.so.1")),
-        parser_library_digest: Some(format!("blake3:{}", "ef".repeat(32))),
+        parser_library_digest: Some(trtfarm_types::Blake3Digest([0xef; 32])),
         stamps: Default::default(),
         error: None,
     }])
@@ -87,7 +87,7 @@ fn a_good_request_places_the_model_under_its_fixed_name() {
     let prepared = prepare(request(MANIFEST, vec![model()]), &inventory(), &policy()).unwrap();
     assert_eq!(prepared.materialize.len(), 1);
     assert_eq!(prepared.materialize[0].1, PathBuf::from(MODEL_NAME));
-    assert_eq!(prepared.toolchain.version, "1.7.1.116");
+    assert_eq!(prepared.toolchain.version.to_string(), "1.7.1.116");
     assert_eq!(prepared.library_dir, Some(PathBuf::from("/opt/rtx")));
     assert_eq!(prepared.target_text(), "sm86");
 }
@@ -392,12 +392,12 @@ mps_percentage = 50
 /// An Enterprise toolchain and a made-up set of GPUs: H100, A100, H100.
 fn gpu_inventory(mps: crate::gpus::MpsState) -> Inventory {
     let mut inventory = Inventory::from_rows(vec![ToolchainRow {
-        flavour: "tensorrt".into(),
-        version: Some("11.4.0.7".into()),
+        flavour: "tensorrt".parse().unwrap(),
+        version: Some("11.4.0.7".parse().unwrap()),
         library: Some(PathBuf::from("/opt/trt/libnvinfer.so.11")),
-        library_digest: Some(format!("blake3:{}", "ab".repeat(32))),
+        library_digest: Some(trtfarm_types::Blake3Digest([0xab; 32])),
         parser_library: Some(PathBuf::from("/opt/trt/libnvonnxparser.so.11")),
-        parser_library_digest: Some(format!("blake3:{}", "ef".repeat(32))),
+        parser_library_digest: Some(trtfarm_types::Blake3Digest([0xef; 32])),
         stamps: Default::default(),
         error: None,
     }]);

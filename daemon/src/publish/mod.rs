@@ -15,7 +15,7 @@ use crate::schedule::{Farm, failure};
 
 pub mod provenance;
 use crate::build::prepare::PreparedModel;
-use crate::ingest::request::{PreparedBuild, parse_digest, wire_digest};
+use crate::ingest::request::{PreparedBuild, parse_digest};
 use crate::publish::provenance::{GpuRun, Provenance, Subject, hex};
 
 type Outcome = Result<v1::ActionResult, v1::Failure>;
@@ -154,20 +154,20 @@ impl Farm {
 
         let result = v1::ActionResult {
             action_key: prepared.key.hex(),
-            engine: Some(wire_digest(&engine.digest)),
+            engine: Some(v1::Digest::from(&engine.digest)),
             engine_sha256: hex(&engine.sha256),
-            build_log: Some(wire_digest(&build_log.digest)),
-            layer_info: layer_info.as_ref().map(|l| wire_digest(&l.digest)),
+            build_log: Some(v1::Digest::from(&build_log.digest)),
+            layer_info: layer_info.as_ref().map(|l| v1::Digest::from(&l.digest)),
             layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
-            timing_cache: timing_cache.as_ref().map(|c| wire_digest(&c.digest)),
-            transformed_model: transformed_model.as_ref().map(wire_digest),
-            layer_listing: layer_listing.as_ref().map(|l| wire_digest(&l.digest)),
+            timing_cache: timing_cache.as_ref().map(|c| v1::Digest::from(&c.digest)),
+            transformed_model: transformed_model.as_ref().map(v1::Digest::from),
+            layer_listing: layer_listing.as_ref().map(|l| v1::Digest::from(&l.digest)),
             layers_by_precision: done.layers_by_precision.clone(),
-            provenance: Some(wire_digest(&provenance.digest)),
+            provenance: Some(v1::Digest::from(&provenance.digest)),
             toolchain: Some(v1::ToolchainIdentity {
-                flavour: prepared.toolchain.flavour.clone(),
-                version: prepared.toolchain.version.clone(),
-                library_digest: prepared.toolchain.library_digest.clone(),
+                flavour: prepared.toolchain.flavour.to_string(),
+                version: prepared.toolchain.version.to_string(),
+                library_digest: prepared.toolchain.library.hex(),
             }),
             started_at_ms: millis(started),
             finished_at_ms: millis(finished),
@@ -216,13 +216,13 @@ async fn check_libraries(prepared: &PreparedBuild, done: &BuilderDone) -> Result
             "",
             done.library.clone(),
             prepared.library_stamps.library,
-            toolchain.library_digest.clone(),
+            toolchain.library.hex(),
         ),
         (
             " ONNX parser",
             done.parser_library.clone(),
             prepared.library_stamps.parser,
-            toolchain.parser_digest.clone(),
+            toolchain.parser.hex(),
         ),
     ];
     for (what, loaded, probed, digest) in checks {

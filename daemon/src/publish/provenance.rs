@@ -138,8 +138,8 @@ impl Provenance<'_> {
                 "toolchain": {
                     "flavour": prepared.toolchain.flavour,
                     "version": prepared.toolchain.version,
-                    "libraryBlake3": prepared.toolchain.library_digest,
-                    "parserLibraryBlake3": prepared.toolchain.parser_digest,
+                    "libraryBlake3": prepared.toolchain.library.hex(),
+                    "parserLibraryBlake3": prepared.toolchain.parser.hex(),
                 },
                 "target": target,
                 "builder": {

@@ -267,9 +267,9 @@ impl Farm {
             outcome: None,
             joined: false,
             toolchain: Some(v1::ToolchainIdentity {
-                flavour: prepared.toolchain.flavour.clone(),
-                version: prepared.toolchain.version.clone(),
-                library_digest: prepared.toolchain.library_digest.clone(),
+                flavour: prepared.toolchain.flavour.to_string(),
+                version: prepared.toolchain.version.to_string(),
+                library_digest: prepared.toolchain.library.hex(),
             }),
             target: prepared.target_text(),
         };

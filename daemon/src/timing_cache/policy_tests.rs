@@ -27,10 +27,10 @@ fn variant(policy: &str, level: u8, extra: &str) -> Variant {
 
 fn toolchain(version: &str) -> ToolchainIdentity {
     ToolchainIdentity {
-        flavour: "tensorrt".into(),
-        version: version.into(),
-        library_digest: "ab".repeat(32),
-        parser_digest: "cd".repeat(32),
+        flavour: manifest_schema::Flavour::TensorRt,
+        version: version.parse().unwrap(),
+        library: trtfarm_types::Blake3Digest([0xab; 32]),
+        parser: trtfarm_types::Blake3Digest([0xcd; 32]),
     }
 }
 

@@ -127,9 +127,9 @@ impl TimingCacheScope {
             ));
         }
         Ok(TimingCacheScope {
-            flavour: toolchain.flavour.clone(),
-            toolchain_version: toolchain.version.clone(),
-            library_digest: toolchain.library_digest.clone(),
+            flavour: toolchain.flavour.to_string(),
+            toolchain_version: toolchain.version.to_string(),
+            library_digest: toolchain.library.hex(),
             gpu_model: gpu.model.clone(),
             compute_capability: gpu.compute_capability.clone(),
             mps_percentage: variant.settings.mps_percentage,

@@ -3,14 +3,14 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use trtfarm::lock::{LockedEngine, lock_path, read_lock};
+use trtfarm::lock::{LockedEngine, lock_path, read_lock, write_lock};
 use trtfarm::transfer::download_to_file;
 
 use super::{Outcome, Prepared, Session, Status};
 
 /// With `--locked`: an engine whose digest differs from the lock fails its variant.
 pub(super) fn check_engine_against_lock(p: &Prepared, outcome: &mut Outcome) -> anyhow::Result<()> {
-    let (Some(now), Some(lock)) = (outcome.locked_engine(), read_lock(&p.path)?) else {
+    let (Some(now), Some(lock)) = (outcome.locked_engine()?, read_lock(&p.path)?) else {
         return Ok(());
     };
     if let Some(locked) = lock.engine(&outcome.variant)
@@ -84,8 +84,9 @@ pub(super) fn record_locks(prepared: &[Prepared], outcomes: &[Outcome]) -> anyho
         let built: Vec<LockedEngine> = outcomes
             .iter()
             .filter(|o| o.manifest == index && o.status != Status::Failed)
-            .filter_map(Outcome::locked_engine)
-            .collect();
+            .map(Outcome::locked_engine)
+            .filter_map(Result::transpose)
+            .collect::<anyhow::Result<_>>()?;
         if built.is_empty() {
             continue;
         }
@@ -98,7 +99,7 @@ pub(super) fn record_locks(prepared: &[Prepared], outcomes: &[Outcome]) -> anyho
             .collect();
         let new = old.updated(&built, &names);
         if new != old {
-            new.write(&p.path)?;
+            write_lock(&new, &p.path)?;
         }
     }
     Ok(())

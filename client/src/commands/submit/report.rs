@@ -3,7 +3,6 @@
 //! `--json` one document and nothing else.
 
 use serde::Serialize;
-use trtfarm::lock::digest_text;
 
 use super::{Outcome, Status};
 
@@ -75,7 +74,7 @@ pub fn print_json(outcomes: &[Outcome], lock_diff: &[String]) -> anyhow::Result<
                 }),
                 target: &o.target,
                 status: status_name(o.status),
-                engine: engine.map(digest_text),
+                engine: engine.map(ToString::to_string),
                 size: engine.map(|d| d.size_bytes),
                 duration_ms: build_millis(o),
                 job_id: o.job_id,
@@ -146,7 +145,7 @@ fn human_line(o: &Outcome) -> String {
     if let Some(engine) = engine {
         line.push_str(&format!(
             "  {} ({})",
-            digest_text(engine),
+            engine,
             render_human_size(engine.size_bytes)
         ));
     }

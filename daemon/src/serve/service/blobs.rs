@@ -16,7 +16,7 @@ use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, ContentStore, StoreError};
 
 use super::BoxStream;
-use crate::ingest::request::{parse_digest, wire_digest};
+use crate::ingest::request::parse_digest;
 use crate::metrics::Metrics;
 
 /// The gRPC status for a store error.
@@ -42,7 +42,7 @@ pub(super) async fn find_missing(
         .collect::<Result<Vec<_>, _>>()?;
     let missing = store.find_missing(&digests).await.map_err(store_status)?;
     Ok(v1::FindMissingBlobsResponse {
-        missing: missing.iter().map(wire_digest).collect(),
+        missing: missing.iter().map(v1::Digest::from).collect(),
     })
 }
 
@@ -174,7 +174,7 @@ impl Uploads {
         }
         if store.contains(&digest).await.map_err(store_status)? {
             return Ok(v1::UploadBlobResponse {
-                digest: Some(wire_digest(&digest)),
+                digest: Some(v1::Digest::from(&digest)),
                 stored: false,
             });
         }
@@ -247,7 +247,7 @@ impl Uploads {
         let _ = tokio::fs::remove_file(&part).await;
         let outcome = outcome.map_err(store_status)?;
         Ok(v1::UploadBlobResponse {
-            digest: Some(wire_digest(&outcome.digest)),
+            digest: Some(v1::Digest::from(&outcome.digest)),
             stored: outcome.stored,
         })
     }

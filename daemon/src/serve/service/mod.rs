@@ -71,13 +71,9 @@ impl v1::farm_server::Farm for FarmService {
             .rows
             .iter()
             .map(|row| v1::Toolchain {
-                flavour: row.flavour.clone(),
-                version: row.version.clone().unwrap_or_default(),
-                library_digest: row
-                    .library_digest
-                    .as_deref()
-                    .map(|d| d.strip_prefix("blake3:").unwrap_or(d).to_string())
-                    .unwrap_or_default(),
+                flavour: row.flavour.to_string(),
+                version: row.version.map(|v| v.to_string()).unwrap_or_default(),
+                library_digest: row.library_digest.map(|d| d.hex()).unwrap_or_default(),
                 error: row.error.clone().unwrap_or_default(),
             })
             .collect();
