@@ -163,3 +163,38 @@ async fn a_new_daemon_keeps_the_cache_and_a_new_builder_builds_anew() {
     job_of(&response);
     succeeded(&events);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_converted_model_tensorrt_refuses_names_the_operator_and_the_manifest_fix() {
+    // PP-OCRv4's detector at bf16 without its `keep_fp32` fix: Myelin cannot type the
+    // ConvTranspose. The failure must say which operator and the line that fixes it.
+    let network = integration::real_models::network("ocr-det");
+    let project = tempfile::tempdir().unwrap();
+    let manifest = network.write_project(project.path());
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let unfixed: String = text
+        .lines()
+        .filter(|line| !line.starts_with("autocast.keep_fp32"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_ne!(unfixed, text, "the network's manifest has its fix");
+    std::fs::write(&manifest, unfixed).unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let (_, events) = submit(&mut client, &manifest, "bf16").await;
+    match integration::farm::outcome(&events) {
+        v1::job_event::Event::Failed(failure) => {
+            assert!(
+                failure
+                    .message
+                    .contains("autocast.keep_fp32 = [\"ConvTranspose\"]"),
+                "{}",
+                failure.message
+            );
+            assert!(failure.message.contains("Could not infer output types"));
+        }
+        other => panic!("the bf16 detector built without its fix: {other:?}"),
+    }
+}
