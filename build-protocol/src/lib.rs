@@ -290,7 +290,7 @@ mod tests {
                 "/tmp/trtfarm-0123456789abcdef/lib-tensorrt-rtx",
             )),
             config: trt_ffi::BuildConfig {
-                compute_capabilities: vec![trt_ffi::ComputeCapability::Sm86],
+                compute_capabilities: vec![trt_ffi::ComputeCapability::new(8, 6)],
                 builder_optimization_level: Some(3),
                 ..trt_ffi::BuildConfig::default()
             },

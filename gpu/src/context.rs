@@ -32,6 +32,7 @@ pub struct ContextReport {
     /// Device name.
     pub device_name: String,
     /// Device compute capability.
+    #[serde(with = "crate::inventory::major_minor")]
     pub compute_capability: ComputeCapability,
     /// `CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT` before any context existed (already the MPS
     /// share under an active thread percentage, with driver 580).
@@ -153,10 +154,10 @@ fn probe_loaded(ordinal: usize, matmul: Option<MatmulSpec>) -> Result<ContextRep
             .map_err(cuda_err("cuDeviceGetAttribute"))
     };
     let multiprocessors_in_context = attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
-    let compute_capability = ComputeCapability {
-        major: attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
-        minor: attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
-    };
+    let compute_capability = ComputeCapability::new(
+        attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+        attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+    );
     let device_name = ctx.name().map_err(cuda_err("cuDeviceGetName"))?;
     ctx.bind_to_thread().map_err(cuda_err("cuCtxSetCurrent"))?;
     let (context_sm_count, context_sm_count_error) = match context_sm_count() {

@@ -10,9 +10,9 @@ mod nvml;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
+/// A CUDA compute capability (the type every trtfarm crate shares); displays as `9.0`.
+pub use trtfarm_types::ComputeCapability;
 
 /// Everything [`probe`] learned; empty `gpus` with `unavailable` set when there is no driver.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,7 @@ pub struct GpuInfo {
     /// `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, as `nvidia-smi -L` prints it.
     pub uuid: String,
     /// SM architecture, e.g. 9.0 for Hopper.
+    #[serde(with = "major_minor")]
     pub compute_capability: ComputeCapability,
     /// Streaming multiprocessors as this process sees them: the whole device, unless this
     /// process itself has `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` set (then the MPS share).
@@ -78,18 +79,36 @@ pub struct GpuProcess {
     pub used_memory_bytes: Option<u64>,
 }
 
-/// A CUDA compute capability; displays as `9.0`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ComputeCapability {
-    /// Major version (9 for Hopper).
-    pub major: u32,
-    /// Minor version.
-    pub minor: u32,
-}
+/// The JSON form of a compute capability in this crate's reports, `{"major":9,"minor":0}`:
+/// older than the shared type (which serialises as `"9.0"`), and read by
+/// `scripts/gpu-verify`, so kept.
+pub(crate) mod major_minor {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-impl fmt::Display for ComputeCapability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
+    use super::ComputeCapability;
+
+    #[derive(Serialize, Deserialize)]
+    struct MajorMinor {
+        major: u32,
+        minor: u32,
+    }
+
+    pub(crate) fn serialize<S: Serializer>(
+        cc: &ComputeCapability,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        MajorMinor {
+            major: cc.major,
+            minor: cc.minor,
+        }
+        .serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<ComputeCapability, D::Error> {
+        let MajorMinor { major, minor } = MajorMinor::deserialize(deserializer)?;
+        Ok(ComputeCapability::new(major, minor))
     }
 }
 

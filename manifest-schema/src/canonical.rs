@@ -204,8 +204,10 @@ fn encode_settings(e: &mut Encoder, s: &BuildSettings) {
     e.field(tag::COMPUTE_CAPABILITIES, |e| {
         e.len(s.compatibility.compute_capabilities.len());
         for cc in &s.compatibility.compute_capabilities {
-            e.u16(cc.major);
-            e.u16(cc.minor);
+            // Two u16s, as when the manifest had its own type: a manifest's capability has
+            // at most three digits per part, so the narrowing never fails.
+            e.u16(u16::try_from(cc.major).expect("a three-digit major version"));
+            e.u16(u16::try_from(cc.minor).expect("a three-digit minor version"));
         }
     });
     e.field(tag::TIMING_CACHE, |e| {

@@ -33,9 +33,9 @@ pub use enums::{
 };
 pub use inputs::{INPUT_ROOTS_ENV, extra_input_roots, hash_file};
 pub use model::{
-    Autocast, Blake3Digest, BuildSettings, Compatibility, ComputeCapability,
-    ComputeCapabilityParseError, GpuSelector, GpuSelectorParseError, Manifest, MemoryPools, Model,
-    PluginLibrary, Profile, ShapeRange, Variant, Weights,
+    Autocast, Blake3Digest, BuildSettings, Compatibility, ComputeCapability, GpuSelector,
+    GpuSelectorParseError, Manifest, MemoryPools, Model, PluginLibrary, Profile, ShapeRange,
+    Variant, Weights,
 };
 pub use model_inputs::{ModelDim, ModelInput};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-pub use trtfarm_types::Blake3Digest;
+pub use trtfarm_types::{Blake3Digest, ComputeCapability};
 
 use crate::diagnostic::{Diagnostic, ManifestErrors, SourceFile, sort_and_dedup};
 use crate::enums::{
@@ -281,55 +281,6 @@ impl Autocast {
     /// Whether this is the built-in behaviour (nothing set, or only defaults written).
     pub fn is_default(&self) -> bool {
         *self == Autocast::default()
-    }
-}
-
-/// A CUDA compute capability such as 8.6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ComputeCapability {
-    /// Major version.
-    pub major: u16,
-    /// Minor version.
-    pub minor: u16,
-}
-
-impl fmt::Display for ComputeCapability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-impl Serialize for ComputeCapability {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-/// Why a compute capability string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a compute capability")]
-pub struct ComputeCapabilityParseError(pub String);
-
-impl FromStr for ComputeCapability {
-    type Err = ComputeCapabilityParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let error = || ComputeCapabilityParseError(s.to_string());
-        let (major, minor) = s.split_once('.').ok_or_else(error)?;
-        let number = |part: &str| -> Result<u16, ComputeCapabilityParseError> {
-            if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(error());
-            }
-            part.parse().map_err(|_| error())
-        };
-        let capability = ComputeCapability {
-            major: number(major)?,
-            minor: number(minor)?,
-        };
-        if capability.major == 0 {
-            return Err(error());
-        }
-        Ok(capability)
     }
 }
 

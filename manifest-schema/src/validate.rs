@@ -189,13 +189,15 @@ pub(crate) fn build_settings(
     let compute_capabilities = compat.compute_capabilities.as_ref().map(|list| {
         let mut set = BTreeSet::new();
         for item in list.get() {
-            match item.get().trim().parse::<ComputeCapability>() {
+            let text = item.get().trim();
+            match text.parse::<ComputeCapability>() {
                 Ok(cc) => {
                     set.insert(cc);
                 }
-                Err(e) => ck.error(
+                // The manifest's own wording (the hint says what to write instead).
+                Err(_) => ck.error(
                     item.span(),
-                    e.to_string(),
+                    format!("`{text}` is not a compute capability"),
                     Some(
                         "write compute capabilities as \"major.minor\", e.g. \"8.6\" or \"12.0\""
                             .to_string(),

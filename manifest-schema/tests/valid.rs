@@ -16,8 +16,8 @@ fn ok(toml: &str) -> Manifest {
     }
 }
 
-fn cc(major: u16, minor: u16) -> ComputeCapability {
-    ComputeCapability { major, minor }
+fn cc(major: u32, minor: u32) -> ComputeCapability {
+    ComputeCapability::new(major, minor)
 }
 
 /// The example at the top of the manifest reference in README.md, so the documentation cannot

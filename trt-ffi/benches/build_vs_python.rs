@@ -44,7 +44,7 @@ fn main() {
     let request = BuildRequest {
         onnx: OnnxSource::File(model.clone()),
         config: BuildConfig {
-            compute_capabilities: vec![ComputeCapability::Sm86],
+            compute_capabilities: vec![ComputeCapability::new(8, 6)],
             ..Default::default()
         },
         plan_path: dir.path().join("trt-ffi.plan"),

@@ -143,7 +143,8 @@ impl BuilderCall {
             }
             BuilderCall::SetComputeCapability { capability, index } => (
                 ffi::TRTFARM_CALL_SET_COMPUTE_CAP,
-                capability as i64,
+                tensorrt_compute_capability(capability)
+                    .expect("plan_builder_calls refuses a target TensorRT-RTX does not name"),
                 index.into(),
             ),
             BuilderCall::SetProfilingVerbosity(v) => {
@@ -160,6 +161,21 @@ impl BuilderCall {
             a,
             b,
         }
+    }
+}
+
+/// TensorRT-RTX's `nvinfer1::ComputeCapability` value for `cc` (`kSM86` = 86, the shim
+/// asserts the numbering), if its headers name that target; one per
+/// [`ComputeCapability::TENSORRT_RTX_TARGETS`].
+pub(crate) fn tensorrt_compute_capability(cc: ComputeCapability) -> Option<i64> {
+    match (cc.major, cc.minor) {
+        (7, 5) => Some(75),
+        (8, 0) => Some(80),
+        (8, 6) => Some(86),
+        (8, 9) => Some(89),
+        (12, 0) => Some(120),
+        (12, 1) => Some(121),
+        _ => None,
     }
 }
 
@@ -186,6 +202,16 @@ fn check_supported(flavour: Flavour, config: &BuildConfig) -> Result<(), Unsuppo
     };
     match flavour {
         Flavour::TensorRtRtx => {
+            let unknown_target = config
+                .compute_capabilities
+                .iter()
+                .any(|&cc| tensorrt_compute_capability(cc).is_none());
+            if unknown_target {
+                return refuse(
+                    "compute_capabilities",
+                    "TensorRT-RTX 1.7 builds ahead of time only for 7.5, 8.0, 8.6, 8.9, 12.0 and 12.1",
+                );
+            }
             if config.hardware_compatibility_level.is_some() {
                 return refuse(
                     "hardware_compatibility_level",

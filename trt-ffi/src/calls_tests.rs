@@ -183,10 +183,13 @@ fn profiles_come_first_in_order() {
     }
 }
 
+const SM86: ComputeCapability = ComputeCapability::new(8, 6);
+const SM120: ComputeCapability = ComputeCapability::new(12, 0);
+
 #[test]
 fn compute_capabilities_are_rtx_only() {
     let config = BuildConfig {
-        compute_capabilities: vec![ComputeCapability::Sm86, ComputeCapability::Sm120],
+        compute_capabilities: vec![SM86, SM120],
         ..Default::default()
     };
     assert_eq!(
@@ -194,16 +197,34 @@ fn compute_capabilities_are_rtx_only() {
         vec![
             BuilderCall::SetNbComputeCapabilities(2),
             BuilderCall::SetComputeCapability {
-                capability: ComputeCapability::Sm86,
+                capability: SM86,
                 index: 0
             },
             BuilderCall::SetComputeCapability {
-                capability: ComputeCapability::Sm120,
+                capability: SM120,
                 index: 1
             },
         ]
     );
     assert_eq!(refused(TRT, &config), "compute_capabilities");
+}
+
+#[test]
+fn every_tensorrt_rtx_target_maps_to_tensorrts_enum_and_no_other() {
+    for cc in ComputeCapability::TENSORRT_RTX_TARGETS {
+        assert_eq!(tensorrt_compute_capability(cc), Some(i64::from(cc.sm())));
+    }
+    assert_eq!(
+        tensorrt_compute_capability(ComputeCapability::new(9, 0)),
+        None
+    );
+    let hopper = BuildConfig {
+        compute_capabilities: vec![SM86, ComputeCapability::new(9, 0)],
+        ..Default::default()
+    };
+    let err = plan_builder_calls(RTX, &hopper).unwrap_err();
+    assert_eq!(err.option, "compute_capabilities");
+    assert!(err.to_string().contains("8.6, 8.9, 12.0"), "{err}");
 }
 
 #[test]
@@ -315,7 +336,7 @@ fn refusal_names_flavour_and_reason() {
 #[test]
 fn ffi_encoding_uses_tensorrt_enum_values() {
     let encoded = BuilderCall::SetComputeCapability {
-        capability: ComputeCapability::Sm89,
+        capability: ComputeCapability::new(8, 9),
         index: 3,
     }
     .to_ffi();

@@ -6,6 +6,9 @@
 //! configuration can travel to a separate builder process as data.
 
 use serde::{Deserialize, Serialize};
+/// A CUDA compute capability, the type every trtfarm crate shares: what a TensorRT-RTX build
+/// targets ahead of time (`calls.rs` maps it to TensorRT's enum).
+pub use trtfarm_types::ComputeCapability;
 
 /// Options for one engine build.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +33,9 @@ pub struct BuildConfig {
     pub version_compatible: bool,
     /// Leave the lean runtime out of a version-compatible plan (Enterprise only).
     pub exclude_lean_runtime: bool,
-    /// Compute capabilities to build for (TensorRT-RTX only); empty keeps TensorRT's default.
+    /// Compute capabilities to build for, in order (TensorRT-RTX only), each one of
+    /// [`ComputeCapability::TENSORRT_RTX_TARGETS`]; empty keeps TensorRT's default (the GPU of
+    /// the build machine). Serialised as text, `["8.6", "12.0"]`.
     pub compute_capabilities: Vec<ComputeCapability>,
     /// Timing cache in/out (Enterprise only: TensorRT-RTX's timing cache calls are no-ops).
     pub timing_cache: Option<TimingCacheConfig>,
@@ -159,66 +164,23 @@ pub enum ProfilingVerbosity {
     Detailed = 2,
 }
 
-/// A TensorRT-RTX ahead-of-time target (nvinfer1::ComputeCapability).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ComputeCapability {
-    /// The GPU of the build machine (needs one).
-    Current = 1,
-    /// Turing, sm_75.
-    Sm75 = 75,
-    /// Ampere, sm_80.
-    Sm80 = 80,
-    /// Ampere, sm_86.
-    Sm86 = 86,
-    /// Ada, sm_89.
-    Sm89 = 89,
-    /// Blackwell, sm_120.
-    Sm120 = 120,
-    /// Blackwell, sm_121.
-    Sm121 = 121,
-}
-
-impl ComputeCapability {
-    /// Every fixed target TensorRT-RTX 1.7's headers name.
-    pub const ALL: [ComputeCapability; 6] = [
-        ComputeCapability::Sm75,
-        ComputeCapability::Sm80,
-        ComputeCapability::Sm86,
-        ComputeCapability::Sm89,
-        ComputeCapability::Sm120,
-        ComputeCapability::Sm121,
-    ];
-
-    /// The target for "major.minor" written as major*10+minor (86 for 8.6), if TensorRT-RTX has it.
-    pub fn from_sm(sm: u32) -> Option<ComputeCapability> {
-        ComputeCapability::ALL.into_iter().find(|c| *c as u32 == sm)
-    }
-}
-
-impl std::fmt::Display for ComputeCapability {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ComputeCapability::Current => f.write_str("current"),
-            other => {
-                let sm = *other as u32;
-                write!(f, "{}.{}", sm / 10, sm % 10)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn compute_capability_round_trips_through_sm_numbers() {
-        for cc in ComputeCapability::ALL {
-            assert_eq!(ComputeCapability::from_sm(cc as u32), Some(cc));
-        }
-        assert_eq!(ComputeCapability::from_sm(90), None);
-        assert_eq!(ComputeCapability::Sm86.to_string(), "8.6");
-        assert_eq!(ComputeCapability::Sm120.to_string(), "12.0");
+    fn compute_capabilities_travel_as_text() {
+        let config = BuildConfig {
+            compute_capabilities: vec![ComputeCapability::new(8, 6), ComputeCapability::new(12, 0)],
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(
+            json.contains(r#""compute_capabilities":["8.6","12.0"]"#),
+            "{json}"
+        );
+        let back: BuildConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config);
     }
 
     #[test]

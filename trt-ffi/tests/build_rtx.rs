@@ -96,7 +96,7 @@ fn squeezenet_dynamic_batch_for_two_targets() {
         onnx: OnnxSource::File(model),
         config: inspected(BuildConfig {
             profiles: vec![batch_profile("data_0", 1, 2, 4)],
-            compute_capabilities: vec![ComputeCapability::Sm86, ComputeCapability::Sm120],
+            compute_capabilities: vec![ComputeCapability::new(8, 6), ComputeCapability::new(12, 0)],
             ..Default::default()
         }),
         plan_path: plan.clone(),
@@ -131,7 +131,7 @@ fn shufflenet_dynamic_batch_with_two_profiles() {
                 batch_profile("gpu_0/data_0", 1, 1, 2),
                 batch_profile("gpu_0/data_0", 2, 4, 8),
             ],
-            compute_capabilities: vec![ComputeCapability::Sm80, ComputeCapability::Sm89],
+            compute_capabilities: vec![ComputeCapability::new(8, 0), ComputeCapability::new(8, 9)],
             ..Default::default()
         }),
         plan_path: plan.clone(),
@@ -147,10 +147,10 @@ fn inception_and_resnet_with_fixed_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let toolchain = rtx();
     for (model, targets) in [
-        ("inception_v1", vec![ComputeCapability::Sm89]),
+        ("inception_v1", vec![ComputeCapability::new(8, 9)]),
         (
             "resnet50",
-            vec![ComputeCapability::Sm80, ComputeCapability::Sm120],
+            vec![ComputeCapability::new(8, 0), ComputeCapability::new(12, 0)],
         ),
     ] {
         let plan = dir.path().join(format!("{model}.plan"));
@@ -181,7 +181,7 @@ fn same_request_twice_in_one_process_gives_same_plan_size() {
             onnx: OnnxSource::File(model.clone()),
             config: BuildConfig {
                 profiles: vec![twin_profile([1, 2, 4], [1, 2, 4])],
-                compute_capabilities: vec![ComputeCapability::Sm86],
+                compute_capabilities: vec![ComputeCapability::new(8, 6)],
                 ..Default::default()
             },
             plan_path: dir.path().join(format!("twin{i}.plan")),
@@ -203,10 +203,10 @@ fn concurrent_builds_on_two_toolchains_are_serialised_and_keep_their_logs() {
     // and concurrent builds for different targets failed inside TensorRT-RTX.
     let dir = tempfile::tempdir().unwrap();
     let outputs: Vec<BuildOutput> = std::thread::scope(|scope| {
-        let handles: Vec<_> = [ComputeCapability::Sm86, ComputeCapability::Sm89]
+        let handles: Vec<_> = [ComputeCapability::new(8, 6), ComputeCapability::new(8, 9)]
             .into_iter()
             .map(|cc| {
-                let plan = dir.path().join(format!("sq{}.plan", cc as u32));
+                let plan = dir.path().join(format!("sq{}.plan", cc.sm()));
                 scope.spawn(move || {
                     let request = BuildRequest {
                         onnx: OnnxSource::File(light_model("squeezenet")),
@@ -256,7 +256,7 @@ fn cancelling_from_the_progress_callback_stops_the_build() {
     let request = BuildRequest {
         onnx: OnnxSource::File(light_model("squeezenet")),
         config: BuildConfig {
-            compute_capabilities: vec![ComputeCapability::Sm86],
+            compute_capabilities: vec![ComputeCapability::new(8, 6)],
             ..Default::default()
         },
         plan_path: plan.clone(),

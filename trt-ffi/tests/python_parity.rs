@@ -47,7 +47,7 @@ fn same_settings_as_python_give_a_plan_of_the_same_size() {
                     .map(|name| ProfileInput::new(name, &shape(1), &shape(2), &shape(4)))
                     .to_vec(),
             }],
-            compute_capabilities: vec![ComputeCapability::Sm86, ComputeCapability::Sm89],
+            compute_capabilities: vec![ComputeCapability::new(8, 6), ComputeCapability::new(8, 9)],
             ..Default::default()
         },
         plan_path: dir.path().join("trt-ffi.plan"),

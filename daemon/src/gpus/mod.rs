@@ -9,8 +9,8 @@ mod mps;
 mod probe;
 mod select;
 
-use manifest_schema::ComputeCapability;
 use trtfarm_proto::v1;
+use trtfarm_types::ComputeCapability;
 
 pub use mps::{MpsConfig, MpsService};
 pub use probe::{PROBE_GPU_ARG, probe, probe_in_process};
@@ -94,10 +94,7 @@ impl GpuSet {
                 index: gpu.index,
                 name: gpu.name.clone(),
                 uuid: gpu.uuid.clone(),
-                compute_capability: ComputeCapability {
-                    major: gpu.compute_capability.major as u16,
-                    minor: gpu.compute_capability.minor as u16,
-                },
+                compute_capability: gpu.compute_capability,
                 multiprocessors: gpu.multiprocessors,
             })
             .collect();

@@ -2,6 +2,7 @@
 //! arrives: a request no GPU here can serve fails at once instead of waiting in the queue.
 
 use manifest_schema::GpuSelector;
+use trtfarm_types::ComputeCapability;
 
 use super::{GpuSet, GpuSlot};
 use crate::ingest::action_key::Target;
@@ -48,7 +49,7 @@ impl GpuSet {
             ([(name, cc, _)], _) => Ok(GpuChoice {
                 target: Target::Gpu {
                     model: name.clone(),
-                    compute_capability: cc.to_string(),
+                    compute_capability: *cc,
                 },
                 candidates: matching
                     .iter()
@@ -85,7 +86,7 @@ impl GpuSet {
 }
 
 /// (name, compute capability, count) per distinct GPU model, in index order of first sight.
-type Model = (String, manifest_schema::ComputeCapability, usize);
+type Model = (String, ComputeCapability, usize);
 
 fn models(gpus: &[&GpuSlot]) -> Vec<Model> {
     let mut models: Vec<Model> = Vec::new();

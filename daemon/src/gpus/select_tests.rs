@@ -27,7 +27,7 @@ fn cc(text: &str) -> GpuSelector {
 fn gpu_target(model: &str, cc: &str) -> Target {
     Target::Gpu {
         model: model.into(),
-        compute_capability: cc.into(),
+        compute_capability: cc.parse().unwrap(),
     }
 }
 

@@ -16,6 +16,7 @@
 //! changes; results are only shared between equal versions.
 
 use trtfarm_store::{ActionKey, BlobDigest};
+use trtfarm_types::ComputeCapability;
 
 use crate::inventory::ToolchainIdentity;
 
@@ -78,8 +79,8 @@ pub enum Target {
     Gpu {
         /// Marketing name, e.g. `NVIDIA H100 80GB HBM3`.
         model: String,
-        /// e.g. `9.0`.
-        compute_capability: String,
+        /// e.g. 9.0; in the key as its text, `9.0`.
+        compute_capability: ComputeCapability,
     },
 }
 
@@ -137,7 +138,8 @@ pub fn action_key(material: &KeyMaterial<'_>) -> ActionKey {
         } => {
             e.u8(1);
             e.str(model);
-            e.str(compute_capability);
+            // As text: the encoding predates the type, and every stored key depends on it.
+            e.str(&compute_capability.to_string());
         }
     });
     e.field(tag::TIMING_CACHE, |e| match material.timing_cache {

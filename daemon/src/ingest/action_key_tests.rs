@@ -175,7 +175,7 @@ fn parser_library_changes_key() {
 fn target_changes_key() {
     let gpu = |model: &str, cc: &str| Target::Gpu {
         model: model.into(),
-        compute_capability: cc.into(),
+        compute_capability: cc.parse().unwrap(),
     };
     changes_key(|b| b.target = gpu("NVIDIA H100 80GB HBM3", "9.0"));
     let mut h100 = Base::new();
@@ -205,16 +205,16 @@ fn input_order_does_not_change_key() {
 
 #[test]
 fn framing_keeps_adjacent_strings_apart() {
-    // "ab" + "c" and "a" + "bc" must not collide.
+    // "a1" + "2.0" and "a" + "12.0" must not collide.
     let mut one = Base::new();
     one.target = Target::Gpu {
-        model: "ab".into(),
-        compute_capability: "c".into(),
+        model: "a1".into(),
+        compute_capability: ComputeCapability::new(2, 0),
     };
     let mut other = Base::new();
     other.target = Target::Gpu {
         model: "a".into(),
-        compute_capability: "bc".into(),
+        compute_capability: ComputeCapability::new(12, 0),
     };
     assert_ne!(one.key(), other.key());
 }
@@ -359,5 +359,19 @@ fn the_baseline_key_is_stable() {
     assert_eq!(
         Base::new().key().hex(),
         "e713c0e6f9acadb4e83f317dd188ad220a1888f6e319fcc082516e6857d0e915"
+    );
+}
+
+#[test]
+fn a_gpu_target_key_is_stable() {
+    // The compute capability enters the key as its text, `9.0`, as when it was a string.
+    let mut h100 = Base::new();
+    h100.target = Target::Gpu {
+        model: "NVIDIA H100 80GB HBM3".into(),
+        compute_capability: ComputeCapability::new(9, 0),
+    };
+    assert_eq!(
+        h100.key().hex(),
+        "917cc25ea769e04bb2470399b3f8fb825580d5efe1df8be8c8adab119dcdd367"
     );
 }

@@ -433,7 +433,7 @@ fn an_enterprise_build_may_run_on_any_gpu_of_its_model_and_is_keyed_by_it() {
         h100.target,
         Target::Gpu {
             model: "NVIDIA H100 80GB HBM3".into(),
-            compute_capability: "9.0".into(),
+            compute_capability: "9.0".parse().unwrap(),
         }
     );
     assert_eq!(h100.gpu_candidates, vec![0, 2]);

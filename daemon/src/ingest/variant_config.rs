@@ -107,22 +107,19 @@ pub fn build_config_for_prepared_model(variant: &Variant) -> Result<BuildConfig,
         .compatibility
         .compute_capabilities
         .iter()
-        .map(|cc| {
-            u32::from(cc.major)
-                .checked_mul(10)
-                .and_then(|sm| sm.checked_add(u32::from(cc.minor)))
-                .and_then(ComputeCapability::from_sm)
-                .ok_or_else(|| {
-                    let known: Vec<String> = ComputeCapability::ALL
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect();
-                    error(
-                        "compatibility.compute_capabilities",
-                        quoted(&cc.to_string()),
-                        &format!("TensorRT-RTX targets only {}", known.join(", ")),
-                    )
-                })
+        .map(|&cc| {
+            if cc.is_tensorrt_rtx_target() {
+                return Ok(cc);
+            }
+            let known: Vec<String> = ComputeCapability::TENSORRT_RTX_TARGETS
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            Err(error(
+                "compatibility.compute_capabilities",
+                quoted(&cc.to_string()),
+                &format!("TensorRT-RTX targets only {}", known.join(", ")),
+            ))
         })
         .collect::<Result<Vec<_>, _>>()?;
 

@@ -60,7 +60,7 @@ fn compute_capabilities_map_to_rtx_targets_in_order() {
     let config = rtx_config("").unwrap();
     assert_eq!(
         config.compute_capabilities,
-        vec![ComputeCapability::Sm86, ComputeCapability::Sm120]
+        vec![ComputeCapability::new(8, 6), ComputeCapability::new(12, 0)]
     );
 }
 

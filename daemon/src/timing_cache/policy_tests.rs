@@ -37,7 +37,7 @@ fn toolchain(version: &str) -> ToolchainIdentity {
 fn gpu(model: &str) -> BuildGpu {
     BuildGpu {
         model: model.into(),
-        compute_capability: "9.0".into(),
+        compute_capability: "9.0".parse().unwrap(),
     }
 }
 
@@ -312,7 +312,7 @@ fn the_locked_cache_enters_the_action_key() {
     let identity = toolchain("11.4.0.106");
     let target = Target::Gpu {
         model: H100.into(),
-        compute_capability: "9.0".into(),
+        compute_capability: "9.0".parse().unwrap(),
     };
     let key = |plan: &TimingCachePlan| {
         action_key(&KeyMaterial {

@@ -13,7 +13,7 @@ fn scope(gpu: &str) -> TimingCacheScope {
         toolchain_version: "11.4.0.106".into(),
         library_digest: "ab".repeat(32),
         gpu_model: gpu.into(),
-        compute_capability: "9.0".into(),
+        compute_capability: "9.0".parse().unwrap(),
         mps_percentage: Some(50),
         settings: TimingSettings {
             precision: "fp16".into(),
@@ -46,6 +46,36 @@ fn publish_plan(scope: &TimingCacheScope, parent: Option<BlobDigest>) -> Publish
         scope: scope.clone(),
         parent,
     }
+}
+
+#[test]
+fn a_scope_is_stored_as_json_with_the_compute_capability_as_text() {
+    // The stored form (and so every registry key): the compute capability is the string it
+    // was before the field had a type.
+    let h100 = scope("NVIDIA H100 80GB HBM3");
+    let json = serde_json::to_string(&h100).unwrap();
+    let expected = format!(
+        concat!(
+            r#"{{"flavour":"tensorrt","toolchain_version":"11.4.0.106","library_digest":"{}","#,
+            r#""gpu_model":"NVIDIA H100 80GB HBM3","compute_capability":"9.0","mps_percentage":50,"#,
+            r#""settings":{{"precision":"fp16","optimization_level":4,"avg_timing_iterations":4,"#,
+            r#""tactic_sources":null,"tiling":"none","workspace":2147483648,"tactic_dram":null,"#,
+            r#""tactic_shared_memory":null,"hardware":"none","version_compatible":false,"#,
+            r#""refit":"none"}}}}"#
+        ),
+        "ab".repeat(32)
+    );
+    assert_eq!(json, expected);
+    assert_eq!(
+        serde_json::from_str::<TimingCacheScope>(&json).unwrap(),
+        h100
+    );
+    let bad = json.replace(r#""9.0""#, r#""9""#);
+    let error = serde_json::from_str::<TimingCacheScope>(&bad).unwrap_err();
+    assert!(
+        error.to_string().contains("not a compute capability"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

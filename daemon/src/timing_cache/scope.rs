@@ -7,6 +7,7 @@ use std::fmt;
 use manifest_schema::{BuildSettings, Flavour, Variant};
 use serde::{Deserialize, Serialize};
 use trtfarm_store::ActionKey;
+use trtfarm_types::ComputeCapability;
 
 use crate::inventory::ToolchainIdentity;
 
@@ -44,8 +45,8 @@ pub struct TimingCacheScope {
     pub library_digest: String,
     /// GPU model, e.g. `NVIDIA H100 80GB HBM3`.
     pub gpu_model: String,
-    /// Compute capability, e.g. `9.0`.
-    pub compute_capability: String,
+    /// Compute capability; serialised as its text, e.g. `"9.0"`.
+    pub compute_capability: ComputeCapability,
     /// CUDA MPS active-thread percentage the build ran under (`None`: the whole GPU).
     pub mps_percentage: Option<u8>,
     /// The timing-relevant settings, as manifest spellings, in a fixed order.
@@ -107,8 +108,8 @@ impl TimingSettings {
 pub struct BuildGpu {
     /// Marketing name, as the driver reports it.
     pub model: String,
-    /// `major.minor`.
-    pub compute_capability: String,
+    /// e.g. 9.0.
+    pub compute_capability: ComputeCapability,
 }
 
 impl TimingCacheScope {
@@ -131,7 +132,7 @@ impl TimingCacheScope {
             toolchain_version: toolchain.version.to_string(),
             library_digest: toolchain.library.hex(),
             gpu_model: gpu.model.clone(),
-            compute_capability: gpu.compute_capability.clone(),
+            compute_capability: gpu.compute_capability,
             mps_percentage: variant.settings.mps_percentage,
             settings: TimingSettings::of(&variant.settings),
         })

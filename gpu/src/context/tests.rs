@@ -83,6 +83,11 @@ fn report_round_trips_through_json() {
         matmul: Some(MatmulReport::from_timing(MatmulSpec::default(), 0.16)),
     };
     let json = serde_json::to_string(&report).unwrap();
+    // The inventory's form, which scripts/gpu-verify reads, not the shared type's "9.0".
+    assert!(
+        json.contains(r#""compute_capability":{"major":9,"minor":0}"#),
+        "{json}"
+    );
     let back: ContextReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
 }

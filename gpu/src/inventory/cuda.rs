@@ -83,10 +83,10 @@ fn query_device(ordinal: u32) -> Result<CudaDevice, String> {
         ordinal,
         name,
         uuid: format_gpu_uuid(uuid.bytes.map(|b| b as u8)),
-        compute_capability: ComputeCapability {
-            major: attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
-            minor: attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
-        },
+        compute_capability: ComputeCapability::new(
+            attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        ),
         multiprocessors: attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
         memory_bytes: memory_bytes as u64,
         pci_bus_id,
