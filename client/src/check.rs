@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use manifest_schema::{Diagnostic, Manifest, ManifestErrors, ModelDim, ModelInput, Severity};
+use manifest_schema::{Diagnostic, Manifest, ManifestErrors, Severity};
 use serde::Serialize;
 
 use crate::discover::find_manifests;
@@ -70,20 +70,7 @@ pub fn check_manifest(path: &Path) -> ManifestReport {
         Err(errors) => return report(path, Vec::new(), errors),
     };
     let engines = summarize(&manifest);
-    let mut diagnostics = manifest.check_inputs();
-    if diagnostics.is_empty() {
-        match onnx_graph::read_graph_inputs(&manifest.model.resolved_path) {
-            Ok(inputs) => {
-                let inputs: Vec<ModelInput> = inputs.into_iter().map(to_model_input).collect();
-                diagnostics.extend(manifest.check_against_model(&inputs));
-                diagnostics.extend(trtfarm::inputs::check_model(&manifest));
-            }
-            Err(error) => diagnostics.push(manifest.model_diagnostic(
-                error.to_string(),
-                Some("`model.path` must name an ONNX model (a ModelProto file)".to_string()),
-            )),
-        }
-    }
+    let diagnostics = trtfarm::inputs::diagnose(&manifest);
     report(path, engines, manifest.errors(diagnostics))
 }
 
@@ -110,22 +97,6 @@ fn summarize(manifest: &Manifest) -> Vec<EngineSummary> {
             output: variant.output.clone(),
         })
         .collect()
-}
-
-/// Converts the ONNX reader's view of an input into the manifest crate's neutral one.
-fn to_model_input(input: onnx_graph::GraphInput) -> ModelInput {
-    ModelInput {
-        name: input.name,
-        dims: input.dims.map(|dims| {
-            dims.into_iter()
-                .map(|dim| match dim {
-                    onnx_graph::Dim::Fixed(size) => ModelDim::Fixed(size),
-                    onnx_graph::Dim::Symbolic(name) => ModelDim::Symbolic(name),
-                    onnx_graph::Dim::Unknown => ModelDim::Unknown,
-                })
-                .collect()
-        }),
-    }
 }
 
 /// Diagnostics go to stderr (with colour and box drawing on a terminal), one status line per

@@ -30,13 +30,24 @@ pub struct CheckedManifest {
 /// ([`check_model`]).
 pub fn load_checked(path: &Path) -> Result<CheckedManifest, ManifestErrors> {
     let manifest = manifest_schema::load(path)?;
+    let diagnostics = diagnose(&manifest);
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return Err(manifest.errors(diagnostics));
+    }
+    let warnings = (!diagnostics.is_empty()).then(|| manifest.errors(diagnostics));
+    Ok(CheckedManifest { manifest, warnings })
+}
+
+/// What `trtfarm check` finds in a parsed manifest: the files it names, then its profiles
+/// against the model's inputs and [`check_model`] (only once the model is known to be readable).
+pub fn diagnose(manifest: &Manifest) -> Vec<Diagnostic> {
     let mut diagnostics = manifest.check_inputs();
     if diagnostics.is_empty() {
         match onnx_graph::read_graph_inputs(&manifest.model.resolved_path) {
             Ok(inputs) => {
                 let inputs: Vec<ModelInput> = inputs.into_iter().map(to_model_input).collect();
                 diagnostics.extend(manifest.check_against_model(&inputs));
-                diagnostics.extend(check_model(&manifest));
+                diagnostics.extend(check_model(manifest));
             }
             Err(error) => diagnostics.push(manifest.model_diagnostic(
                 error.to_string(),
@@ -44,11 +55,7 @@ pub fn load_checked(path: &Path) -> Result<CheckedManifest, ManifestErrors> {
             )),
         }
     }
-    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
-        return Err(manifest.errors(diagnostics));
-    }
-    let warnings = (!diagnostics.is_empty()).then(|| manifest.errors(diagnostics));
-    Ok(CheckedManifest { manifest, warnings })
+    diagnostics
 }
 
 /// The model as a build worker checks it before TensorRT sees it ([`onnx_graph::sanity`]: an

@@ -31,14 +31,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(commands::run(&cli.daemon, command))),
     };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    trtfarm_types::exit_code(result)
 }
 
 /// Blocks SIGPIPE in the calling thread. The runtime's threads do the network I/O, and hyper's

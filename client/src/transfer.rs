@@ -28,22 +28,33 @@ pub fn digest_file(path: &Path) -> anyhow::Result<v1::Digest> {
     })
 }
 
+/// What tonic asks of the transport a [`FarmClient`] calls through, named once so that a plain
+/// `Channel` and one with an interceptor (a bearer token) both work with the functions here.
+pub trait Transport:
+    GrpcService<
+        tonic::body::Body,
+        Error: Into<StdError>,
+        ResponseBody: Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+    >
+{
+}
+
+impl<T> Transport for T where
+    T: GrpcService<
+            tonic::body::Body,
+            Error: Into<StdError>,
+            ResponseBody: Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+        >
+{
+}
+
 /// Uploads `path` (whose digest is `digest`) unless the daemon already has it, resuming a
 /// partial upload. Returns whether bytes were sent.
-///
-/// Generic over the client's transport, so a plain `Channel` and one with an interceptor (a
-/// bearer token) both work.
-pub async fn upload_file<T>(
+pub async fn upload_file<T: Transport>(
     client: &mut FarmClient<T>,
     path: &Path,
     digest: &v1::Digest,
-) -> anyhow::Result<bool>
-where
-    T: GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
-{
+) -> anyhow::Result<bool> {
     let status = client
         .get_upload_status(v1::GetUploadStatusRequest {
             digest: Some(digest.clone()),
@@ -85,17 +96,11 @@ where
 
 /// Streams a blob into `dest`: written to a temporary file beside it, checked against the
 /// digest, then renamed into place. On any error nothing is left at `dest`.
-pub async fn download_to_file<T>(
+pub async fn download_to_file<T: Transport>(
     client: &mut FarmClient<T>,
     digest: &v1::Digest,
     dest: &Path,
-) -> anyhow::Result<()>
-where
-    T: GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
-{
+) -> anyhow::Result<()> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -119,24 +124,12 @@ where
     }
 }
 
-async fn download_into<T>(
+async fn download_into<T: Transport>(
     client: &mut FarmClient<T>,
     digest: &v1::Digest,
     tmp: &Path,
-) -> anyhow::Result<()>
-where
-    T: GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
-{
-    let mut stream = client
-        .download_blob(v1::DownloadBlobRequest {
-            digest: Some(digest.clone()),
-            offset: 0,
-        })
-        .await?
-        .into_inner();
+) -> anyhow::Result<()> {
+    let mut stream = download_stream(client, digest).await?;
     let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(tmp).await?);
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
@@ -155,4 +148,16 @@ where
         digest.size_bytes
     );
     Ok(())
+}
+
+/// The daemon's stream of the whole blob, unchecked: the caller hashes what arrives.
+pub async fn download_stream<T: Transport>(
+    client: &mut FarmClient<T>,
+    digest: &v1::Digest,
+) -> anyhow::Result<tonic::Streaming<v1::DownloadBlobResponse>> {
+    let request = v1::DownloadBlobRequest {
+        digest: Some(digest.clone()),
+        offset: 0,
+    };
+    Ok(client.download_blob(request).await?.into_inner())
 }

@@ -60,14 +60,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args).map(|()| true),
         Command::Store(args) => trtfarmd::cli::store::store_main(&args),
     };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    trtfarm_types::exit_code(result)
 }
 
 fn list_toolchains(

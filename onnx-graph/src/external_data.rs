@@ -10,7 +10,7 @@
 //! `external_data` entries, and seeks over everything else.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Seek};
 use std::path::Path;
 
@@ -48,13 +48,7 @@ pub struct ExternalTensor {
 /// Every external tensor of the model, in file order, with where its data is said to be.
 /// Streams the file like [`read_external_data_locations`].
 pub fn read_external_tensors(path: &Path) -> Result<Vec<ExternalTensor>, OnnxError> {
-    let open_error = |source| OnnxError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(open_error)?;
-    let len = file.metadata().map_err(open_error)?.len();
-    let mut reader = WireReader::new(file, len, path);
+    let mut reader = WireReader::open(path)?;
     scan_tensors(&mut reader)
 }
 

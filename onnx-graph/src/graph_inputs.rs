@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::Path;
 
@@ -204,13 +203,7 @@ pub fn read_graph_inputs(path: &Path) -> Result<Vec<GraphInput>, OnnxError> {
 
 /// Opens `path` and runs [`scan_model`] over it.
 pub(crate) fn scan_file(path: &Path) -> Result<GraphScan, OnnxError> {
-    let open_error = |source| OnnxError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(open_error)?;
-    let len = file.metadata().map_err(open_error)?.len();
-    let mut reader = WireReader::new(file, len, path);
+    let mut reader = WireReader::open(path)?;
     scan_model(&mut reader)
 }
 

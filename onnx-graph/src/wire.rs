@@ -6,6 +6,7 @@
 //! the largest one is recorded so tests can check that memory does not grow with the file.
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,14 @@ pub(crate) struct WireReader<R> {
     position: u64,
     len: u64,
     largest_payload: usize,
+}
+
+impl WireReader<File> {
+    /// A reader over the file at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self, OnnxError> {
+        let (file, len) = open_sized(path)?;
+        Ok(Self::new(file, len, path))
+    }
 }
 
 impl<R: Read + Seek> WireReader<R> {
@@ -160,13 +169,8 @@ impl<R: Read + Seek> WireReader<R> {
         let start = self.position;
         let payload_end = start.saturating_add(len);
         if payload_end > self.len {
-            return Err(OnnxError::Truncated {
-                path: self.path.clone(),
-                offset,
-                what: what.to_owned(),
-                needed: payload_end - offset,
-                available: self.len - offset,
-            });
+            let needed = payload_end - offset;
+            return Err(truncated(&self.path, self.len, offset, what, needed));
         }
         if payload_end > end {
             return Err(self.malformed(
@@ -247,12 +251,7 @@ impl<R: Read + Seek> WireReader<R> {
 
     /// A "malformed" error at `offset`.
     pub(crate) fn malformed(&self, offset: u64, what: &str, reason: String) -> OnnxError {
-        OnnxError::Malformed {
-            path: self.path.clone(),
-            offset,
-            what: what.to_owned(),
-            reason,
-        }
+        malformed(&self.path, offset, what, reason)
     }
 
     /// A "wrong wire type" error for `tag`.
@@ -281,24 +280,9 @@ impl<R: Read + Seek> WireReader<R> {
         Ok(byte[0])
     }
 
-    /// A value at `offset` needing `needed` bytes ran into `end`: the end of the file
-    /// (truncated) or of the enclosing message (malformed).
+    /// A value at `offset` needing `needed` bytes ran into `end`; see [`cut_off`].
     fn cut_off(&self, offset: u64, what: &str, needed: u64, end: u64) -> OnnxError {
-        if end >= self.len {
-            OnnxError::Truncated {
-                path: self.path.clone(),
-                offset,
-                what: what.to_owned(),
-                needed,
-                available: self.len - offset,
-            }
-        } else {
-            self.malformed(
-                offset,
-                what,
-                "runs past the end of the enclosing message".into(),
-            )
-        }
+        cut_off(&self.path, self.len, offset, what, needed, end)
     }
 
     fn read_error(&self, offset: u64, source: io::Error) -> OnnxError {
@@ -307,6 +291,61 @@ impl<R: Read + Seek> WireReader<R> {
             offset,
             source,
         }
+    }
+}
+
+/// Opens the model at `path` for streaming, with its length in bytes.
+pub(crate) fn open_sized(path: &Path) -> Result<(File, u64), OnnxError> {
+    let open_error = |source| OnnxError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(open_error)?;
+    let len = file.metadata().map_err(open_error)?.len();
+    Ok((file, len))
+}
+
+/// A value at `offset` needing `needed` bytes ran into `end`: the end of the file, `len` bytes
+/// long (truncated), or of the enclosing message (malformed). Shared with `model_stream`, whose
+/// reader decodes the same wire format.
+pub(crate) fn cut_off(
+    path: &Path,
+    len: u64,
+    offset: u64,
+    what: &str,
+    needed: u64,
+    end: u64,
+) -> OnnxError {
+    if end >= len {
+        truncated(path, len, offset, what, needed)
+    } else {
+        malformed(
+            path,
+            offset,
+            what,
+            "runs past the end of the enclosing message".into(),
+        )
+    }
+}
+
+/// A "truncated" error: the value at `offset` needs `needed` bytes of a file `len` bytes long.
+pub(crate) fn truncated(path: &Path, len: u64, offset: u64, what: &str, needed: u64) -> OnnxError {
+    OnnxError::Truncated {
+        path: path.to_owned(),
+        offset,
+        what: what.to_owned(),
+        needed,
+        available: len - offset,
+    }
+}
+
+/// A "malformed" error at `offset` in `path`.
+pub(crate) fn malformed(path: &Path, offset: u64, what: &str, reason: String) -> OnnxError {
+    OnnxError::Malformed {
+        path: path.to_owned(),
+        offset,
+        what: what.to_owned(),
+        reason,
     }
 }
 

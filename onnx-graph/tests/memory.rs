@@ -4,10 +4,8 @@
 //! The only test in this binary, because it measures the whole process's heap through a counting
 //! global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use onnx_graph::proto::tensor_proto::DataType;
 use onnx_graph::proto::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
@@ -15,32 +13,10 @@ use onnx_graph::{GraphBuilder, ModelBuilder, dims, read_graph_inputs};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
-/// Counts live heap bytes and their high-water mark.
-struct CountingAllocator;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            PEAK.fetch_max(live, Ordering::SeqCst);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod heap;
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 
 const WEIGHT_BYTES: u64 = 200 * 1000 * 1000;
 /// Read buffer (64 KiB) plus the small decoded inputs and names, with room to spare.
@@ -117,10 +93,7 @@ fn reading_inputs_of_a_200_mb_model_allocates_under_a_fixed_cap() {
     write_model_with_huge_initializer(&path);
     assert!(std::fs::metadata(&path).unwrap().len() > WEIGHT_BYTES);
 
-    let before = LIVE.load(Ordering::SeqCst);
-    PEAK.store(before, Ordering::SeqCst);
-    let inputs = read_graph_inputs(&path).unwrap();
-    let grew = PEAK.load(Ordering::SeqCst) - before;
+    let (inputs, grew) = heap::peak_growth(|| read_graph_inputs(&path).unwrap());
 
     let shown: Vec<String> = inputs.iter().map(ToString::to_string).collect();
     assert_eq!(

@@ -2,9 +2,7 @@
 //! below the weights' size. The only test in this binary, because it measures the whole
 //! process's heap through a counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs::{self, File};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use onnx_graph::autocast::{AutocastOptions, AutocastTarget, autocast_file};
 use onnx_graph::proto::tensor_proto::DataLocation;
@@ -12,45 +10,15 @@ use onnx_graph::proto::{StringStringEntryProto, TensorProto};
 use onnx_graph::quantization::quantization_summary;
 use onnx_graph::{DataType, GraphBuilder, ModelBuilder, dims, write_model};
 
-/// Counts live heap bytes and their high-water mark.
-struct CountingAllocator;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            PEAK.fetch_max(live, Ordering::SeqCst);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod heap;
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 
 const ELEMENTS: u64 = 16 * 1024 * 1024;
 const WEIGHT_BYTES: u64 = ELEMENTS * 4;
 /// Read buffers, one chunk and its conversion, the small model: nowhere near the 64 MiB.
 const HEAP_CAP: usize = 8 * 1024 * 1024;
-
-/// Peak heap growth while `f` runs.
-fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    let result = f();
-    (result, PEAK.load(Ordering::SeqCst) - base)
-}
 
 /// `y = x * w`, `w` a float32 vector of `ELEMENTS`.
 fn graph(name: &str) -> GraphBuilder {
@@ -101,7 +69,7 @@ fn external_weights_are_converted_streamed_and_summaries_skip_weights() {
     let output = dir.path().join("model.fp16.onnx");
     let mut options = AutocastOptions::new(AutocastTarget::Half);
     options.inline_limit = WEIGHT_BYTES / 4; // the 32 MiB result goes beside the model
-    let (report, growth) = peak_growth(|| autocast_file(&input, &output, &options).unwrap());
+    let (report, growth) = heap::peak_growth(|| autocast_file(&input, &output, &options).unwrap());
     let data = report.external_data.expect("written as external data");
     assert_eq!(fs::metadata(data).unwrap().len(), WEIGHT_BYTES / 2);
     assert!(
@@ -121,7 +89,7 @@ fn external_weights_are_converted_streamed_and_summaries_skip_weights() {
     let inline = dir.path().join("inline.onnx");
     write_model(&model, &inline).unwrap();
     drop(model);
-    let (summary, growth) = peak_growth(|| quantization_summary(&inline).unwrap());
+    let (summary, growth) = heap::peak_growth(|| quantization_summary(&inline).unwrap());
     assert_eq!(summary.total.quantize + summary.total.dequantize, 0);
     assert!(
         growth < HEAP_CAP,

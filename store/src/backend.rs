@@ -4,15 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use object_store::ObjectStore;
 
+use crate::layer::content_store_impl;
 use crate::layout::Layout;
-use crate::{
-    ActionKey, BlobDigest, BlobStream, ContentStore, Published, PutOutcome, StoreAdmin, StoreError,
-    cas,
-};
+use crate::{ActionKey, BlobDigest, BlobStream, StoreAdmin, StoreError, cas};
 
 /// The shared state behind a store: the backend, where things live in it, and how to name it.
 #[derive(Debug)]
@@ -54,8 +50,12 @@ impl ObjectContentStore {
     }
 }
 
-#[async_trait]
-impl ContentStore for ObjectContentStore {
+content_store_impl! {
+    ObjectContentStore {
+        backend => contains find_missing put_file get_action_result put_action_result
+            replace_action_result quarantine;
+    }
+
     fn kind(&self) -> &str {
         self.backend.kind
     }
@@ -68,51 +68,11 @@ impl ContentStore for ObjectContentStore {
         Arc::clone(&self.backend) as Arc<dyn StoreAdmin>
     }
 
-    async fn contains(&self, digest: &BlobDigest) -> Result<bool, StoreError> {
-        self.backend.contains(digest).await
-    }
-
-    async fn find_missing(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>, StoreError> {
-        self.backend.find_missing(digests).await
-    }
-
-    async fn put_file(
-        &self,
-        path: &Path,
-        expected: Option<BlobDigest>,
-    ) -> Result<PutOutcome, StoreError> {
-        self.backend.put_file(path, expected).await
-    }
-
     async fn read(&self, digest: &BlobDigest, offset: u64) -> Result<BlobStream, StoreError> {
         cas::read(&self.backend, digest, offset).await
     }
 
     async fn read_to_file(&self, digest: &BlobDigest, dest: &Path) -> Result<(), StoreError> {
         cas::read_to_file(&self.backend, digest, dest).await
-    }
-
-    async fn get_action_result(&self, key: &ActionKey) -> Result<Option<Bytes>, StoreError> {
-        self.backend.get_action_result(key).await
-    }
-
-    async fn put_action_result(
-        &self,
-        key: &ActionKey,
-        encoded: Bytes,
-    ) -> Result<Published, StoreError> {
-        self.backend.put_action_result(key, encoded).await
-    }
-
-    async fn replace_action_result(
-        &self,
-        key: &ActionKey,
-        encoded: Bytes,
-    ) -> Result<(), StoreError> {
-        self.backend.replace_action_result(key, encoded).await
-    }
-
-    async fn quarantine(&self, digest: &BlobDigest, reason: &str) -> Result<(), StoreError> {
-        self.backend.quarantine(digest, reason).await
     }
 }

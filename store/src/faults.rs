@@ -2,17 +2,12 @@
 //! above it (and the daemon) can be tested against outages without stopping a real server.
 //! Built for tests only (the `test-servers` feature); never a backend.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
-use crate::{
-    ActionKey, BlobDigest, BlobStream, ContentStore, Published, PutOutcome, StoreAdmin, StoreError,
-};
+use crate::layer::content_store_impl;
+use crate::{ContentStore, StoreError};
 
 /// A transient failure, as a refused connection looks once `object_store` gave up on it.
 pub fn outage() -> StoreError {
@@ -79,74 +74,10 @@ impl FaultyStore {
     }
 }
 
-#[async_trait]
-impl ContentStore for FaultyStore {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-
-    fn display_url(&self) -> &str {
-        self.inner.display_url()
-    }
-
-    fn admin(&self) -> Arc<dyn StoreAdmin> {
-        self.inner.admin()
-    }
-
-    async fn contains(&self, digest: &BlobDigest) -> Result<bool, StoreError> {
-        self.call()?;
-        self.inner.contains(digest).await
-    }
-
-    async fn find_missing(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>, StoreError> {
-        self.call()?;
-        self.inner.find_missing(digests).await
-    }
-
-    async fn put_file(
-        &self,
-        path: &Path,
-        expected: Option<BlobDigest>,
-    ) -> Result<PutOutcome, StoreError> {
-        self.call()?;
-        self.inner.put_file(path, expected).await
-    }
-
-    async fn read(&self, digest: &BlobDigest, offset: u64) -> Result<BlobStream, StoreError> {
-        self.call()?;
-        self.inner.read(digest, offset).await
-    }
-
-    async fn read_to_file(&self, digest: &BlobDigest, dest: &Path) -> Result<(), StoreError> {
-        self.call()?;
-        self.inner.read_to_file(digest, dest).await
-    }
-
-    async fn get_action_result(&self, key: &ActionKey) -> Result<Option<Bytes>, StoreError> {
-        self.call()?;
-        self.inner.get_action_result(key).await
-    }
-
-    async fn put_action_result(
-        &self,
-        key: &ActionKey,
-        encoded: Bytes,
-    ) -> Result<Published, StoreError> {
-        self.call()?;
-        self.inner.put_action_result(key, encoded).await
-    }
-
-    async fn replace_action_result(
-        &self,
-        key: &ActionKey,
-        encoded: Bytes,
-    ) -> Result<(), StoreError> {
-        self.call()?;
-        self.inner.replace_action_result(key, encoded).await
-    }
-
-    async fn quarantine(&self, digest: &BlobDigest, reason: &str) -> Result<(), StoreError> {
-        self.call()?;
-        self.inner.quarantine(digest, reason).await
+content_store_impl! {
+    FaultyStore {
+        inner => kind display_url admin;
+        inner [call] => contains find_missing put_file read read_to_file get_action_result
+            put_action_result replace_action_result quarantine;
     }
 }

@@ -36,6 +36,7 @@ mod error;
 #[cfg(any(test, feature = "test-servers"))]
 pub mod faults;
 pub mod gc;
+mod layer;
 mod layout;
 mod open;
 mod quarantine;

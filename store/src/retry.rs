@@ -11,12 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{
-    ActionKey, BlobDigest, BlobStream, ContentStore, Published, PutOutcome, StoreAdmin, StoreError,
-};
+use crate::layer::content_store_impl;
+use crate::{ActionKey, BlobDigest, ContentStore, Published, PutOutcome, StoreError};
 
 /// How long and how often a [`RetryStore`] tries a write again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,26 +116,10 @@ impl RetryStore {
     }
 }
 
-#[async_trait]
-impl ContentStore for RetryStore {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-
-    fn display_url(&self) -> &str {
-        self.inner.display_url()
-    }
-
-    fn admin(&self) -> Arc<dyn StoreAdmin> {
-        self.inner.admin()
-    }
-
-    async fn contains(&self, digest: &BlobDigest) -> Result<bool, StoreError> {
-        self.inner.contains(digest).await
-    }
-
-    async fn find_missing(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>, StoreError> {
-        self.inner.find_missing(digests).await
+content_store_impl! {
+    RetryStore {
+        inner => kind display_url admin contains find_missing read read_to_file get_action_result
+            quarantine;
     }
 
     async fn put_file(
@@ -148,18 +130,6 @@ impl ContentStore for RetryStore {
         let operation = format!("put_file {}", path.display());
         self.retrying(&operation, || self.inner.put_file(path, expected))
             .await
-    }
-
-    async fn read(&self, digest: &BlobDigest, offset: u64) -> Result<BlobStream, StoreError> {
-        self.inner.read(digest, offset).await
-    }
-
-    async fn read_to_file(&self, digest: &BlobDigest, dest: &Path) -> Result<(), StoreError> {
-        self.inner.read_to_file(digest, dest).await
-    }
-
-    async fn get_action_result(&self, key: &ActionKey) -> Result<Option<Bytes>, StoreError> {
-        self.inner.get_action_result(key).await
     }
 
     async fn put_action_result(
@@ -184,10 +154,6 @@ impl ContentStore for RetryStore {
             self.inner.replace_action_result(key, encoded.clone())
         })
         .await
-    }
-
-    async fn quarantine(&self, digest: &BlobDigest, reason: &str) -> Result<(), StoreError> {
-        self.inner.quarantine(digest, reason).await
     }
 }
 

@@ -10,12 +10,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
-use crate::{
-    ActionKey, BlobDigest, BlobStream, ContentStore, Published, PutOutcome, StoreAdmin, StoreError,
-};
+use crate::layer::content_store_impl;
+use crate::{BlobDigest, BlobStream, ContentStore, StoreError};
 
 /// Reads served from `local` when it holds the blob, otherwise from `remote`, filling `local`.
 pub struct TieredStore {
@@ -49,34 +45,10 @@ impl TieredStore {
     }
 }
 
-#[async_trait]
-impl ContentStore for TieredStore {
-    fn kind(&self) -> &str {
-        self.remote.kind()
-    }
-
-    fn display_url(&self) -> &str {
-        self.remote.display_url()
-    }
-
-    fn admin(&self) -> Arc<dyn StoreAdmin> {
-        self.remote.admin()
-    }
-
-    async fn contains(&self, digest: &BlobDigest) -> Result<bool, StoreError> {
-        self.remote.contains(digest).await
-    }
-
-    async fn find_missing(&self, digests: &[BlobDigest]) -> Result<Vec<BlobDigest>, StoreError> {
-        self.remote.find_missing(digests).await
-    }
-
-    async fn put_file(
-        &self,
-        path: &Path,
-        expected: Option<BlobDigest>,
-    ) -> Result<PutOutcome, StoreError> {
-        self.remote.put_file(path, expected).await
+content_store_impl! {
+    TieredStore {
+        remote => kind display_url admin contains find_missing put_file get_action_result
+            put_action_result replace_action_result;
     }
 
     async fn read(&self, digest: &BlobDigest, offset: u64) -> Result<BlobStream, StoreError> {
@@ -106,26 +78,6 @@ impl ContentStore for TieredStore {
         Ok(())
     }
 
-    async fn get_action_result(&self, key: &ActionKey) -> Result<Option<Bytes>, StoreError> {
-        self.remote.get_action_result(key).await
-    }
-
-    async fn put_action_result(
-        &self,
-        key: &ActionKey,
-        encoded: Bytes,
-    ) -> Result<Published, StoreError> {
-        self.remote.put_action_result(key, encoded).await
-    }
-
-    async fn replace_action_result(
-        &self,
-        key: &ActionKey,
-        encoded: Bytes,
-    ) -> Result<(), StoreError> {
-        self.remote.replace_action_result(key, encoded).await
-    }
-
     async fn quarantine(&self, digest: &BlobDigest, reason: &str) -> Result<(), StoreError> {
         // Whichever copy was read, neither should be served again.
         match self.local.quarantine(digest, reason).await {
@@ -139,6 +91,7 @@ impl ContentStore for TieredStore {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use futures::TryStreamExt;
 
     use super::*;

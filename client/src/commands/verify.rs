@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use trtfarm::digest_cache::DigestCache;
 use trtfarm::lock::{LockedEngine, read_lock};
+use trtfarm::transfer::download_stream;
 use trtfarm_proto::v1;
 use trtfarm_types::Flavour;
 
@@ -206,13 +207,7 @@ async fn download_json(client: &mut FarmConnection, digest: &v1::Digest) -> anyh
         "the layer JSON is {} bytes, more than this client reads ({MAX_LAYER_JSON})",
         digest.size_bytes
     );
-    let mut stream = client
-        .download_blob(v1::DownloadBlobRequest {
-            digest: Some(digest.clone()),
-            offset: 0,
-        })
-        .await?
-        .into_inner();
+    let mut stream = download_stream(client, digest).await?;
     let mut bytes = Vec::with_capacity(digest.size_bytes as usize);
     while let Some(chunk) = stream.message().await? {
         bytes.extend_from_slice(&chunk.data);

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
-use crate::OnnxError;
 use crate::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto,
 };
+use crate::{OnnxError, wire};
 
 /// Whether tensor data is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +41,7 @@ const MAX_DEPTH: usize = 64;
 
 /// Reads the model at `path`; see the module documentation for what is and is not buffered.
 pub(crate) fn read_model(path: &Path, payloads: Payloads) -> Result<ModelProto, OnnxError> {
-    let open_error = |source| OnnxError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(open_error)?;
-    let len = file.metadata().map_err(open_error)?.len();
+    let (file, len) = wire::open_sized(path)?;
     let mut stream = Stream {
         source: BufReader::with_capacity(64 * 1024, file),
         position: 0,
@@ -286,13 +281,8 @@ impl Stream {
         let len = self.varint(end, what)?;
         let payload_end = self.position.saturating_add(len);
         if payload_end > self.len {
-            return Err(OnnxError::Truncated {
-                path: self.path.clone(),
-                offset,
-                what: what.to_owned(),
-                needed: payload_end - offset,
-                available: self.len - offset,
-            });
+            let needed = payload_end - offset;
+            return Err(wire::truncated(&self.path, self.len, offset, what, needed));
         }
         if payload_end > end {
             let reason = "runs past the end of the enclosing message".to_owned();
@@ -340,30 +330,11 @@ impl Stream {
     }
 
     fn cut_off(&self, offset: u64, what: &str, needed: u64, end: u64) -> OnnxError {
-        if end >= self.len {
-            OnnxError::Truncated {
-                path: self.path.clone(),
-                offset,
-                what: what.to_owned(),
-                needed,
-                available: self.len - offset,
-            }
-        } else {
-            self.malformed(
-                offset,
-                what,
-                "runs past the end of the enclosing message".into(),
-            )
-        }
+        wire::cut_off(&self.path, self.len, offset, what, needed, end)
     }
 
     fn malformed(&self, offset: u64, what: &str, reason: String) -> OnnxError {
-        OnnxError::Malformed {
-            path: self.path.clone(),
-            offset,
-            what: what.to_owned(),
-            reason,
-        }
+        wire::malformed(&self.path, offset, what, reason)
     }
 }
 

@@ -129,21 +129,28 @@ pub(crate) fn parse_stdout_line(line: &[u8], truncated: bool) -> BuilderMessage 
     }
 }
 
-/// Reads the builder's stdout to its end, forwarding log and progress and keeping the result.
-pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
-    mut reader: R,
-    events: &UnboundedSender<BuilderEvent>,
-    collected: &Mutex<Collected>,
-) {
+/// Calls `each` with every line of `reader` and whether it was cut at [`MAX_LINE`], to the end.
+async fn for_each_line<R: AsyncBufRead + Unpin>(mut reader: R, mut each: impl FnMut(&[u8], bool)) {
     let mut line = Vec::new();
     // A read error means the pipe is unusable; the exit status still tells what happened.
     while let Ok(LineRead::Line { truncated }) =
         read_line_bounded(&mut reader, &mut line, MAX_LINE).await
     {
+        each(&line, truncated);
+    }
+}
+
+/// Reads the builder's stdout to its end, forwarding log and progress and keeping the result.
+pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
+    reader: R,
+    events: &UnboundedSender<BuilderEvent>,
+    collected: &Mutex<Collected>,
+) {
+    for_each_line(reader, |line, truncated| {
         if line.is_empty() {
-            continue;
+            return;
         }
-        let event = match parse_stdout_line(&line, truncated) {
+        let event = match parse_stdout_line(line, truncated) {
             BuilderMessage::Log { severity, text } => {
                 lock(collected).push_log(&severity, &text);
                 BuilderEvent::Log { severity, text }
@@ -151,38 +158,37 @@ pub(crate) async fn read_stdout<R: AsyncBufRead + Unpin>(
             BuilderMessage::Progress(progress) => BuilderEvent::Progress(progress),
             BuilderMessage::Done(done) => {
                 lock(collected).result = Some(BuilderResult::Done(Box::new(done)));
-                continue;
+                return;
             }
             BuilderMessage::Failed { message } => {
                 lock(collected).result = Some(BuilderResult::Failed(message));
-                continue;
+                return;
             }
         };
         // The receiver going away only means nobody watches the stream; keep collecting.
         let _ = events.send(event);
-    }
+    })
+    .await;
 }
 
 /// Reads the builder's stderr to its end; every line is a builder log line.
 pub(crate) async fn read_stderr<R: AsyncBufRead + Unpin>(
-    mut reader: R,
+    reader: R,
     events: &UnboundedSender<BuilderEvent>,
     collected: &Mutex<Collected>,
 ) {
-    let mut line = Vec::new();
-    while let Ok(LineRead::Line { truncated }) =
-        read_line_bounded(&mut reader, &mut line, MAX_LINE).await
-    {
-        let text = line_text(&line, truncated);
+    for_each_line(reader, |line, truncated| {
+        let text = line_text(line, truncated);
         if text.trim().is_empty() {
-            continue;
+            return;
         }
         lock(collected).push_log(BUILDER_SEVERITY, &text);
         let _ = events.send(BuilderEvent::Log {
             severity: BUILDER_SEVERITY.to_owned(),
             text,
         });
-    }
+    })
+    .await;
 }
 
 /// Locks the collector; a poisoned lock still holds usable lines.
