@@ -22,7 +22,7 @@ use crate::local_daemon;
 /// Largest message accepted from the daemon (job lists, results).
 const MAX_MESSAGE: usize = 16 << 20;
 
-/// Initial HTTP/2 flow-control window, per stream and per connection (adaptive from there).
+/// HTTP/2 flow-control window, per stream and per connection.
 const WINDOW: u32 = 8 << 20;
 
 /// How long establishing a connection may take before the daemon counts as unreachable.
@@ -130,8 +130,11 @@ async fn dial(
     }
     let channel = builder
         .connect_timeout(timeout)
-        // Blob streams need more than HTTP/2's 64 KiB default window to run at disk speed.
-        .http2_adaptive_window(true)
+        // Blob streams need more than HTTP/2's 64 KiB default window to run at disk speed. A
+        // fixed window, not an adaptive one: an adaptive window starts at 64 KiB, and h2 then
+        // lets only about 32 KiB of small frames wait unread before it drops the connection
+        // ("too_many_data_frames"), which a job's stream of log lines reached whenever this
+        // process was starved of CPU.
         .initial_connection_window_size(WINDOW)
         .initial_stream_window_size(WINDOW)
         .tcp_nodelay(true)

@@ -129,7 +129,8 @@ impl Daemon {
     pub async fn client(&self) -> FarmClient<Channel> {
         let channel = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
             .expect("a daemon URL")
-            .http2_adaptive_window(true)
+            // Fixed windows, as the CLI's (`trtfarm::connect`): an adaptive one drops the
+            // connection when small frames wait unread under CPU load.
             .initial_connection_window_size(8 << 20)
             .initial_stream_window_size(8 << 20)
             .connect()

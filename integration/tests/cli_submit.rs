@@ -288,8 +288,8 @@ fn verify_rebuilds_bypassing_the_cache_and_compares_with_the_lock() {
     assert_eq!(farm.builds(), 2.0);
 
     let verified = farm.trtfarm(dir, &["verify", "cnn-dynamic-batch", "multi-input"]);
-    // TensorRT-RTX plans are byte-identical for the same key (RESEARCH.md); a DIFFERS here is a
-    // real finding, not noise.
+    // TensorRT-RTX plans are byte-identical for the same key (docs/architecture.md); a DIFFERS
+    // here is a real finding, not noise.
     let verified = verified.expect_code(0, "verify of fresh locks");
     assert!(
         verified

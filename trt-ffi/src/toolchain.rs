@@ -74,7 +74,7 @@ fn cache_subdir(flavour: Flavour) -> &'static str {
 /// Builds run one at a time per process, whatever the number of toolchains: TensorRT has a
 /// single process-wide logger, and concurrent TensorRT-RTX builds with different targets were
 /// seen to fail ("Target SM 86 is not found in the accelerator list"). For reproducible RTX
-/// plans, run one build per fresh process (see RESEARCH.md).
+/// plans, run one build per fresh process (docs/architecture.md, "Reproducible plans").
 pub struct Toolchain {
     flavour: Flavour,
     version: Version,

@@ -170,7 +170,7 @@ fn inception_and_resnet_with_fixed_shapes() {
 
 #[test]
 fn same_request_twice_in_one_process_gives_same_plan_size() {
-    // Byte identity across builds is not guaranteed (RESEARCH.md: ASLR); size is.
+    // Byte identity across builds is not guaranteed (the heap layout moves them); size is.
     let dir = tempfile::tempdir().unwrap();
     let model = common::twin_model(dir.path());
     let toolchain = rtx();
@@ -332,7 +332,7 @@ fn shared_symbolic_dimension_with_different_values_is_the_builders_error() {
     };
     eprintln!("{err}");
     // TensorRT-RTX 1.7 words it "Profile kOPT values are not self-consistent. Dimensions with
-    // name N must be equal" (RESEARCH.md saw "contradictory" from another version/path).
+    // name N must be equal" (other versions say "contradictory").
     assert!(
         message.contains("Dimensions with name N must be equal")
             || message.contains("contradictory"),

@@ -1,6 +1,6 @@
 //! trt-ffi against NVIDIA's own Python bindings: same model, same settings.
 //!
-//! RESEARCH.md saw byte-identical plans from a C++ dlopen prototype and Python with ASLR off.
+//! A C++ dlopen prototype and Python gave byte-identical plans with ASLR off.
 //! Plans are not byte-stable across processes with ASLR on, so this test asserts only what is
 //! reliable (both succeed, same size) and prints whether the bytes matched.
 
