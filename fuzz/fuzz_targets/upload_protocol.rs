@@ -21,7 +21,7 @@ use tonic::Status;
 use trtfarm_proto::v1;
 use trtfarm_store::{BlobDigest, ContentStore};
 use trtfarmd::metrics::Metrics;
-use trtfarmd::service::blobs::Uploads;
+use trtfarmd::serve::service::blobs::Uploads;
 
 /// The daemon's blob-size limit in this target: small, so `SizeOff` can cross it.
 const MAX_BLOB_SIZE: u64 = 1 << 16;
