@@ -139,8 +139,9 @@ fn the_prepare_step_refuses_a_truncated_model_before_any_builder_sees_it() {
     let truncated = dir.path().join("model.onnx");
     std::fs::write(&truncated, &model[..model.len() / 2]).unwrap();
     let mut log = Vec::new();
-    let error =
-        prepare_model(&Preparation::CheckOnly, &truncated, &truncated, &mut log).unwrap_err();
+    let error = prepare_model(&Preparation::CheckOnly, &truncated, &truncated, &mut log)
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("the model failed trtfarm's check before parsing"),
         "{error}"

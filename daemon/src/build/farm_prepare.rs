@@ -10,7 +10,8 @@ use trtfarm_store::{ActionKey, BlobDigest, Published};
 
 use crate::build::builder_process::BuilderEvent;
 use crate::build::prepare::{
-    Preparation, PrepareLogLine, PreparedModel, PreparedModelRecord, StoredFile, prepare_model,
+    Preparation, PrepareError, PrepareLogLine, PreparedModel, PreparedModelRecord, StoredFile,
+    prepare_model,
 };
 use crate::ingest::request::{MODEL_NAME, PreparedBuild};
 use crate::schedule::{Farm, failure};
@@ -175,8 +176,10 @@ impl Farm {
     /// Writes a converted model and its weights from the store into `inputs`.
     async fn fetch_prepared(&self, model: &PreparedModel, inputs: &Path) -> Result<(), Failure> {
         for file in std::iter::once(&model.model).chain(model.external_data.as_ref()) {
-            let digest = file.digest().map_err(infrastructure)?;
-            let name = file.file_name().map_err(infrastructure)?;
+            let digest = file.digest().map_err(|e| infrastructure(e.to_string()))?;
+            let name = file
+                .file_name()
+                .map_err(|e| infrastructure(e.to_string()))?;
             self.fetch(&digest, &inputs.join(name)).await?;
         }
         Ok(())
@@ -228,7 +231,7 @@ impl Farm {
 /// is a build failure (the model or the manifest is at fault), a panic an infrastructure one.
 async fn run_blocking(
     events: &UnboundedSender<BuilderEvent>,
-    work: impl FnOnce(&mut Vec<PrepareLogLine>) -> Result<(), String> + Send + 'static,
+    work: impl FnOnce(&mut Vec<PrepareLogLine>) -> Result<(), PrepareError> + Send + 'static,
 ) -> Result<Vec<PrepareLogLine>, Failure> {
     let (lines, result) = tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
@@ -240,7 +243,7 @@ async fn run_blocking(
     for line in &lines {
         log(events, &line.severity, line.text.clone());
     }
-    result.map_err(build_failure)?;
+    result.map_err(|e| build_failure(e.to_string()))?;
     Ok(lines)
 }
 

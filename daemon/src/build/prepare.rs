@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use manifest_schema::Variant;
+use onnx_graph::OnnxError;
 use onnx_graph::autocast::{AUTOCAST_VERSION, AutocastOptions};
 use serde::{Deserialize, Serialize};
 use trtfarm_store::BlobDigest;
@@ -53,6 +54,49 @@ impl Preparation {
     }
 }
 
+/// Why the prepare step refused or could not prepare a model. Each message says what failed in
+/// the model's terms; the model or the manifest is at fault, not the farm.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The model fails the check made before TensorRT's parser sees it.
+    #[error("the model failed trtfarm's check before parsing: {0}")]
+    Check(OnnxError),
+    /// The fp16/bf16 conversion failed.
+    #[error("cannot convert the model to {target}: {source}")]
+    Convert {
+        /// The precision it was converted to.
+        target: &'static str,
+        /// What went wrong.
+        source: OnnxError,
+    },
+    /// The model could not be read for the Q/DQ check.
+    #[error("cannot read the model: {0}")]
+    Read(OnnxError),
+    /// An int8/fp8/fp4 engine of a model without Q/DQ nodes of that type (the message says how
+    /// such models are made).
+    #[error("{0}")]
+    NotQuantized(String),
+}
+
+/// A prepared-model record that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes are not such a record.
+    #[error("not a prepared-model record: {0}")]
+    Format(#[from] serde_json::Error),
+    /// A digest in it is malformed.
+    #[error("`{name}`: {source}")]
+    Digest {
+        /// The file it names.
+        name: String,
+        /// What is wrong with its digest.
+        source: trtfarm_types::DigestError,
+    },
+    /// A file name in it would leave the inputs directory.
+    #[error("a prepared model names the file `{0}`, which is not a plain file name")]
+    FileName(String),
+}
+
 /// One line of what the prepare step did, for the build log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepareLogLine {
@@ -71,7 +115,7 @@ pub fn prepare_model(
     model: &Path,
     converted: &Path,
     log: &mut Vec<PrepareLogLine>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, PrepareError> {
     let mut say = |severity: &str, text: String| {
         log.push(PrepareLogLine {
             severity: severity.into(),
@@ -82,16 +126,16 @@ pub fn prepare_model(
     // without outputs, dimensions past 32 bits, external data outside the model's directory or
     // past the end of its file) is refused here, in the model's own terms.
     if let Err(e) = onnx_graph::sanity::check_model(model) {
-        let message = format!("the model failed trtfarm's check before parsing: {e}");
-        say("error", message.clone());
-        return Err(message);
+        let error = PrepareError::Check(e);
+        say("error", error.to_string());
+        return Err(error);
     }
     match preparation {
         Preparation::CheckOnly => Ok(model.to_path_buf()),
         Preparation::Autocast(options) => {
             let target = options.target.name();
             let report = onnx_graph::autocast::autocast_file(model, converted, options)
-                .map_err(|e| format!("cannot convert the model to {target}: {e}"))?;
+                .map_err(|source| PrepareError::Convert { target, source })?;
             say(
                 "info",
                 format!(
@@ -110,8 +154,9 @@ pub fn prepare_model(
         }
         Preparation::ExplicitQuantization(precision) => {
             let summary = onnx_graph::quantization::quantization_summary(model)
-                .map_err(|e| format!("cannot read the model: {e}"))?;
-            onnx_graph::quantization::require_explicit_quantization(&summary, precision)?;
+                .map_err(PrepareError::Read)?;
+            onnx_graph::quantization::require_explicit_quantization(&summary, precision)
+                .map_err(PrepareError::NotQuantized)?;
             Ok(model.to_path_buf())
         }
     }
@@ -156,19 +201,19 @@ impl StoredFile {
     }
 
     /// Its digest.
-    pub fn digest(&self) -> Result<BlobDigest, String> {
-        BlobDigest::parse(&self.blake3, self.size).map_err(|e| format!("`{}`: {e}", self.name))
+    pub fn digest(&self) -> Result<BlobDigest, RecordError> {
+        BlobDigest::parse(&self.blake3, self.size).map_err(|source| RecordError::Digest {
+            name: self.name.clone(),
+            source,
+        })
     }
 
     /// Its name as a path inside the inputs directory: one plain file name, nothing else.
-    pub fn file_name(&self) -> Result<&Path, String> {
+    pub fn file_name(&self) -> Result<&Path, RecordError> {
         let path = Path::new(&self.name);
         match path.file_name() {
             Some(name) if name == path.as_os_str() => Ok(path),
-            _ => Err(format!(
-                "a prepared model names the file `{}`, which is not a plain file name",
-                self.name
-            )),
+            _ => Err(RecordError::FileName(self.name.clone())),
         }
     }
 }
@@ -189,12 +234,12 @@ impl PreparedModelRecord {
     }
 
     /// Reads an entry; an error for anything else.
-    pub fn decode(bytes: &[u8]) -> Result<PreparedModelRecord, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a prepared-model record: {e}"))
+    pub fn decode(bytes: &[u8]) -> Result<PreparedModelRecord, RecordError> {
+        Ok(serde_json::from_slice(bytes)?)
     }
 
     /// Every blob the record names.
-    pub fn blobs(&self) -> Result<Vec<BlobDigest>, String> {
+    pub fn blobs(&self) -> Result<Vec<BlobDigest>, RecordError> {
         let model = &self.prepared_model;
         std::iter::once(&model.model)
             .chain(model.external_data.as_ref())

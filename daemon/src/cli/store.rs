@@ -114,8 +114,12 @@ pub fn lock_digests(path: &Path) -> anyhow::Result<Vec<BlobDigest>> {
 /// (index or version), or an encoded `ActionResult`.
 pub fn decode_entry(bytes: &[u8]) -> Result<CacheEntry, String> {
     if bytes.starts_with(br#"{"prepared_model":"#) {
-        let record = crate::build::prepare::PreparedModelRecord::decode(bytes)?;
-        return record.blobs().map(CacheEntry::Result);
+        let record =
+            crate::build::prepare::PreparedModelRecord::decode(bytes).map_err(|e| e.to_string())?;
+        return record
+            .blobs()
+            .map(CacheEntry::Result)
+            .map_err(|e| e.to_string());
     }
     if bytes.first() == Some(&b'{') {
         let value: serde_json::Value =
