@@ -55,7 +55,7 @@ impl Farm {
         };
         // One conversion per key at a time; later builds of the key find its result.
         let gate = self.prepare_gate(key);
-        let _turn = gate.lock().await;
+        let turn = gate.lock().await;
         let outcome = match self.prepared_model(&key).await {
             Some(model) => {
                 self.fetch_prepared(&model, inputs).await?;
@@ -75,7 +75,7 @@ impl Farm {
             }
             None => self.convert(prepared, key, scratch, inputs, events).await,
         };
-        drop(_turn);
+        drop(turn);
         self.release_prepare_gate(key, gate);
         outcome
     }
