@@ -198,3 +198,36 @@ async fn a_converted_model_tensorrt_refuses_names_the_operator_and_the_manifest_
         other => panic!("the bf16 detector built without its fix: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trtfarmd_build_gives_the_plan_the_daemon_gives() {
+    // The same two steps in the same way: a real network's fp16 engine, converted and built
+    // by `trtfarmd build` and by the daemon, must be the same bytes.
+    let network = integration::real_models::network("ocr-det");
+    let project = tempfile::tempdir().unwrap();
+    let manifest = network.write_project(project.path());
+    let out = project.path().join("out");
+    let local = std::process::Command::new(binary("trtfarmd"))
+        .args(["build", "--engine", "fp16", "--out-dir"])
+        .arg(&out)
+        .arg(&manifest)
+        .output()
+        .expect("run trtfarmd build");
+    let stdout = String::from_utf8_lossy(&local.stdout);
+    assert!(
+        local.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let plan = std::fs::read(out.join("fp16.engine")).unwrap();
+    let local_digest = blake3::hash(&plan).to_hex().to_string();
+    assert!(stdout.contains(&local_digest), "{stdout}");
+
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let (_, events) = submit(&mut client, &manifest, "fp16").await;
+    let engine = succeeded(&events).engine.expect("an engine");
+    assert_eq!(engine.blake3, local_digest);
+    assert_eq!(engine.size_bytes, plan.len() as u64);
+}

@@ -7,17 +7,10 @@ use std::path::Path;
 
 use onnx_graph::NodeName;
 
-/// Myelin's words for operations, and the ONNX operator types they come from. Only used when
-/// the model has a node of that type.
-const MYELIN_WORDS: &[(&str, &str)] = &[
-    ("deconv", "ConvTranspose"),
-    ("conv_transpose", "ConvTranspose"),
-    ("convtranspose", "ConvTranspose"),
-    ("resize", "Resize"),
-    ("instancenorm", "InstanceNormalization"),
-    ("layernorm", "LayerNormalization"),
-    ("gridsample", "GridSample"),
-];
+/// Myelin's words for operations, and the ONNX operator types they come from; only used when
+/// the model has a node of that type. Only words seen in TensorRT-RTX 1.7's messages are here
+/// (`deconv`: a bf16 `ConvTranspose` of the PP-OCRv4 text detector).
+const MYELIN_WORDS: &[(&str, &str)] = &[("deconv", "ConvTranspose")];
 
 /// Operator types autocast itself adds; keeping them in fp32 means nothing.
 const INSERTED_OPS: &[&str] = &["Cast"];

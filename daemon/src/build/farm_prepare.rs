@@ -48,7 +48,7 @@ impl Farm {
             let preparation = prepared.preparation.clone();
             let model = inputs.join(MODEL_NAME);
             run_blocking(events, move |log| {
-                prepare_model(&preparation, &model, &model, log).map(|_| ())
+                prepare_model(&preparation, &model, &model, log)
             })
             .await?;
             return Ok(None);
@@ -94,8 +94,8 @@ impl Farm {
         let preparation = prepared.preparation.clone();
         let (original, converted) = (source.join(MODEL_NAME), inputs.join(MODEL_NAME));
         let target = converted.clone();
-        let lines = run_blocking(events, move |log| {
-            prepare_model(&preparation, &original, &target, log).map(|_| ())
+        let (lines, files) = run_blocking(events, move |log| {
+            prepare_model(&preparation, &original, &target, log)
         })
         .await?;
         // The originals are not needed any more; the builder must never see them.
@@ -113,15 +113,17 @@ impl Farm {
                 .map_err(|e| infrastructure(format!("cannot store the {what}: {e}")))
         };
         let model = put("converted model", converted.clone()).await?;
-        let data_name = format!("{MODEL_NAME}.data");
-        let external_data = match tokio::fs::try_exists(inputs.join(&data_name)).await {
-            Ok(true) => Some(StoredFile::new(
-                &data_name,
-                &put("converted model's weights", inputs.join(&data_name))
-                    .await?
-                    .digest,
-            )),
-            _ => None,
+        let external_data = match files.converted_weights {
+            Some(weights) => {
+                let name = weights
+                    .file_name()
+                    .ok_or_else(|| infrastructure("autocast wrote weights without a file name"))?
+                    .to_string_lossy()
+                    .into_owned();
+                let put = put("converted model's weights", weights).await?;
+                Some(StoredFile::new(&name, &put.digest))
+            }
+            None => None,
         };
         let record = PreparedModelRecord {
             prepared_model: PreparedModel {
@@ -229,10 +231,10 @@ impl Farm {
 
 /// Runs a blocking preparation off the async threads and forwards what it logged; a failure
 /// is a build failure (the model or the manifest is at fault), a panic an infrastructure one.
-async fn run_blocking(
+async fn run_blocking<T: Send + 'static>(
     events: &UnboundedSender<BuilderEvent>,
-    work: impl FnOnce(&mut Vec<PrepareLogLine>) -> Result<(), PrepareError> + Send + 'static,
-) -> Result<Vec<PrepareLogLine>, Failure> {
+    work: impl FnOnce(&mut Vec<PrepareLogLine>) -> Result<T, PrepareError> + Send + 'static,
+) -> Result<(Vec<PrepareLogLine>, T), Failure> {
     let (lines, result) = tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
         let result = work(&mut lines);
@@ -243,8 +245,8 @@ async fn run_blocking(
     for line in &lines {
         log(events, &line.severity, line.text.clone());
     }
-    result.map_err(|e| build_failure(e.to_string()))?;
-    Ok(lines)
+    let value = result.map_err(|e| build_failure(e.to_string()))?;
+    Ok((lines, value))
 }
 
 fn log(events: &UnboundedSender<BuilderEvent>, severity: &str, text: String) {

@@ -19,7 +19,7 @@ use super::builder_process::{
     BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome, run_builder,
 };
 use super::failure_hint::autocast_failure_hint;
-use super::prepare::{Preparation, prepare_model};
+use super::prepare::{ModelToBuild, Preparation, prepare_model};
 use crate::ingest::request::MODEL_NAME;
 use crate::ingest::variant_config::build_config_for_prepared_model;
 use crate::toolchains;
@@ -125,12 +125,11 @@ impl LocalBuild<'_> {
         let preparation = Preparation::for_variant(self.variant);
         let original = &self.manifest.model.resolved_path;
         let model = inputs.join(MODEL_NAME);
-        if !matches!(preparation, Preparation::Autocast(_)) {
-            copy_model_inputs(original, &inputs)?;
-        }
-        let source = if matches!(preparation, Preparation::Autocast(_)) {
+        let converts = matches!(preparation, Preparation::Autocast(_));
+        let source = if converts {
             original.clone()
         } else {
+            copy_model_inputs(original, &inputs)?;
             model.clone()
         };
         let mut log = Vec::new();
@@ -138,9 +137,9 @@ impl LocalBuild<'_> {
         for line in &log {
             eprintln!("{name}: {}: {}", line.severity, line.text);
         }
-        prepared.map_err(anyhow::Error::msg)?;
-        if matches!(preparation, Preparation::Autocast(_)) {
-            keep_converted_model(&inputs, plan_path, name)?;
+        let prepared = prepared?;
+        if converts {
+            keep_converted_model(&prepared, plan_path, name)?;
         }
 
         let slot = self.root.prepare_slot(self.slot, self.scratch)?;
@@ -262,22 +261,33 @@ fn place(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Keeps the converted model for inspection, as the daemon keeps it in the store:
-/// `<plan>.model.onnx`, or `<plan>.model/` when its weights are a separate file.
-fn keep_converted_model(inputs: &Path, plan_path: &Path, name: &str) -> anyhow::Result<()> {
+/// `<plan>.model.onnx`, or `<plan>.model/` when its weights are a separate file (which the model
+/// names, so the two stay side by side under their own names).
+fn keep_converted_model(
+    converted: &ModelToBuild,
+    plan_path: &Path,
+    name: &str,
+) -> anyhow::Result<()> {
     if let Some(parent) = plan_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let data_name = format!("{MODEL_NAME}.data");
-    let kept = if inputs.join(&data_name).is_file() {
-        let dir = with_suffix(plan_path, ".model");
-        std::fs::create_dir_all(&dir)?;
-        place_fresh(&inputs.join(MODEL_NAME), &dir.join(MODEL_NAME))?;
-        place_fresh(&inputs.join(&data_name), &dir.join(&data_name))?;
-        dir
-    } else {
-        let file = with_suffix(plan_path, ".model.onnx");
-        place_fresh(&inputs.join(MODEL_NAME), &file)?;
-        file
+    let kept = match &converted.converted_weights {
+        Some(weights) => {
+            let dir = with_suffix(plan_path, ".model");
+            std::fs::create_dir_all(&dir)?;
+            for file in [&converted.model, weights] {
+                let file_name = file
+                    .file_name()
+                    .context("a converted file without a name")?;
+                place_fresh(file, &dir.join(file_name))?;
+            }
+            dir
+        }
+        None => {
+            let file = with_suffix(plan_path, ".model.onnx");
+            place_fresh(&converted.model, &file)?;
+            file
+        }
     };
     eprintln!("{name}: converted model -> {}", kept.display());
     Ok(())

@@ -11,13 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use manifest_schema::Variant;
+use manifest_schema::{Precision, Variant};
 use onnx_graph::OnnxError;
-use onnx_graph::autocast::{AUTOCAST_VERSION, AutocastOptions};
+use onnx_graph::autocast::{AUTOCAST_VERSION, AutocastOptions, AutocastTarget};
 use serde::{Deserialize, Serialize};
 use trtfarm_store::BlobDigest;
-
-use crate::ingest::variant_config::{ModelPrecision, autocast_options, model_precision};
 
 /// What the prepare step does to a variant's model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,16 +29,24 @@ pub enum Preparation {
 }
 
 impl Preparation {
-    /// The preparation `variant`'s precision and `autocast` settings ask for.
+    /// The preparation `variant`'s precision and `autocast` settings ask for. Strongly typed
+    /// TensorRT takes precision from the model's types, so only tf32 stays a builder flag.
     pub fn for_variant(variant: &Variant) -> Preparation {
-        match model_precision(variant) {
-            ModelPrecision::AsIs => Preparation::CheckOnly,
-            ModelPrecision::Autocast(target) => {
-                Preparation::Autocast(autocast_options(target, &variant.settings.autocast))
-            }
-            ModelPrecision::ExplicitQuantization(precision) => {
-                Preparation::ExplicitQuantization(precision)
-            }
+        let autocast = |target| {
+            let settings = &variant.settings.autocast;
+            let mut options = AutocastOptions::new(target);
+            options.keep_fp32_ops = settings.keep_fp32.clone();
+            options.force_convert_ops = settings.convert.clone();
+            options.keep_fp32_io = settings.keep_fp32_io;
+            Preparation::Autocast(options)
+        };
+        match variant.settings.precision {
+            Precision::Fp32 | Precision::Tf32 => Preparation::CheckOnly,
+            Precision::Fp16 => autocast(AutocastTarget::Half),
+            Precision::Bf16 => autocast(AutocastTarget::BFloat16),
+            Precision::Int8 => Preparation::ExplicitQuantization("int8"),
+            Precision::Fp8 => Preparation::ExplicitQuantization("fp8"),
+            Precision::Fp4 => Preparation::ExplicitQuantization("fp4"),
         }
     }
 
@@ -106,16 +112,27 @@ pub struct PrepareLogLine {
     pub text: String,
 }
 
-/// Checks the model at `model` and prepares it as `preparation` says; returns the file to build:
-/// `model` itself, or `converted` after a conversion (written there, with its weights beside it
-/// as `<converted>.data` when they exceed the inline limit). Blocking. The log receives what
-/// was done.
+/// The model the builder gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelToBuild {
+    /// The model: the original, or the converted one.
+    pub model: PathBuf,
+    /// A converted model's weights, when autocast wrote them beside it (too large to inline).
+    pub converted_weights: Option<PathBuf>,
+}
+
+/// Checks the model at `model` and prepares it as `preparation` says: the original to build as
+/// it is, or `converted` after a conversion. Blocking. The log receives what was done.
 pub fn prepare_model(
     preparation: &Preparation,
     model: &Path,
     converted: &Path,
     log: &mut Vec<PrepareLogLine>,
-) -> Result<PathBuf, PrepareError> {
+) -> Result<ModelToBuild, PrepareError> {
+    let as_it_is = || ModelToBuild {
+        model: model.to_path_buf(),
+        converted_weights: None,
+    };
     let mut say = |severity: &str, text: String| {
         log.push(PrepareLogLine {
             severity: severity.into(),
@@ -131,7 +148,7 @@ pub fn prepare_model(
         return Err(error);
     }
     match preparation {
-        Preparation::CheckOnly => Ok(model.to_path_buf()),
+        Preparation::CheckOnly => Ok(as_it_is()),
         Preparation::Autocast(options) => {
             let target = options.target.name();
             let report = onnx_graph::autocast::autocast_file(model, converted, options)
@@ -150,14 +167,17 @@ pub fn prepare_model(
             for warning in &report.clamped {
                 say("warning", format!("trtfarm autocast: {warning}"));
             }
-            Ok(converted.to_path_buf())
+            Ok(ModelToBuild {
+                model: converted.to_path_buf(),
+                converted_weights: report.external_data,
+            })
         }
         Preparation::ExplicitQuantization(precision) => {
             let summary = onnx_graph::quantization::quantization_summary(model)
                 .map_err(PrepareError::Read)?;
             onnx_graph::quantization::require_explicit_quantization(&summary, precision)
                 .map_err(PrepareError::NotQuantized)?;
-            Ok(model.to_path_buf())
+            Ok(as_it_is())
         }
     }
 }

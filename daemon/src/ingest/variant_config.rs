@@ -28,47 +28,8 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// What the prepare step does to the model before TensorRT sees it, for the manifest's
-/// precision. Strongly typed TensorRT takes precision from the model's types, not from flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelPrecision {
-    /// fp32/tf32: built as it is.
-    AsIs,
-    /// fp16/bf16: converted by `onnx_graph::autocast` first, as [`autocast_options`] says.
-    Autocast(onnx_graph::autocast::AutocastTarget),
-    /// int8/fp8/fp4: built as it is, but only if it carries Q/DQ nodes of that type.
-    ExplicitQuantization(&'static str),
-}
-
-/// The model handling `variant`'s precision needs.
-pub fn model_precision(variant: &Variant) -> ModelPrecision {
-    use onnx_graph::autocast::AutocastTarget;
-    match variant.settings.precision {
-        Precision::Fp32 | Precision::Tf32 => ModelPrecision::AsIs,
-        Precision::Fp16 => ModelPrecision::Autocast(AutocastTarget::Half),
-        Precision::Bf16 => ModelPrecision::Autocast(AutocastTarget::BFloat16),
-        Precision::Int8 => ModelPrecision::ExplicitQuantization("int8"),
-        Precision::Fp8 => ModelPrecision::ExplicitQuantization("fp8"),
-        Precision::Fp4 => ModelPrecision::ExplicitQuantization("fp4"),
-    }
-}
-
-/// The conversion the prepare step applies for an autocast precision: `target` (from
-/// [`model_precision`]) with the manifest's `autocast` settings. The manifest has already
-/// refused an operator listed both to keep and to convert.
-pub fn autocast_options(
-    target: onnx_graph::autocast::AutocastTarget,
-    settings: &manifest_schema::Autocast,
-) -> onnx_graph::autocast::AutocastOptions {
-    let mut options = onnx_graph::autocast::AutocastOptions::new(target);
-    options.keep_fp32_ops = settings.keep_fp32.clone();
-    options.force_convert_ops = settings.convert.clone();
-    options.keep_fp32_io = settings.keep_fp32_io;
-    options
-}
-
 /// The builder configuration for `variant`, for a model already prepared as
-/// [`model_precision`] says (converted or checked by the prepare step). Computed when a request
+/// `build::prepare::Preparation::for_variant` says (converted or checked by the prepare step). Computed when a request
 /// arrives, so impossible settings are refused before a queue wait, and handed to the builder
 /// as it is. Always asks for detailed profiling verbosity, so the builder lists every layer
 /// with its data types (and the inspector, on a GPU host, can report them).

@@ -26,8 +26,8 @@ fn fp32_forbids_tf32_and_tf32_allows_it() {
 
 #[test]
 fn reduced_precisions_are_a_model_transform_or_a_check_never_a_flag() {
-    use super::{ModelPrecision, model_precision};
-    use onnx_graph::autocast::AutocastTarget;
+    use crate::build::prepare::Preparation;
+    use onnx_graph::autocast::{AutocastOptions, AutocastTarget};
     let variant = |precision: &str| {
         let toml = format!(
             "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\ntoolchain = \"tensorrt-rtx 1.7\"\nprecision = \"{precision}\"\n[defaults.compatibility]\ncompute_capabilities = [\"8.6\"]\n"
@@ -38,17 +38,23 @@ fn reduced_precisions_are_a_model_transform_or_a_check_never_a_flag() {
             .clone()
     };
     let expected = [
-        ("fp32", ModelPrecision::AsIs),
-        ("tf32", ModelPrecision::AsIs),
-        ("fp16", ModelPrecision::Autocast(AutocastTarget::Half)),
-        ("bf16", ModelPrecision::Autocast(AutocastTarget::BFloat16)),
-        ("int8", ModelPrecision::ExplicitQuantization("int8")),
-        ("fp8", ModelPrecision::ExplicitQuantization("fp8")),
-        ("fp4", ModelPrecision::ExplicitQuantization("fp4")),
+        ("fp32", Preparation::CheckOnly),
+        ("tf32", Preparation::CheckOnly),
+        (
+            "fp16",
+            Preparation::Autocast(AutocastOptions::new(AutocastTarget::Half)),
+        ),
+        (
+            "bf16",
+            Preparation::Autocast(AutocastOptions::new(AutocastTarget::BFloat16)),
+        ),
+        ("int8", Preparation::ExplicitQuantization("int8")),
+        ("fp8", Preparation::ExplicitQuantization("fp8")),
+        ("fp4", Preparation::ExplicitQuantization("fp4")),
     ];
     for (precision, handling) in expected {
         let v = variant(precision);
-        assert_eq!(model_precision(&v), handling, "{precision}");
+        assert_eq!(Preparation::for_variant(&v), handling, "{precision}");
         // The prepared model carries the precision; only tf32 is a builder flag.
         let config = build_config_for_prepared_model(&v).unwrap();
         assert_eq!(config.tf32, Some(precision == "tf32"), "{precision}");
@@ -163,10 +169,10 @@ fn autocast_variant(engine: &str) -> manifest_schema::Variant {
 
 /// The options the prepare step autocasts `variant` with.
 fn prepare_options(variant: &manifest_schema::Variant) -> onnx_graph::autocast::AutocastOptions {
-    let ModelPrecision::Autocast(target) = model_precision(variant) else {
-        panic!("fp16 is autocast")
-    };
-    autocast_options(target, &variant.settings.autocast)
+    match crate::build::prepare::Preparation::for_variant(variant) {
+        crate::build::prepare::Preparation::Autocast(options) => options,
+        other => panic!("fp16 is autocast, not {other:?}"),
+    }
 }
 
 #[test]
