@@ -79,6 +79,19 @@ impl Inventory {
         Err(format!("this daemon has no {flavour} toolchain: {reason}"))
     }
 
+    /// The loaded toolchain that meets `requirement` (a farm may have several versions of a
+    /// flavour), else the first of its flavour (whose version the caller reports), or why there
+    /// is none.
+    pub fn get_matching(
+        &self,
+        requirement: &manifest_schema::ToolchainRequirement,
+    ) -> Result<&AvailableToolchain, String> {
+        self.available
+            .iter()
+            .find(|t| t.flavour == requirement.flavour && requirement.matches(&t.identity.version))
+            .map_or_else(|| self.get(requirement.flavour), Ok)
+    }
+
     /// Builds the inventory from probe rows.
     pub fn from_rows(rows: Vec<ToolchainRow>) -> Inventory {
         let available = rows.iter().filter_map(available_from_row).collect();

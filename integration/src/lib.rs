@@ -9,6 +9,7 @@ pub mod farm;
 pub mod hostile_models;
 pub mod models;
 pub mod other_user;
+pub mod postgres;
 pub mod real_models;
 pub mod servers;
 

@@ -122,7 +122,11 @@ impl Farm {
         };
         let outcome = match report.outcome {
             BuilderOutcome::Succeeded(done) => {
-                let slot = Slot { started, resource };
+                let slot = Slot {
+                    started,
+                    resource,
+                    build: build_id,
+                };
                 let outputs = BuildOutputs {
                     scratch,
                     log_path: &log_path,

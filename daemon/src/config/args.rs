@@ -147,6 +147,18 @@ pub struct ServeArgs {
     /// TLS private key, PEM (`tls.key_file`) [default: none].
     #[arg(long, env = "TRTFARMD_TLS_KEY", value_name = "PATH")]
     pub tls_key: Option<PathBuf>,
+
+    /// The farm's PostgreSQL URL (`queue.url`) [default: none, the embedded queue].
+    #[arg(long, env = "TRTFARMD_QUEUE", value_name = "URL")]
+    pub queue: Option<String>,
+
+    /// File holding the database password (`queue.password_file`) [default: none].
+    #[arg(long, env = "TRTFARMD_QUEUE_PASSWORD_FILE", value_name = "PATH")]
+    pub queue_password_file: Option<PathBuf>,
+
+    /// How long a claim on a running build lasts unrenewed (`queue.lease`) [default: 30s].
+    #[arg(long, env = "TRTFARMD_QUEUE_LEASE", value_name = "DURATION", value_parser = parse_duration)]
+    pub queue_lease: Option<Duration>,
 }
 
 impl ServeArgs {
@@ -179,6 +191,10 @@ impl ServeArgs {
         overlay(&mut limits.max_build_timeout, self.max_build_timeout);
         overlay(&mut limits.max_log_size, self.max_log_size);
         overlay(&mut limits.job_history, self.job_history);
+        overlay(&mut config.queue.lease, self.queue_lease);
+        if self.queue.is_some() {
+            config.queue.url.clone_from(&self.queue);
+        }
         // Settings whose default is "none": a flag can set them, not unset them.
         if self.metrics_listen.is_some() {
             config.metrics_listen = self.metrics_listen;
@@ -231,6 +247,11 @@ impl ServeArgs {
             ),
             ("tls.cert_file", &self.tls_cert, &mut config.tls.cert_file),
             ("tls.key_file", &self.tls_key, &mut config.tls.key_file),
+            (
+                "queue.password_file",
+                &self.queue_password_file,
+                &mut config.queue.password_file,
+            ),
         ] {
             if let Some(path) = flag {
                 *setting = Some(resolve_path(field, path, base)?);

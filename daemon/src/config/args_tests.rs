@@ -73,6 +73,12 @@ fn flags_parse_every_value_form() {
         "/etc/tls/cert.pem",
         "--tls-key",
         "/etc/tls/key.pem",
+        "--queue",
+        "postgres://farm@db/engines",
+        "--queue-password-file",
+        "/etc/trtfarm/pg-password",
+        "--queue-lease",
+        "45s",
     ])
     .unwrap();
     assert_eq!(
@@ -110,6 +116,9 @@ fn flags_parse_every_value_form() {
             token_file: Some("tokens".into()),
             tls_cert: Some("/etc/tls/cert.pem".into()),
             tls_key: Some("/etc/tls/key.pem".into()),
+            queue: Some("postgres://farm@db/engines".into()),
+            queue_password_file: Some("/etc/trtfarm/pg-password".into()),
+            queue_lease: Some(Duration::from_secs(45)),
         }
     );
 

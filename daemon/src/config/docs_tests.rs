@@ -163,6 +163,7 @@ fn setting_names() -> Vec<String> {
         ("gpu", fields_of::<GpuConfig>()),
         ("auth", fields_of::<AuthConfig>()),
         ("tls", fields_of::<TlsConfig>()),
+        ("queue", fields_of::<QueueConfig>()),
     ];
     let mut names = Vec::new();
     for field in fields_of::<DaemonConfig>() {

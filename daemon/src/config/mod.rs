@@ -117,6 +117,9 @@ pub struct DaemonConfig {
     /// `[tls]`: the certificate and key for serving over TLS.
     pub tls: TlsConfig,
 
+    /// `[queue]`: where jobs wait: this daemon's own database, or a farm's PostgreSQL.
+    pub queue: QueueConfig,
+
     /// The file these settings were read from, if any. Not a setting; for logs and messages.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -144,6 +147,49 @@ pub struct StoreConfig {
     /// (comma-separated `KEY=VALUE` pairs); these add to the file's options, replacing equal keys.
     #[serde(deserialize_with = "values::de_store_options")]
     pub options: BTreeMap<String, String>,
+}
+
+/// `[queue]`: the job queue. Without `url`, jobs live in an embedded database in `state_dir`
+/// and this daemon builds them alone. With it, every daemon pointing at the same PostgreSQL
+/// database forms one farm: any of them accepts a submission, the one that can build it claims
+/// it, and clients follow a job through whichever daemon they reach.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// PostgreSQL connection URL of the farm's database. Settings it leaves out come from the
+    /// usual `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD` variables; the password
+    /// from the URL, `password_file`, `PGPASSWORD` or `PGPASSFILE`/`~/.pgpass`, in that order. It
+    /// is never logged. The daemon creates and migrates its tables on start.
+    ///
+    /// Default: none (the embedded queue). Example:
+    /// `url = "postgres://trtfarm@db.internal/trtfarm"`. Flag `--queue`, env `TRTFARMD_QUEUE`.
+    pub url: Option<String>,
+
+    /// A file whose first line is the database password (keep it mode 0600).
+    ///
+    /// Default: none. Example: `password_file = "/etc/trtfarm/pg-password"`.
+    /// Flag `--queue-password-file`, env `TRTFARMD_QUEUE_PASSWORD_FILE`.
+    pub password_file: Option<PathBuf>,
+
+    /// How long a daemon's claim on a running build lasts without renewal. The daemon renews
+    /// it several times per lease; a daemon that dies or loses the database for longer loses
+    /// its builds to others, and its late results are refused. Longer rides out longer database
+    /// outages; shorter re-queues a dead daemon's builds sooner. At least 1s.
+    ///
+    /// Default: `"30s"`. Example: `lease = "2m"`.
+    /// Flag `--queue-lease`, env `TRTFARMD_QUEUE_LEASE`.
+    #[serde(deserialize_with = "values::de_duration")]
+    pub lease: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            url: None,
+            password_file: None,
+            lease: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[slots]`: build concurrency.
@@ -270,6 +316,7 @@ impl Default for DaemonConfig {
             gpu: GpuConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            queue: QueueConfig::default(),
             config_file: None,
         }
     }
@@ -407,6 +454,7 @@ impl DaemonConfig {
             ("gpu.mps_log_dir", &mut self.gpu.mps_log_dir),
             ("gpu.mps_control", &mut self.gpu.mps_control),
             ("auth.token_file", &mut self.auth.token_file),
+            ("queue.password_file", &mut self.queue.password_file),
             ("tls.cert_file", &mut self.tls.cert_file),
             ("tls.key_file", &mut self.tls.key_file),
         ] {

@@ -131,6 +131,22 @@ impl DaemonConfig {
                 ),
             );
         }
+        if let Some(url) = &self.queue.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "queue.url",
+                "is not a PostgreSQL URL; expected postgres://[user@]host[:port]/database, or \
+                 leave it out for this daemon's own queue"
+                    .into(),
+            );
+        }
+        if self.queue.lease < std::time::Duration::from_secs(1) {
+            return invalid(
+                "queue.lease",
+                "is shorter than 1s; give a duration like \"30s\"".into(),
+            );
+        }
         if let Some(bytes) = limits.worker_memory
             && bytes < MIN_WORKER_MEMORY
         {

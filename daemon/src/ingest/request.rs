@@ -238,7 +238,7 @@ pub fn prepare(
 
     let requirement = &variant.settings.toolchain;
     let available = inventory
-        .get(requirement.flavour)
+        .get_matching(requirement)
         .map_err(Status::failed_precondition)?;
     if !requirement.matches(&available.identity.version) {
         return Err(Status::failed_precondition(format!(

@@ -26,6 +26,8 @@ pub(crate) struct Slot {
     pub(crate) started: SystemTime,
     /// What it ran on.
     pub(crate) resource: Resource,
+    /// The build, for the fence of a build claimed from a farm.
+    pub(crate) build: crate::schedule::queue::BuildId,
 }
 
 /// What a successful build left to publish.
@@ -75,8 +77,6 @@ impl Farm {
         check_libraries(prepared, done).await?;
         let claimed = BlobDigest::parse(&done.plan_blake3, done.plan_size)
             .map_err(|e| infrastructure(format!("the builder reported a bad plan digest: {e}")))?;
-        let store_error =
-            |what: &str, e: StoreError| infrastructure(format!("cannot store the {what}: {e}"));
         let put = |what: &'static str, path: PathBuf, expected: Option<BlobDigest>| async move {
             self.publishing
                 .put_file(&path, expected)
@@ -173,6 +173,19 @@ impl Farm {
             finished_at_ms: millis(finished),
             built_by: self.host.clone(),
         };
+        match self.shared_fence(slot.build) {
+            None => self.record_action_result(prepared, result).await,
+            // In a farm, only the daemon that holds the build may publish its result.
+            Some((shared, id, fence)) => shared
+                .fenced(id, fence, self.record_action_result(prepared, result))
+                .await
+                .map_err(|e| infrastructure(e.to_string()))?,
+        }
+    }
+
+    /// Stores `result` under its key, unless another build published one first (then that
+    /// one is what every client gets).
+    async fn record_action_result(&self, prepared: &PreparedBuild, result: v1::ActionResult) -> Outcome {
         let encoded = prost::Message::encode_to_vec(&result);
         match self
             .publishing
@@ -199,6 +212,10 @@ impl Farm {
             },
         }
     }
+}
+
+fn store_error(what: &str, e: StoreError) -> v1::Failure {
+    infrastructure(format!("cannot store the {what}: {e}"))
 }
 
 fn millis(time: SystemTime) -> i64 {

@@ -31,6 +31,10 @@ impl Farm {
         if let Some(resource) = build.resource {
             state.queue.release(resource);
         }
+        if let Some(run) = build.shared {
+            self.finish_shared(run, outcome);
+            return;
+        }
         for id in &build.jobs {
             if let Some(active) = state.jobs.remove(id)
                 && let Err(e) = self.end_job(active.job, &active.events, outcome.clone())
@@ -100,11 +104,18 @@ impl Farm {
     }
 
     /// Cancels a job. Its build stops only if no other job waits for it.
-    pub fn cancel(&self, id: u64) -> Result<v1::Job, Status> {
+    pub async fn cancel(&self, id: u64) -> Result<v1::Job, Status> {
+        if let Some(shared) = &self.shared {
+            return shared.cancel(id).await;
+        }
+        self.cancel_local(id)
+    }
+
+    fn cancel_local(&self, id: u64) -> Result<v1::Job, Status> {
         let mut state = self.lock();
         let Some(active) = state.jobs.remove(&id) else {
             drop(state);
-            return self.get_job(id);
+            return self.get_local_job(id);
         };
         let build_id = active.build;
         let mut stop_build = false;
@@ -149,6 +160,10 @@ impl Farm {
         let Some(build) = state.builds.get_mut(&build_id) else {
             return;
         };
+        if let Some(run) = &build.shared {
+            run.send(body);
+            return;
+        }
         if let v1::job_event::Event::Log(line) = &body {
             if build.recent_log.len() == super::RECENT_LOG_LINES {
                 build.recent_log.pop_front();
@@ -171,20 +186,21 @@ impl Farm {
     pub async fn drain(&self, grace: Duration) {
         self.draining.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
-        loop {
+        let running = loop {
             let running = self.lock().queue.running();
             if running == 0 {
-                return;
+                break running;
             }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(
                     running,
                     "drain timeout: running builds will be re-run by the next daemon"
                 );
-                return;
+                break running;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
+        self.leave_farm(running).await;
     }
 
     /// Whether the farm refuses new work.

@@ -7,8 +7,10 @@
 
 pub mod db;
 mod ending;
+pub mod postgres;
 mod queries;
 pub mod queue;
+mod shared_farm;
 mod store_retry;
 
 pub use queries::terminal_event;
@@ -57,6 +59,8 @@ pub struct FarmSettings {
     pub policy: RequestPolicy,
     /// The builder program (`trtfarm-builder`), installed into the build root.
     pub builder_program: PathBuf,
+    /// The farm's shared queue, when this daemon is one of a farm's (`[queue] url`).
+    pub shared: Option<Arc<postgres::SharedQueue>>,
 }
 
 /// The farm: job table, single-flight map, queue, running builds.
@@ -78,6 +82,8 @@ pub struct Farm {
     pub(crate) prepare_gates: Mutex<HashMap<ActionKey, Arc<tokio::sync::Mutex<()>>>>,
     draining: AtomicBool,
     pub(crate) host: String,
+    /// The farm's database, for a daemon of a farm: jobs live there, not in `db`.
+    shared: Option<Arc<postgres::SharedQueue>>,
 }
 
 #[derive(Default)]
@@ -108,6 +114,8 @@ struct Build {
     cancel: Option<watch::Sender<bool>>,
     /// Its latest log lines, oldest first.
     recent_log: VecDeque<v1::LogLine>,
+    /// Set for a build claimed from a farm's shared queue: its jobs are there.
+    shared: Option<shared_farm::SharedRun>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -164,6 +172,7 @@ impl Farm {
         // Keys name the builder as installed in the root (see action_key).
         settings.policy.builder_digest = build_root.program_digest().to_owned();
         let queue = BuildQueue::new(settings.slots.iter().copied());
+        let shared = settings.shared.take();
         let farm = Arc::new(Farm {
             state: Mutex::new(FarmState {
                 queue,
@@ -180,8 +189,16 @@ impl Farm {
             prepare_gates: Mutex::default(),
             draining: AtomicBool::new(false),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
+            shared,
         });
-        farm.recover().await?;
+        if farm.shared.is_none() {
+            farm.recover().await?;
+        } else if !farm.db.unfinished()?.is_empty() {
+            tracing::warn!(
+                "this daemon's own queue holds unfinished jobs from before it joined a farm; \
+                 they are not run (start it without [queue] url to finish them)"
+            );
+        }
         Ok(farm)
     }
 
@@ -249,7 +266,16 @@ impl Farm {
                 "the daemon is shutting down; submit again shortly",
             ));
         }
-        let prepared = prepare(request, &self.inventory, &self.settings.policy)?;
+        let (prepared, requirement) = match &self.shared {
+            Some(shared) => {
+                let (prepared, requirement) = self.prepare_for_farm(shared, request).await?;
+                (prepared, Some(requirement))
+            }
+            None => (
+                prepare(request, &self.inventory, &self.settings.policy)?,
+                None,
+            ),
+        };
         let missing = self
             .store
             .find_missing(&prepared.input_digests())
@@ -289,6 +315,19 @@ impl Farm {
         }
         if !prepared.request.skip_cache {
             self.metrics.cache_miss();
+        }
+        if let (Some(shared), Some(requirement)) = (&self.shared, &requirement) {
+            let (job, joined) = shared
+                .enqueue(&prepared, requirement, self.settings.max_queued_jobs)
+                .await?;
+            if joined {
+                self.metrics.singleflight_joined();
+            }
+            return Ok(v1::SubmitResponse {
+                outcome: Some(v1::submit_response::Outcome::Job(job)),
+                joined,
+                ..resolved
+            });
         }
 
         let mut state = self.lock();
@@ -361,6 +400,7 @@ impl Farm {
                         resource: None,
                         cancel: None,
                         recent_log: VecDeque::new(),
+                        shared: None,
                     },
                 );
                 build_id

@@ -46,8 +46,16 @@ impl Farm {
         }
     }
 
-    /// A job's current state, from memory while active, else from the database.
-    pub fn get_job(&self, id: u64) -> Result<v1::Job, Status> {
+    /// A job's current state: from the farm's database in a farm; else from memory while
+    /// active, else from this daemon's database.
+    pub async fn get_job(&self, id: u64) -> Result<v1::Job, Status> {
+        if let Some(shared) = &self.shared {
+            return shared.get_job(id).await;
+        }
+        self.get_local_job(id)
+    }
+
+    pub(super) fn get_local_job(&self, id: u64) -> Result<v1::Job, Status> {
         if let Some(job) = self.job_snapshot(&self.lock(), id) {
             return Ok(job);
         }
@@ -61,8 +69,11 @@ impl Farm {
         state.jobs.get(&id).map(|active| active.job.clone())
     }
 
-    /// Recent jobs, newest first, with live state for active ones.
-    pub fn list_jobs(&self, limit: usize) -> Result<Vec<v1::Job>, Status> {
+    /// Recent jobs (the farm's, in a farm), newest first, with live state for active ones.
+    pub async fn list_jobs(&self, limit: usize) -> Result<Vec<v1::Job>, Status> {
+        if let Some(shared) = &self.shared {
+            return shared.list_jobs(limit).await;
+        }
         let stored = self
             .db
             .recent(limit)
@@ -117,7 +128,7 @@ impl Farm {
                 return Ok((now, Some(receiver)));
             }
         }
-        let job = self.get_job(id)?;
+        let job = self.get_local_job(id)?;
         Ok((terminal_event(&job).into_iter().collect(), None))
     }
 

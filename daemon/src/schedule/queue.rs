@@ -147,6 +147,20 @@ impl BuildQueue {
             .map(|(_, resource)| resource)
     }
 
+    /// Whether `resource` has a free slot.
+    pub fn has_free(&self, resource: Resource) -> bool {
+        let used = self.in_use.get(&resource).copied().unwrap_or(0);
+        used < self.capacity.get(&resource).copied().unwrap_or(0)
+    }
+
+    /// Reserves a free slot of `demand` for a build that never waited in this queue (one
+    /// claimed from a farm's shared queue).
+    pub fn reserve(&mut self, demand: &Demand) -> Option<Resource> {
+        let resource = self.free_slot(demand)?;
+        *self.in_use.entry(resource).or_default() += 1;
+        Some(resource)
+    }
+
     /// The next build that has a free slot, taken off the queue with its slot reserved.
     pub fn pop_runnable(&mut self) -> Option<(BuildId, Resource)> {
         let (place, build, resource) = self.order.iter().find_map(|(place, (build, demand))| {

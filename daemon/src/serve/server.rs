@@ -25,6 +25,22 @@ use crate::serve::service::{FarmService, ServiceLimits};
 /// Initial HTTP/2 flow-control window, per stream and per connection (adaptive from there).
 const WINDOW: u32 = 8 << 20;
 
+/// Connects to the farm's database (`[queue] url`) as this state directory's daemon.
+async fn connect_farm(
+    config: &DaemonConfig,
+    url: &str,
+) -> anyhow::Result<Arc<crate::schedule::postgres::SharedQueue>> {
+    use crate::schedule::postgres::{PgEnvironment, QueueDatabase, SharedQueue};
+    let database = QueueDatabase::resolve(
+        url,
+        config.queue.password_file.as_deref(),
+        &PgEnvironment::from_process(),
+    )?;
+    let id = crate::schedule::postgres::registry::daemon_id(&config.state_dir)?;
+    tracing::info!(%database, daemon = %id, "joining the farm's queue");
+    SharedQueue::connect(database, id, config.queue.lease).await
+}
+
 /// Runs the daemon until SIGINT or SIGTERM, then drains.
 pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     // Tokens and certificate first: a daemon that cannot use them must not start at all.
@@ -72,6 +88,10 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let store = trtfarm_store::open(&config.store.url, &store_options)
         .with_context(|| format!("cannot open the store {}", config.store.url))?;
     let metrics = Arc::new(Metrics::new());
+    let shared = match &config.queue.url {
+        Some(url) => Some(connect_farm(&config, url).await?),
+        None => None,
+    };
     let settings = FarmSettings {
         state_dir: config.state_dir.clone(),
         slots: std::iter::once((Resource::Cpu, config.slots.cpu as u32))
@@ -95,6 +115,7 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
             builder_digest: String::new(),
         },
         builder_program: crate::build::builder_program(config.toolchains.builder.as_deref())?,
+        shared,
     };
     let farm = Farm::start(
         settings,
@@ -156,6 +177,9 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     if reach == Reach::AnyLocalUser {
         tracing::warn!(%listen, "no bearer token on a TCP port: any local user can use this daemon");
     }
+    farm.join_farm(endpoint.clone())
+        .await
+        .context("cannot join the farm")?;
     // The one line scripts and tests wait for.
     println!("{}", listener::startup_line(&endpoint, reach));
 

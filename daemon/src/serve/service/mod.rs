@@ -166,6 +166,11 @@ impl v1::farm_server::Farm for FarmService {
         request: Request<v1::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = request.into_inner().job_id;
+        if let Some(shared) = self.farm.shared() {
+            // Fails here, not inside the stream, for a job the farm never had.
+            shared.get_job(id).await?;
+            return Ok(Response::new(Box::pin(shared.watch(id))));
+        }
         let (now, receiver) = self.farm.watch(id)?;
         Ok(Response::new(watch::job_events(
             Arc::clone(&self.farm),
@@ -181,6 +186,7 @@ impl v1::farm_server::Farm for FarmService {
     ) -> Result<Response<v1::Job>, Status> {
         self.farm
             .get_job(request.into_inner().job_id)
+            .await
             .map(Response::new)
     }
 
@@ -192,7 +198,7 @@ impl v1::farm_server::Farm for FarmService {
             0 => 50,
             n => n.min(10_000) as usize,
         };
-        let jobs = self.farm.list_jobs(limit)?;
+        let jobs = self.farm.list_jobs(limit).await?;
         Ok(Response::new(v1::ListJobsResponse { jobs }))
     }
 
@@ -202,7 +208,15 @@ impl v1::farm_server::Farm for FarmService {
     ) -> Result<Response<v1::Job>, Status> {
         self.farm
             .cancel(request.into_inner().job_id)
+            .await
             .map(Response::new)
+    }
+
+    async fn get_farm(
+        &self,
+        _request: Request<v1::GetFarmRequest>,
+    ) -> Result<Response<v1::FarmStatus>, Status> {
+        self.farm.farm_status().await.map(Response::new)
     }
 
     async fn get_action_result(

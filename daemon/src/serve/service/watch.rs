@@ -40,7 +40,7 @@ pub(super) fn job_events(
                     tracing::debug!(job = job_id, missed, "a watcher fell behind");
                 }
                 Err(RecvError::Closed) => {
-                    let job = farm.get_job(job_id).ok()?;
+                    let job = farm.get_job(job_id).await.ok()?;
                     let event = crate::schedule::terminal_event(&job)?;
                     return Some((Ok(event), None));
                 }
