@@ -103,6 +103,16 @@ pub enum Command {
         #[command(subcommand)]
         action: DaemonAction,
     },
+    /// Show every daemon sharing the reached daemon's queue: host, endpoint, toolchains, GPUs,
+    /// slots, heartbeat, and whether it is live.
+    ///
+    /// A daemon with its own embedded queue is a farm of one; daemons joined through a
+    /// PostgreSQL queue are all listed, silent ones included.
+    Farm {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

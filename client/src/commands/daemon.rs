@@ -238,34 +238,8 @@ fn status_json(info: Option<&DaemonInfo>, caps: &v1::Capabilities) -> serde_json
             })
         })
         .collect();
-    let gpus: Vec<_> = caps
-        .gpus
-        .iter()
-        .map(|g| {
-            serde_json::json!({
-                "index": g.index, "name": g.name, "uuid": g.uuid,
-                "compute_capability": g.compute_capability,
-                "multiprocessors": g.multiprocessors, "memory_bytes": g.memory_bytes,
-                "pci_bus_id": g.pci_bus_id,
-                "max_sm_clock_mhz": (g.max_sm_clock_mhz > 0).then_some(g.max_sm_clock_mhz),
-                "max_memory_clock_mhz":
-                    (g.max_memory_clock_mhz > 0).then_some(g.max_memory_clock_mhz),
-                "mig_mode": match g.mig_mode() {
-                    v1::gpu::MigMode::Unknown => None,
-                    v1::gpu::MigMode::Disabled => Some(false),
-                    v1::gpu::MigMode::Enabled => Some(true),
-                },
-                "processes": g.processes,
-            })
-        })
-        .collect();
-    let slots: Vec<_> = caps
-        .slots
-        .iter()
-        .map(
-            |s| serde_json::json!({ "resource": s.resource, "slots": s.slots, "in_use": s.in_use }),
-        )
-        .collect();
+    let gpus: Vec<_> = caps.gpus.iter().map(gpu_json).collect();
+    let slots: Vec<_> = caps.slots.iter().map(slots_json).collect();
     let limits = caps.limits.as_ref().map(|l| {
         serde_json::json!({
             "max_queued_jobs": l.max_queued_jobs,
@@ -301,6 +275,30 @@ fn status_json(info: Option<&DaemonInfo>, caps: &v1::Capabilities) -> serde_json
         "slots": slots,
         "limits": limits,
     })
+}
+
+/// One GPU as `status --json` (and `trtfarm farm --json`) print it: unknown clocks and MIG mode
+/// are `null`.
+pub(super) fn gpu_json(g: &v1::Gpu) -> serde_json::Value {
+    serde_json::json!({
+        "index": g.index, "name": g.name, "uuid": g.uuid,
+        "compute_capability": g.compute_capability,
+        "multiprocessors": g.multiprocessors, "memory_bytes": g.memory_bytes,
+        "pci_bus_id": g.pci_bus_id,
+        "max_sm_clock_mhz": (g.max_sm_clock_mhz > 0).then_some(g.max_sm_clock_mhz),
+        "max_memory_clock_mhz": (g.max_memory_clock_mhz > 0).then_some(g.max_memory_clock_mhz),
+        "mig_mode": match g.mig_mode() {
+            v1::gpu::MigMode::Unknown => None,
+            v1::gpu::MigMode::Disabled => Some(false),
+            v1::gpu::MigMode::Enabled => Some(true),
+        },
+        "processes": g.processes,
+    })
+}
+
+/// One resource class's slots as JSON.
+pub(super) fn slots_json(s: &v1::ResourceSlots) -> serde_json::Value {
+    serde_json::json!({ "resource": s.resource, "slots": s.slots, "in_use": s.in_use })
 }
 
 /// `1.5 GiB`, `16 MiB`, `512 B`.

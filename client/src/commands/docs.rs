@@ -63,6 +63,7 @@ mod tests {
             "trtfarm-fetch.1",
             "trtfarm-daemon.1",
             "trtfarm-daemon-status.1",
+            "trtfarm-farm.1",
         ] {
             assert!(dir.path().join(page).is_file(), "{page} is missing");
         }

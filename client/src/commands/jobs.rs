@@ -178,12 +178,13 @@ fn kind_word(kind: i32) -> &'static str {
     }
 }
 
-fn time_of(ms: i64) -> Option<SystemTime> {
+/// The instant of a Unix-milliseconds field; `None` for 0 (never set).
+pub(super) fn time_of(ms: i64) -> Option<SystemTime> {
     (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms as u64))
 }
 
 /// `3m 12s`: the two largest units of a whole number of seconds.
-fn age(since: SystemTime, now: SystemTime) -> String {
+pub(super) fn age(since: SystemTime, now: SystemTime) -> String {
     let seconds = now.duration_since(since).unwrap_or_default().as_secs();
     let text = humantime::format_duration(Duration::from_secs(seconds)).to_string();
     text.split(' ').take(2).collect::<Vec<_>>().join(" ")
@@ -309,17 +310,23 @@ fn table(jobs: &[v1::Job], now: SystemTime) -> String {
             result,
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
+    align(&rows)
+}
+
+/// `rows` (the header first) as left-aligned columns two spaces apart, one line each. The last
+/// column is not padded, and no line ends in spaces.
+pub(super) fn align<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
+            if i + 1 == N {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<width$}  "));

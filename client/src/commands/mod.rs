@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod docs;
+pub mod farm;
 pub mod fetch;
 pub mod jobs;
 pub mod submit;
@@ -22,6 +23,7 @@ pub async fn run(daemon: &DaemonArgs, command: Command) -> anyhow::Result<bool> 
         Command::Cancel { job } => jobs::cancel(daemon, job).await,
         Command::Ls { limit } => jobs::list(daemon, limit).await,
         Command::Daemon { action } => daemon::run(daemon, &action).await,
+        Command::Farm { json } => farm::run(daemon, json).await,
         Command::Check { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled without a runtime in main")
         }

@@ -185,7 +185,11 @@ impl Farm {
 
     /// Stores `result` under its key, unless another build published one first (then that
     /// one is what every client gets).
-    async fn record_action_result(&self, prepared: &PreparedBuild, result: v1::ActionResult) -> Outcome {
+    async fn record_action_result(
+        &self,
+        prepared: &PreparedBuild,
+        result: v1::ActionResult,
+    ) -> Outcome {
         let encoded = prost::Message::encode_to_vec(&result);
         match self
             .publishing

@@ -64,7 +64,11 @@ impl Farm {
 
     fn daemon_record(&self, endpoint: &str) -> DaemonRecord {
         DaemonRecord {
-            id: self.shared.as_ref().map(|s| s.daemon_id.clone()).unwrap_or_default(),
+            id: self
+                .shared
+                .as_ref()
+                .map(|s| s.daemon_id.clone())
+                .unwrap_or_default(),
             host: self.host.clone(),
             endpoint: endpoint.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -126,13 +130,22 @@ impl Farm {
                 "no live daemon of the farm can build engine `{}`: it needs {}{}{} with the \
                  builder {} (this daemon's); the farm has: {}",
                 prepared.variant.name,
-                requirement.toolchain.split(' ').take(2).collect::<Vec<_>>().join(" "),
+                requirement
+                    .toolchain
+                    .split(' ')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 requirement
                     .gpu_target
                     .as_deref()
                     .map(|t| format!(" on a {t}"))
                     .unwrap_or_default(),
-                if requirement.needs_mps { " with MPS" } else { "" },
+                if requirement.needs_mps {
+                    " with MPS"
+                } else {
+                    ""
+                },
                 &requirement.builder_digest[..requirement.builder_digest.len().min(16)],
                 registry::describe_farm(&daemons)
             )));
@@ -183,7 +196,10 @@ impl Farm {
             toolchains: &toolchains,
             cpu_free,
             gpu_targets: &gpu_targets,
-            mps: matches!(self.inventory.gpus.mps, crate::gpus::MpsState::Running { .. }),
+            mps: matches!(
+                self.inventory.gpus.mps,
+                crate::gpus::MpsState::Running { .. }
+            ),
         };
         let Some(claimed) = shared.claim(&offer).await? else {
             return Ok(false);
@@ -243,7 +259,10 @@ impl Farm {
         let Some(resource) = reserved else {
             let reason = failure(
                 v1::FailureKind::Infrastructure,
-                format!("daemon {} claimed a build it has no free slot for", self.host),
+                format!(
+                    "daemon {} claimed a build it has no free slot for",
+                    self.host
+                ),
                 Vec::new(),
             );
             shared.finish(id, fence, &Err(reason)).await;
@@ -390,7 +409,13 @@ async fn sweep_loop(farm: Arc<Farm>, shared: Arc<SharedQueue>) {
 
 /// Renews the lease of a running build; stops the build when the lease is lost or no job
 /// waits for it any more.
-async fn hold_lease(farm: Arc<Farm>, shared: Arc<SharedQueue>, build_id: BuildId, id: i64, fence: i64) {
+async fn hold_lease(
+    farm: Arc<Farm>,
+    shared: Arc<SharedQueue>,
+    build_id: BuildId,
+    id: i64,
+    fence: i64,
+) {
     let mut cancels = shared.cancels.subscribe();
     loop {
         tokio::select! {
@@ -404,7 +429,10 @@ async fn hold_lease(farm: Arc<Farm>, shared: Arc<SharedQueue>, build_id: BuildId
         match shared.renew(id, fence).await {
             Ok(Some(false)) => {}
             Ok(Some(true)) => {
-                tracing::info!(build = id, "no job waits for the build any more: stopping it");
+                tracing::info!(
+                    build = id,
+                    "no job waits for the build any more: stopping it"
+                );
                 farm.stop_local_build(build_id);
             }
             Ok(None) => {

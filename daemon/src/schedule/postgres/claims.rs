@@ -103,7 +103,10 @@ impl SharedQueue {
         let _ = self.builds.send(claimed.id);
         let client = self.client().await?;
         client
-            .execute("SELECT pg_notify($1, $2)", &[&BUILD_CHANNEL, &claimed.id.to_string()])
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&BUILD_CHANNEL, &claimed.id.to_string()],
+            )
             .await
             .map_err(|e| self.unavailable(e))?;
         Ok(Some(claimed))
@@ -147,7 +150,10 @@ impl SharedQueue {
                 }
                 Ok(None) => return Err(FenceHeld::Lost(FenceLost)),
                 Err(e) if started.elapsed() < FINISH_PATIENCE => {
-                    tracing::warn!(build = id, "waiting for the farm's database to publish: {e}");
+                    tracing::warn!(
+                        build = id,
+                        "waiting for the farm's database to publish: {e}"
+                    );
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -157,11 +163,7 @@ impl SharedQueue {
     }
 
     /// Opens a transaction holding the build's row if the fence is current.
-    async fn hold(
-        &self,
-        id: i64,
-        fence: i64,
-    ) -> Result<Option<deadpool_postgres::Object>, Status> {
+    async fn hold(&self, id: i64, fence: i64) -> Result<Option<deadpool_postgres::Object>, Status> {
         let client = self.client().await?;
         client
             .batch_execute("BEGIN")
@@ -258,9 +260,12 @@ impl SharedQueue {
         end_jobs(&txn, id, job_state, &result, &failure)
             .await
             .map_err(|e| self.unavailable(e))?;
-        txn.execute("SELECT pg_notify($1, $2)", &[&BUILD_CHANNEL, &id.to_string()])
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        txn.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&BUILD_CHANNEL, &id.to_string()],
+        )
+        .await
+        .map_err(|e| self.unavailable(e))?;
         txn.commit().await.map_err(|e| self.unavailable(e))?;
         Ok(true)
     }
@@ -353,9 +358,12 @@ impl SharedQueue {
         }
         for row in requeued.iter().chain(&abandoned) {
             let id: i64 = row.get(0);
-            txn.execute("SELECT pg_notify($1, $2)", &[&BUILD_CHANNEL, &id.to_string()])
-                .await
-                .map_err(|e| self.unavailable(e))?;
+            txn.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&BUILD_CHANNEL, &id.to_string()],
+            )
+            .await
+            .map_err(|e| self.unavailable(e))?;
         }
         if !requeued.is_empty() {
             txn.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])

@@ -136,12 +136,8 @@ fn describe(config: &tokio_postgres::Config) -> String {
 
 /// The first line of `path`.
 fn read_password_file(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read queue.password_file {}: {e}",
-            path.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read queue.password_file {}: {e}", path.display()))?;
     let line = text.lines().next().unwrap_or("").trim_end();
     if line.is_empty() {
         anyhow::bail!(
@@ -160,7 +156,12 @@ fn passfile_password(path: &Path, config: &tokio_postgres::Config) -> Option<Str
         Some(Host::Tcp(name)) => name.clone(),
         _ => "localhost".into(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let wanted = [
         host.as_str(),
         port.as_str(),

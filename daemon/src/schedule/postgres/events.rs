@@ -166,7 +166,10 @@ impl SharedQueue {
                         return Some((Err(status), watch));
                     }
                     Err(status) => {
-                        tracing::debug!(job = watch.job_id, "watch waits for the database: {status}");
+                        tracing::debug!(
+                            job = watch.job_id,
+                            "watch waits for the database: {status}"
+                        );
                         tokio::time::sleep(POLL).await;
                     }
                 }
@@ -179,7 +182,10 @@ impl Watch {
     /// Reads what happened since the last look. Returns whether there is something to send.
     async fn look(&mut self) -> Result<bool, Status> {
         let Some(found) = self.queue.job_row(self.job_id).await? else {
-            return Err(Status::not_found(format!("no job {} in the farm", self.job_id)));
+            return Err(Status::not_found(format!(
+                "no job {} in the farm",
+                self.job_id
+            )));
         };
         self.build_id = Some(found.build_id);
         if !self.started {

@@ -35,7 +35,8 @@ fn job_from_row(row: &Row) -> JobRow {
         (true, _) => v1::JobState::Queued as i32,
         (false, _) => i32::from(stored),
     };
-    let decode_result = |bytes: Option<Vec<u8>>| bytes.and_then(|b| v1::ActionResult::decode(&*b).ok());
+    let decode_result =
+        |bytes: Option<Vec<u8>>| bytes.and_then(|b| v1::ActionResult::decode(&*b).ok());
     let decode_failure = |bytes: Option<Vec<u8>>| bytes.and_then(|b| v1::Failure::decode(&*b).ok());
     let started: i64 = row.get(8);
     let attempts: i32 = row.get(12);
@@ -49,7 +50,11 @@ fn job_from_row(row: &Row) -> JobRow {
             client: row.get(5),
             priority: row.get(6),
             submitted_at_ms: row.get(7),
-            started_at_ms: if state == v1::JobState::Queued as i32 { 0 } else { started },
+            started_at_ms: if state == v1::JobState::Queued as i32 {
+                0
+            } else {
+                started
+            },
             finished_at_ms: row.get(9),
             queue_position: 0,
             result: decode_result(row.get(10)),
