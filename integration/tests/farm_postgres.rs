@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use integration::cli::{run, trtfarm};
 use integration::daemon::Daemon;
 use integration::farm::{follow, follow_to_end, job_of, request_for, succeeded};
 use integration::models::{deep_cnn, images_manifest, slow_project};
@@ -147,6 +148,35 @@ async fn a_job_submitted_anywhere_is_built_by_the_only_daemon_that_can() {
         .into_inner();
     assert_eq!(seen.state, v1::JobState::Succeeded as i32);
     assert_eq!(seen.result, Some(result));
+
+    // The CLI through the farm: submit to a daemon that cannot build, list and read the log
+    // through the others, see every daemon.
+    let home = farm.root.path().join("home");
+    let other = small_project(&farm.root.path().join("cli-project"), 2);
+    run(trtfarm(&home)
+        .args(["--daemon", &a.endpoint, "submit"])
+        .arg(&other))
+    .expect_code(0, "submit through a daemon without a toolchain");
+    assert_eq!(c.metric("trtfarm_builds_started_total"), 2.0);
+    let listed = run(trtfarm(&home).args(["--daemon", &b.endpoint, "ls"])).expect_code(0, "ls");
+    let rows = listed
+        .stdout
+        .lines()
+        .filter(|l| l.contains("succeeded"))
+        .count();
+    assert_eq!(
+        rows, 2,
+        "both jobs, listed through another daemon: {listed:?}"
+    );
+    let logs = run(trtfarm(&home).args(["--daemon", &b.endpoint, "logs", &job.id.to_string()]))
+        .expect_code(0, "logs");
+    assert!(
+        !logs.stdout.trim().is_empty() || !logs.stderr.trim().is_empty(),
+        "{logs:?}"
+    );
+    let view = run(trtfarm(&home).args(["--daemon", &c.endpoint, "farm"])).expect_code(0, "farm");
+    assert!(view.stdout.starts_with("queue: postgres://"), "{view:?}");
+    assert_eq!(view.stdout.matches(" live").count(), 3, "{view:?}");
 
     // What no daemon of the farm has is refused at once, naming what the farm has.
     std::fs::write(

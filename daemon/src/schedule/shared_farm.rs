@@ -302,7 +302,7 @@ impl Farm {
             },
         );
         drop(state);
-        tracing::info!(build = id, key = %prepared.key.hex(), %resource, "claimed a build from the farm");
+        tracing::debug!(build = id, key = %prepared.key.hex(), %resource, "claimed a build from the farm");
         self.metrics.build_started();
         let farm = Arc::clone(self);
         tokio::spawn(async move {

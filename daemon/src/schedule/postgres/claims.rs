@@ -101,7 +101,6 @@ impl SharedQueue {
             action_key: row.get(4),
         };
         let _ = self.builds.send(claimed.id);
-        let client = self.client().await?;
         client
             .execute(
                 "SELECT pg_notify($1, $2)",

@@ -17,7 +17,8 @@ use crate::schedule::{now_ms, terminal_event};
 
 /// Most events written in one statement.
 const BATCH: usize = 512;
-/// How long events gather before a write: one statement per batch, not one per log line.
+/// Least time between two writes of one build's events: a lone event (the build started, a
+/// cancel's last line) is written at once, a flood of log lines in one statement per interval.
 const GATHER: Duration = Duration::from_millis(100);
 /// A watcher looks again this often even without a notification.
 const POLL: Duration = Duration::from_secs(1);
@@ -57,13 +58,16 @@ async fn write_events(
     let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
     let mut open = true;
     let mut pause = Duration::from_millis(250);
+    let mut last_write: Option<tokio::time::Instant> = None;
     while open || !pending.is_empty() {
         if pending.is_empty() {
             match receiver.recv().await {
                 Some(event) => pending.push_back(encode(event)),
                 None => break,
             }
-            tokio::time::sleep(GATHER).await;
+            if let Some(last) = last_write {
+                tokio::time::sleep_until(last + GATHER).await;
+            }
         }
         while pending.len() < 10 * BATCH {
             match receiver.try_recv() {
@@ -76,6 +80,7 @@ async fn write_events(
             }
         }
         let batch: Vec<Vec<u8>> = pending.iter().take(BATCH).cloned().collect();
+        last_write = Some(tokio::time::Instant::now());
         match insert(&queue, id, &batch).await {
             Ok(()) => {
                 pending.drain(..batch.len());

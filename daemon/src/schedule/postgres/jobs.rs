@@ -152,14 +152,16 @@ impl SharedQueue {
                 .map_err(|e| self.unavailable(e))?;
         }
         txn.commit().await.map_err(|e| self.unavailable(e))?;
+        // One pooled connection per request at a time: many concurrent submits must not each
+        // hold one while waiting for another.
+        drop(client);
         let job = self.get_job(job_id as u64).await?;
         Ok((job, joined))
     }
 
     /// A job, with its place in the farm's queue while queued.
     pub async fn get_job(&self, id: u64) -> Result<v1::Job, Status> {
-        let found = self.job_row(id).await?;
-        let Some(mut found) = found else {
+        let Some(mut found) = self.job_row(id).await? else {
             return Err(Status::not_found(format!("no job {id} in the farm")));
         };
         if found.job.state == v1::JobState::Queued as i32 {
@@ -271,6 +273,7 @@ impl SharedQueue {
             }
         }
         txn.commit().await.map_err(|e| self.unavailable(e))?;
+        drop(client);
         self.get_job(id).await
     }
 }

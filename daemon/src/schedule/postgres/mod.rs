@@ -35,6 +35,9 @@ const WORK_CHANNEL: &str = "trtfarm_work";
 const BUILD_CHANNEL: &str = "trtfarm_build";
 /// Channel of "no job waits for build N any more"; the payload is its id.
 const CANCEL_CHANNEL: &str = "trtfarm_cancel";
+/// Connections each daemon keeps at most (PostgreSQL's default `max_connections` of 100 then
+/// serves some eight daemons). Every request holds one connection at a time, never two.
+const POOL_SIZE: usize = 10;
 /// Builds whose daemon lost them this many times fail instead of running again.
 const MAX_ATTEMPTS: i32 = 3;
 
@@ -72,7 +75,7 @@ impl SharedQueue {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
             .create_timeout(Some(Duration::from_secs(5)))

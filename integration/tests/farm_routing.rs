@@ -1,0 +1,216 @@
+//! Enterprise routing in a farm, through the real claim queries on a real PostgreSQL, with
+//! made-up daemon registrations (fakes: this machine has no GPU and no TensorRT Enterprise).
+//! Two sm_89 boards, an L4 and an RTX 4090, are different targets; an Enterprise build goes
+//! only to a daemon with its exact GPU model, and one asking for MPS only to a daemon with MPS.
+
+use std::time::Duration;
+
+use integration::postgres::TestPostgres;
+use trtfarm_proto::v1;
+use trtfarm_types::{Blake3Digest, ToolchainIdentity};
+use trtfarmd::ingest::request::{RequestPolicy, prepare};
+use trtfarmd::schedule::postgres::registry::{
+    Capabilities, DaemonRecord, RegisteredGpu, Requirement, farm_inventory, toolchain_text,
+};
+use trtfarmd::schedule::postgres::{Offer, PgEnvironment, QueueDatabase, SharedQueue};
+
+const BUILDER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+const MANIFEST: &str = r#"
+schema_version = 1
+
+[model]
+path = "models/net.onnx"
+
+[defaults]
+toolchain = "tensorrt 11.4"
+
+[[profile]]
+inputs.images = { min = [1, 3, 8, 8], opt = [2, 3, 8, 8], max = [4, 3, 8, 8] }
+
+[[engine]]
+name = "l4"
+compatibility.gpu = "L4"
+
+[[engine]]
+name = "l4-shared"
+compatibility.gpu = "L4"
+mps_percentage = 50
+
+[[engine]]
+name = "h100"
+compatibility.gpu = "H100"
+
+[[engine]]
+name = "any"
+"#;
+
+fn enterprise() -> ToolchainIdentity {
+    ToolchainIdentity {
+        flavour: "tensorrt".parse().unwrap(),
+        version: "11.4.0.7".parse().unwrap(),
+        library: Blake3Digest([0xab; 32]),
+        parser: Blake3Digest([0xef; 32]),
+    }
+}
+
+fn fake_gpu(name: &str, cc: &str) -> RegisteredGpu {
+    RegisteredGpu {
+        index: 0,
+        name: name.into(),
+        uuid: format!("GPU-fake-{name}"),
+        compute_capability: cc.into(),
+        multiprocessors: 58,
+    }
+}
+
+/// A made-up daemon registration.
+fn fake_daemon(id: &str, gpus: Vec<RegisteredGpu>, mps: bool) -> DaemonRecord {
+    DaemonRecord {
+        id: id.into(),
+        host: id.into(),
+        endpoint: format!("https://{id}:50051"),
+        version: "test".into(),
+        builder_digest: BUILDER.into(),
+        capabilities: Capabilities {
+            toolchains: vec![enterprise()],
+            gpus,
+            mps,
+        },
+        slots: Vec::new(),
+        started_at_ms: 0,
+        heartbeat_at_ms: 0,
+        live: true,
+    }
+}
+
+fn request(variant: &str) -> v1::SubmitRequest {
+    v1::SubmitRequest {
+        manifest: Some(v1::Manifest {
+            path: "engine.toml".into(),
+            toml: MANIFEST.into(),
+        }),
+        variant: variant.into(),
+        inputs: vec![v1::InputFile {
+            path: "models/net.onnx".into(),
+            digest: Some(v1::Digest {
+                blake3: "11".repeat(32),
+                size_bytes: 1,
+            }),
+            role: v1::InputRole::Model as i32,
+        }],
+        ..v1::SubmitRequest::default()
+    }
+}
+
+fn policy() -> RequestPolicy {
+    RequestPolicy {
+        salt: None,
+        max_inputs: 16,
+        max_blob_size: 1 << 30,
+        max_build_timeout: Duration::from_secs(3600),
+        builder_digest: BUILDER.into(),
+    }
+}
+
+/// What a daemon with these GPU targets (all free) offers.
+fn offer<'a>(toolchains: &'a [String], gpu_targets: &'a [String], mps: bool) -> Offer<'a> {
+    Offer {
+        builder_digest: BUILDER,
+        toolchains,
+        cpu_free: true,
+        gpu_targets,
+        mps,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enterprise_builds_go_only_to_a_daemon_with_their_exact_gpu_model() {
+    let pg = TestPostgres::start();
+    let database = QueueDatabase::resolve(&pg.url(), None, &PgEnvironment::default()).unwrap();
+    let queue = SharedQueue::connect(database, "router".into(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let l4 = fake_daemon("l4-host", vec![fake_gpu("NVIDIA L4", "8.9")], true);
+    let rtx4090 = fake_daemon(
+        "workstation",
+        vec![fake_gpu("NVIDIA GeForce RTX 4090", "8.9")],
+        false,
+    );
+    for daemon in [&l4, &rtx4090] {
+        queue.heartbeat(daemon.clone()).await.unwrap();
+    }
+    let daemons = queue.daemons().await.unwrap();
+    assert_eq!(daemons.len(), 2);
+    let inventory = farm_inventory(&daemons);
+
+    let toolchains = vec![toolchain_text(&enterprise())];
+    let on_l4 = vec!["NVIDIA L4/8.9".to_string()];
+    let on_4090 = vec!["NVIDIA GeForce RTX 4090/8.9".to_string()];
+
+    for variant in ["l4", "l4-shared"] {
+        let prepared = prepare(request(variant), &inventory, &policy()).unwrap();
+        assert_eq!(prepared.target_text(), "NVIDIA L4/8.9");
+        let requirement = Requirement::of(&prepared, BUILDER);
+        assert!(requirement.met_by(&l4.capabilities, BUILDER));
+        assert!(!requirement.met_by(&rtx4090.capabilities, BUILDER));
+        let (job, joined) = queue.enqueue(&prepared, &requirement, 100).await.unwrap();
+        assert!(!joined);
+        assert_eq!(job.state, v1::JobState::Queued as i32);
+
+        // The same compute capability on another board, a CPU-only daemon and a daemon of
+        // another builder claim nothing.
+        assert!(
+            queue
+                .claim(&offer(&toolchains, &on_4090, false))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            queue
+                .claim(&offer(&toolchains, &[], false))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let other_builder = Offer {
+            builder_digest: "ff",
+            ..offer(&toolchains, &on_l4, true)
+        };
+        assert!(queue.claim(&other_builder).await.unwrap().is_none());
+        if variant == "l4-shared" {
+            // An MPS share needs an L4 daemon with MPS.
+            assert!(
+                queue
+                    .claim(&offer(&toolchains, &on_l4, false))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let claimed = queue
+            .claim(&offer(&toolchains, &on_l4, true))
+            .await
+            .unwrap()
+            .expect("the L4 daemon claims it");
+        assert_eq!(claimed.action_key, prepared.key.hex());
+        assert_eq!(claimed.request.variant, variant);
+    }
+
+    // No daemon of the farm has an H100: refused at submit, naming what the farm has.
+    let refused = prepare(request("h100"), &inventory, &policy()).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("NVIDIA L4"),
+        "{}",
+        refused.message()
+    );
+    // Without a GPU selector, the farm's two models leave the target open: refused too.
+    let refused = prepare(request("any"), &inventory, &policy()).unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+}
