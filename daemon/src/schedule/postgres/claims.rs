@@ -139,36 +139,45 @@ impl SharedQueue {
         let started = Instant::now();
         let mut pause = Duration::from_millis(250);
         loop {
-            match self.hold(id, fence).await {
-                Ok(Some(client)) => {
-                    let output = work.await;
-                    if let Err(e) = client.batch_execute("COMMIT").await {
-                        tracing::warn!(build = id, "cannot release the build's row: {e}");
+            let held = match self.client().await {
+                Ok(mut client) => match self.hold(&mut client, id, fence).await {
+                    Ok(Some(txn)) => {
+                        let output = work.await;
+                        if let Err(e) = txn.commit().await {
+                            tracing::warn!(build = id, "cannot release the build's row: {e}");
+                        }
+                        return Ok(output);
                     }
-                    return Ok(output);
-                }
-                Ok(None) => return Err(FenceHeld::Lost(FenceLost)),
-                Err(e) if started.elapsed() < FINISH_PATIENCE => {
-                    tracing::warn!(
-                        build = id,
-                        "waiting for the farm's database to publish: {e}"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(FenceHeld::Unreachable(e)),
+                    Ok(None) => return Err(FenceHeld::Lost(FenceLost)),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if started.elapsed() >= FINISH_PATIENCE {
+                return Err(FenceHeld::Unreachable(held));
             }
+            tracing::warn!(
+                build = id,
+                "waiting for the farm's database to publish: {held}"
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 
-    /// Opens a transaction holding the build's row if the fence is current.
-    async fn hold(&self, id: i64, fence: i64) -> Result<Option<deadpool_postgres::Object>, Status> {
-        let client = self.client().await?;
-        client
-            .batch_execute("BEGIN")
+    /// A transaction holding the build's row, if the fence is current. Dropped unfinished (a
+    /// panic in the work it guards), it rolls back before the connection returns to the pool.
+    async fn hold<'a>(
+        &self,
+        client: &'a mut deadpool_postgres::Object,
+        id: i64,
+        fence: i64,
+    ) -> Result<Option<deadpool_postgres::Transaction<'a>>, Status> {
+        let txn = client
+            .transaction()
             .await
             .map_err(|e| self.unavailable(e))?;
-        let held = client
+        let held = txn
             .query_opt(
                 "UPDATE trtfarm_builds SET lease_until = now() + make_interval(secs => $3)
                  WHERE id = $1 AND fence = $2 AND state = 'running' RETURNING 1",
@@ -176,11 +185,7 @@ impl SharedQueue {
             )
             .await
             .map_err(|e| self.unavailable(e))?;
-        if held.is_none() {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Ok(None);
-        }
-        Ok(Some(client))
+        Ok(held.map(|_| txn))
     }
 
     /// Records a build's end for every job still waiting for it, if this daemon still holds it.
