@@ -214,3 +214,30 @@ async fn enterprise_builds_go_only_to_a_daemon_with_their_exact_gpu_model() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schema_is_created_once_and_a_newer_one_is_refused() {
+    let pg = TestPostgres::start();
+    let connect = || async {
+        let database = QueueDatabase::resolve(&pg.url(), None, &PgEnvironment::default()).unwrap();
+        SharedQueue::connect(database, "daemon".into(), Duration::from_secs(30)).await
+    };
+    // Daemons starting together migrate once.
+    let (first, second) = tokio::join!(connect(), connect());
+    first.unwrap();
+    second.unwrap();
+    let version = trtfarmd::schedule::postgres::schema_version();
+    assert_eq!(pg.psql("SELECT version FROM trtfarm_schema"), version.to_string());
+    assert_eq!(pg.psql("SELECT count(*) FROM trtfarm_schema"), "1");
+
+    pg.psql(&format!("UPDATE trtfarm_schema SET version = {}", version + 1));
+    let refused = match connect().await {
+        Ok(_) => panic!("a daemon started against a newer schema"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        refused.contains("newer than this trtfarmd knows") && refused.contains("upgrade"),
+        "{refused}"
+    );
+    assert!(!refused.contains("password"), "{refused}");
+}
