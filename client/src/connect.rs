@@ -3,6 +3,9 @@
 //! started through its info file (see [`crate::local_daemon`]). All give the same client type.
 
 mod credentials;
+mod reattach;
+
+pub use reattach::{Losses, Reconnect, is_connection_loss};
 
 use std::path::PathBuf;
 use std::time::Duration;

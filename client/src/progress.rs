@@ -11,7 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::job_event::Event;
 
-use crate::connect::FarmConnection;
+use tonic::Status;
+
+use crate::connect::{FarmConnection, Losses, Reconnect, describe_status, is_connection_loss};
 
 /// Where a variant is.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,18 +246,55 @@ pub enum JobEnd {
     Failed(v1::Failure),
 }
 
-/// Follows job `job_id`'s events, showing them on `line`, until it ends.
+/// Follows job `job_id`'s events, showing them on `line`, until it ends. When the connection
+/// breaks (the daemon was killed, restarted or is briefly away), reaches the daemon again
+/// through `reconnect` and follows the job on from its current state.
 pub async fn follow_job(
     client: &mut FarmConnection,
     job_id: u64,
     line: &Line,
+    reconnect: &Reconnect,
+    display: &Display,
 ) -> anyhow::Result<JobEnd> {
+    let mut losses = Losses::default();
+    loop {
+        let lost = match watch_to_end(client, job_id, line).await {
+            Ok(end) => return Ok(end),
+            Err(WatchError::Final(status)) => return Err(status.into()),
+            Err(WatchError::Lost(why)) => why,
+        };
+        let say = |what: &str| display.note(&format!("trtfarm: job {job_id}: {lost}: {what}"));
+        *client = reconnect.again(&mut losses, say).await?;
+    }
+}
+
+/// Why following a job stopped before its end.
+enum WatchError {
+    /// The daemon's answer about the job itself.
+    Final(Status),
+    /// The connection or the stream went away; the job may well go on.
+    Lost(String),
+}
+
+async fn watch_to_end(
+    client: &mut FarmConnection,
+    job_id: u64,
+    line: &Line,
+) -> Result<JobEnd, WatchError> {
+    let classify = |status: Status| {
+        if is_connection_loss(&status) {
+            WatchError::Lost(describe_status(&status))
+        } else {
+            WatchError::Final(status)
+        }
+    };
     let mut stream = client
         .watch_job(v1::WatchJobRequest { job_id })
-        .await?
+        .await
+        .map_err(classify)?
         .into_inner();
     let mut phases = PhaseTracker::default();
-    while let Some(event) = stream.message().await? {
+    while let Some(event) = stream.message().await.map_err(classify)? {
         match event.event {
             Some(Event::Queued(queued)) => line.show(&LineState::Queued(queued.position)),
             Some(Event::Started(_)) => line.show(&LineState::Started),
@@ -268,7 +307,9 @@ pub async fn follow_job(
             Some(Event::Log(_)) | None => {}
         }
     }
-    anyhow::bail!("the daemon closed job {job_id}'s event stream before the job ended")
+    Err(WatchError::Lost(
+        "the daemon closed the job's event stream before the job ended".into(),
+    ))
 }
 
 #[cfg(test)]

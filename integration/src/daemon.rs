@@ -191,25 +191,7 @@ impl Daemon {
 
     /// Child processes of the daemon running `trtfarm-builder build`.
     pub fn builders(&self) -> Vec<u32> {
-        let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return out;
-        };
-        for entry in entries.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            // Field 4 of /proc/<pid>/stat (after the parenthesised name) is the parent pid.
-            let parent = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if parent == Some(self.child.id()) && cmdline.ends_with(b"trtfarm-builder\0build\0") {
-                out.push(pid);
-            }
-        }
-        out
+        builders_of(self.child.id())
     }
 
     /// The first builder process to appear, waiting up to `timeout` for one.
@@ -250,4 +232,27 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Child processes of process `daemon` running `trtfarm-builder build`.
+pub fn builders_of(daemon: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // Field 4 of /proc/<pid>/stat (after the parenthesised name) is the parent pid.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if parent == Some(daemon) && cmdline.ends_with(b"trtfarm-builder\0build\0") {
+            out.push(pid);
+        }
+    }
+    out
 }

@@ -227,10 +227,16 @@ async fn the_schema_is_created_once_and_a_newer_one_is_refused() {
     first.unwrap();
     second.unwrap();
     let version = trtfarmd::schedule::postgres::schema_version();
-    assert_eq!(pg.psql("SELECT version FROM trtfarm_schema"), version.to_string());
+    assert_eq!(
+        pg.psql("SELECT version FROM trtfarm_schema"),
+        version.to_string()
+    );
     assert_eq!(pg.psql("SELECT count(*) FROM trtfarm_schema"), "1");
 
-    pg.psql(&format!("UPDATE trtfarm_schema SET version = {}", version + 1));
+    pg.psql(&format!(
+        "UPDATE trtfarm_schema SET version = {}",
+        version + 1
+    ));
     let refused = match connect().await {
         Ok(_) => panic!("a daemon started against a newer schema"),
         Err(e) => format!("{e:#}"),

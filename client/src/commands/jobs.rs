@@ -7,7 +7,7 @@ use trtfarm_proto::v1;
 use trtfarm_proto::v1::job_event::Event;
 
 use crate::cli::DaemonArgs;
-use crate::connect::{FarmConnection, connect, rpc_error};
+use crate::connect::{FarmConnection, Losses, Reconnect, connect, is_connection_loss, rpc_error};
 use trtfarm::transfer::download_to_file;
 
 /// `status JOB`: the job's state, identity, times, queue place, and result or failure. Exits 0
@@ -25,7 +25,9 @@ pub async fn logs(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
     let mut client = connect(daemon).await?;
     let found = get_job(&mut client, job).await?;
     let log = match state_of(&found) {
-        v1::JobState::Queued | v1::JobState::Running => return follow(&mut client, job).await,
+        v1::JobState::Queued | v1::JobState::Running => {
+            return follow(&mut client, job, &Reconnect::new(daemon)).await;
+        }
         v1::JobState::Succeeded => found.result.as_ref().and_then(|r| r.build_log.clone()),
         _ => found.failure.as_ref().and_then(|f| f.build_log.clone()),
     };
@@ -102,19 +104,37 @@ async fn get_job(client: &mut FarmConnection, job: u64) -> anyhow::Result<v1::Jo
 }
 
 /// Prints log lines as the build emits them (in the stored log's `[severity] text` form);
-/// state changes go to stderr.
-async fn follow(client: &mut FarmConnection, job: u64) -> anyhow::Result<bool> {
+/// state changes go to stderr. When the daemon goes away, reaches it again and follows on
+/// (lines the daemon replays to a new watcher may then repeat).
+async fn follow(
+    client: &mut FarmConnection,
+    job: u64,
+    reconnect: &Reconnect,
+) -> anyhow::Result<bool> {
+    eprintln!("following job {job} from now (`trtfarm logs {job}` after it ends prints it all)");
+    let mut losses = Losses::default();
+    loop {
+        let status = match follow_once(client, job).await {
+            Ok(ended) => return Ok(ended),
+            Err(status) if is_connection_loss(&status) => status,
+            Err(status) => {
+                return Err(rpc_error(format_args!("watching job {job}"), status.into()));
+            }
+        };
+        let say = |what: &str| eprintln!("trtfarm: job {job}: {}: {what}", status.message());
+        *client = reconnect.again(&mut losses, say).await?;
+    }
+}
+
+/// One watch of the job: `Ok` at its end, the status when the stream broke.
+async fn follow_once(client: &mut FarmConnection, job: u64) -> Result<bool, tonic::Status> {
     let mut events = client
         .watch_job(v1::WatchJobRequest { job_id: job })
-        .await
-        .map_err(|status| rpc_error(format_args!("cannot watch job {job}"), status.into()))?
+        .await?
         .into_inner();
-    eprintln!("following job {job} from now (`trtfarm logs {job}` after it ends prints it all)");
-    while let Some(event) = events
-        .message()
-        .await
-        .map_err(|status| rpc_error(format_args!("watching job {job}"), status.into()))?
-    {
+    let mut ended = false;
+    while let Some(event) = events.message().await? {
+        ended |= matches!(event.event, Some(Event::Finished(_) | Event::Failed(_)));
         match event.event {
             Some(Event::Log(line)) => println!("[{}] {}", line.severity, line.text),
             Some(Event::Queued(queued)) => {
@@ -142,7 +162,13 @@ async fn follow(client: &mut FarmConnection, job: u64) -> anyhow::Result<bool> {
             Some(Event::Progress(_)) | None => {}
         }
     }
-    Ok(true)
+    if ended {
+        Ok(true)
+    } else {
+        Err(tonic::Status::unavailable(
+            "the daemon closed the job's event stream before the job ended",
+        ))
+    }
 }
 
 fn state_of(job: &v1::Job) -> v1::JobState {

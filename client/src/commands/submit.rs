@@ -16,7 +16,9 @@ use trtfarm_proto::v1;
 use trtfarm_proto::v1::submit_response::Outcome as Answer;
 
 use crate::cli::{DaemonArgs, SubmitArgs};
-use crate::connect::{FarmConnection, connect, describe_status};
+use crate::connect::{
+    FarmConnection, Losses, Reconnect, connect, describe_status, is_connection_loss,
+};
 use crate::discover::find_manifests;
 use crate::progress::{Display, JobEnd, Line, LineState, follow_job};
 
@@ -40,6 +42,8 @@ pub struct Session {
     pub cache: Arc<DigestCache>,
     /// Live progress on stderr.
     pub display: Arc<Display>,
+    /// How to reach the daemon again when it goes away mid-job.
+    pub reconnect: Reconnect,
 }
 
 /// How variants are submitted.
@@ -141,6 +145,7 @@ pub async fn run(daemon: &DaemonArgs, args: &SubmitArgs) -> anyhow::Result<bool>
         client: connect(daemon).await?,
         cache,
         display: Arc::new(Display::new()),
+        reconnect: Reconnect::new(daemon),
     };
     let options = Options {
         priority: args.priority,
@@ -237,7 +242,7 @@ pub async fn build(
                 .line(format!("{}#{name}", prepared[*index].label));
             let req = request(&prepared[*index], name, options);
             let outcome = blank_outcome(*index, &prepared[*index].label, name);
-            run_variant(session.client.clone(), req, line, outcome, options.no_wait)
+            run_variant(session, req, line, outcome, options.no_wait)
         })
         .collect();
     let mut outcomes: Vec<Outcome> = futures::stream::iter(tasks)
@@ -280,20 +285,39 @@ pub fn blank_outcome(manifest: usize, label: &str, variant: &str) -> Outcome {
     }
 }
 
-/// Submits one variant and, unless `no_wait`, follows its job to the end.
+/// Submits one variant and, unless `no_wait`, follows its job to the end, reaching the daemon
+/// again if it goes away meanwhile.
 pub async fn run_variant(
-    mut client: FarmConnection,
+    session: &Session,
     req: v1::SubmitRequest,
     line: Line,
     mut outcome: Outcome,
     no_wait: bool,
 ) -> Outcome {
-    let answer = match client.submit(req).await {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => {
-            outcome.fail(describe_status(&status));
-            line.finish(&LineState::Failed(describe_status(&status)));
-            return outcome;
+    let mut client = session.client.clone();
+    let mut losses = Losses::default();
+    let answer = loop {
+        let lost = match client.submit(req.clone()).await {
+            Ok(answer) => break answer.into_inner(),
+            Err(status) if is_connection_loss(&status) => describe_status(&status),
+            Err(status) => {
+                outcome.fail(describe_status(&status));
+                line.finish(&LineState::Failed(describe_status(&status)));
+                return outcome;
+            }
+        };
+        let say = |what: &str| {
+            session
+                .display
+                .note(&format!("trtfarm: {}: {lost}: {what}", outcome.label))
+        };
+        match session.reconnect.again(&mut losses, say).await {
+            Ok(again) => client = again,
+            Err(error) => {
+                outcome.fail(format!("{error:#}"));
+                line.finish(&LineState::Failed(format!("{error:#}")));
+                return outcome;
+            }
         }
     };
     outcome.action_key = answer.action_key;
@@ -318,7 +342,15 @@ pub async fn run_variant(
         line.finish(&LineState::Submitted(job.id));
         return outcome;
     }
-    match follow_job(&mut client, job.id, &line).await {
+    match follow_job(
+        &mut client,
+        job.id,
+        &line,
+        &session.reconnect,
+        &session.display,
+    )
+    .await
+    {
         Ok(JobEnd::Finished(result)) => {
             let millis = (result.finished_at_ms - result.started_at_ms).max(0) as u64;
             line.finish(&LineState::Built(std::time::Duration::from_millis(millis)));

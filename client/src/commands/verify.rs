@@ -51,6 +51,7 @@ pub async fn run(daemon: &DaemonArgs, paths: &[PathBuf], json: bool) -> anyhow::
         client: connect(daemon).await?,
         cache,
         display: Arc::new(Display::new()),
+        reconnect: crate::connect::Reconnect::new(daemon),
     };
     upload_missing(&mut session.client.clone(), &prepared).await?;
     let mut verdicts = Vec::new();
@@ -87,7 +88,7 @@ pub async fn run(daemon: &DaemonArgs, paths: &[PathBuf], json: bool) -> anyhow::
             .line(format!("{}#{} (rebuild)", p.label, locked.name));
         let req = request(p, &locked.name, &options);
         run_variant(
-            session.client.clone(),
+            &session,
             req,
             line,
             blank_outcome(*index, &p.label, &locked.name),

@@ -92,6 +92,7 @@ pub async fn run(daemon: &DaemonArgs, args: &WatchArgs) -> anyhow::Result<bool> 
         client: connect(daemon).await?,
         cache: Arc::new(DigestCache::open_default()),
         display: Arc::new(Display::new()),
+        reconnect: crate::connect::Reconnect::new(daemon),
     };
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
     let mut debouncer = new_debouncer(
