@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use trtfarm_build_protocol::{BuilderTask, INPUTS_DIR, OUT_DIR, Progress, TASK_FILE};
 use trtfarm_proto::v1;
 
+use crate::build::builder_process::usage::Usage;
 use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
 use crate::build::failure_hint::autocast_failure_hint;
 use crate::ingest::request::PreparedBuild;
@@ -120,6 +121,7 @@ impl Farm {
                     .await;
             }
         };
+        self.record_usage(build_id, prepared, &report.usage);
         let outcome = match report.outcome {
             BuilderOutcome::Succeeded(done) => {
                 let slot = Slot {
@@ -255,6 +257,29 @@ impl Farm {
     }
 }
 
+impl Farm {
+    /// Tells the build's watchers what its builder used, and learns its memory need.
+    fn record_usage(&self, build_id: BuildId, prepared: &PreparedBuild, usage: &Usage) {
+        self.memory.learn(prepared, usage.peak_rss);
+        let text = format!(
+            "the builder used {:.2} CPU cores on average ({:.1} s of CPU in {:.1} s) and {} of \
+             memory at its peak",
+            usage.cores(),
+            usage.cpu.as_secs_f64(),
+            usage.wall.as_secs_f64(),
+            bytesize::ByteSize(usage.peak_rss).display().iec()
+        );
+        tracing::info!(build = build_id, "{text}");
+        self.broadcast(
+            build_id,
+            v1::job_event::Event::Log(v1::LogLine {
+                severity: "builder".into(),
+                text,
+            }),
+        );
+    }
+}
+
 /// Forwards builder events to the build's jobs and appends log lines to the build log, up to
 /// `max_log` bytes. Returns whether the log file was created.
 async fn pump_events(
@@ -277,6 +302,7 @@ async fn pump_events(
         match event {
             BuilderEvent::Spawned { pid } => {
                 tracing::debug!(build = build_id, pid, "builder started");
+                farm.note_builder_pid(build_id, pid);
             }
             BuilderEvent::Log { severity, text } => {
                 let line = format!("[{severity}] {text}\n");

@@ -199,9 +199,12 @@ pub struct SlotsConfig {
     /// Concurrent TensorRT-RTX builds (CPU-only, ahead of time). `0` accepts and queues
     /// submissions but starts no TensorRT-RTX build: for maintenance, or for a daemon that
     /// should only serve the cache. Queued jobs wait until a daemon with slots runs on the same
-    /// `state_dir`.
+    /// `state_dir`. Builds are also admitted by memory: one starts only when the memory the
+    /// system has available covers what the last build of its model needed (the daemon
+    /// measures every build), beside what running builds may still take.
     ///
-    /// Default: half the available CPUs, at least 1. Example: `cpu = 8`.
+    /// Default: the available CPUs (a TensorRT-RTX build keeps about one core busy; each
+    /// build's job log says how many it used). Example: `cpu = 8`.
     /// Flag `--cpu-slots`, env `TRTFARMD_CPU_SLOTS`.
     pub cpu: usize,
 
@@ -335,7 +338,7 @@ impl Default for SlotsConfig {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         SlotsConfig {
-            cpu: (cpus / 2).max(1),
+            cpu: cpus.max(1),
             gpu_builds_per_gpu: 1,
         }
     }

@@ -64,7 +64,7 @@ fn defaults_are_the_documented_ones() {
     );
     assert!(config.store.options.is_empty());
     let cpus = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(config.slots.cpu, (cpus / 2).max(1));
+    assert_eq!(config.slots.cpu, cpus);
     assert_eq!(config.slots.gpu_builds_per_gpu, 1);
     let limits = &config.limits;
     assert_eq!(limits.max_queued_jobs, 1024);

@@ -7,6 +7,7 @@
 
 pub mod db;
 mod ending;
+pub mod memory;
 pub mod postgres;
 mod queries;
 pub mod queue;
@@ -84,6 +85,10 @@ pub struct Farm {
     pub(crate) host: String,
     /// The farm's database, for a daemon of a farm: jobs live there, not in `db`.
     shared: Option<Arc<postgres::SharedQueue>>,
+    /// What builds of each model need, for admitting builds by memory.
+    pub(crate) memory: memory::MemoryBook,
+    /// Set while a dispatch waits for memory to free up.
+    memory_wait: AtomicBool,
 }
 
 #[derive(Default)]
@@ -116,6 +121,10 @@ struct Build {
     recent_log: VecDeque<v1::LogLine>,
     /// Set for a build claimed from a farm's shared queue: its jobs are there.
     shared: Option<shared_farm::SharedRun>,
+    /// Its builder's process id, once started.
+    pid: Option<u32>,
+    /// The memory it is expected to need.
+    memory_need: u64,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -190,6 +199,8 @@ impl Farm {
             draining: AtomicBool::new(false),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             shared,
+            memory: memory::MemoryBook::default(),
+            memory_wait: AtomicBool::new(false),
         });
         if farm.shared.is_none() {
             farm.recover().await?;
@@ -401,6 +412,8 @@ impl Farm {
                         cancel: None,
                         recent_log: VecDeque::new(),
                         shared: None,
+                        pid: None,
+                        memory_need: 0,
                     },
                 );
                 build_id
@@ -434,11 +447,21 @@ impl Farm {
         if self.draining.load(Ordering::SeqCst) {
             return;
         }
-        while let Some((build_id, resource)) = state.queue.pop_runnable() {
+        while let Some((build_id, resource)) = state.queue.next_runnable() {
+            let need = state
+                .builds
+                .get(&build_id)
+                .map_or(0, |build| self.memory.estimate(&build.prepared));
+            if !self.memory_admits(state, need) {
+                self.dispatch_when_memory_frees();
+                break;
+            }
+            state.queue.start(build_id, resource);
             let Some(build) = state.builds.get_mut(&build_id) else {
                 state.queue.release(resource);
                 continue;
             };
+            build.memory_need = need;
             let (cancel_tx, cancel_rx) = watch::channel(false);
             build.cancel = Some(cancel_tx);
             build.resource = Some(resource);
@@ -471,6 +494,44 @@ impl Farm {
             });
         }
         self.publish_queue_state(state);
+    }
+
+    /// Whether a build needing `need` bytes fits beside the builds running now.
+    fn memory_admits(&self, state: &FarmState, need: u64) -> bool {
+        let running: Vec<(u64, u64)> = state
+            .builds
+            .values()
+            .filter(|build| build.resource.is_some())
+            .map(|build| {
+                let now = build
+                    .pid
+                    .and_then(crate::build::builder_process::usage::sample)
+                    .map_or(0, |sample| sample.rss);
+                (build.memory_need, now)
+            })
+            .collect();
+        memory::admits(need, memory::available(), &running)
+    }
+
+    /// Looks again in a second: memory may free up without any build ending (other processes).
+    fn dispatch_when_memory_frees(self: &Arc<Self>) {
+        if self.memory_wait.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let farm = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            farm.memory_wait.store(false, Ordering::SeqCst);
+            let mut state = farm.lock();
+            farm.dispatch(&mut state);
+        });
+    }
+
+    /// Records the process id of a build's builder (for its memory, while it runs).
+    pub(crate) fn note_builder_pid(&self, build_id: BuildId, pid: u32) {
+        if let Some(build) = self.lock().builds.get_mut(&build_id) {
+            build.pid = Some(pid);
+        }
     }
 
     /// Sends each queued job its position, and updates the gauges.

@@ -161,15 +161,25 @@ impl BuildQueue {
         Some(resource)
     }
 
+    /// The next build that has a free slot, and the slot, left in the queue.
+    pub fn next_runnable(&self) -> Option<(BuildId, Resource)> {
+        self.order.iter().find_map(|(_, (build, demand))| {
+            self.free_slot(demand).map(|resource| (*build, resource))
+        })
+    }
+
+    /// Takes `build` off the queue with `resource` reserved for it.
+    pub fn start(&mut self, build: BuildId, resource: Resource) {
+        if let Some(place) = self.places.remove(&build) {
+            self.order.remove(&place);
+        }
+        *self.in_use.entry(resource).or_default() += 1;
+    }
+
     /// The next build that has a free slot, taken off the queue with its slot reserved.
     pub fn pop_runnable(&mut self) -> Option<(BuildId, Resource)> {
-        let (place, build, resource) = self.order.iter().find_map(|(place, (build, demand))| {
-            self.free_slot(demand)
-                .map(|resource| (*place, *build, resource))
-        })?;
-        self.order.remove(&place);
-        self.places.remove(&build);
-        *self.in_use.entry(resource).or_default() += 1;
+        let (build, resource) = self.next_runnable()?;
+        self.start(build, resource);
         Some((build, resource))
     }
 

@@ -164,6 +164,9 @@ impl Farm {
     /// What this daemon could start now.
     fn offer(&self) -> Option<(Vec<String>, bool, Vec<String>)> {
         let state = self.lock();
+        if !self.memory_admits(&state, super::memory::SMALLEST_BUILD) {
+            return None;
+        }
         let cpu_free = state.queue.has_free(Resource::Cpu);
         let mut gpu_targets: Vec<String> = self
             .inventory
@@ -299,6 +302,8 @@ impl Farm {
                     events,
                     lease,
                 }),
+                pid: None,
+                memory_need: self.memory.estimate(&prepared),
             },
         );
         drop(state);

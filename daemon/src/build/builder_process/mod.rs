@@ -5,6 +5,7 @@
 //!
 //! - `spawn`: starting one, [`run_builder`] and the [`BuilderLauncher`] trait.
 //! - `output` and `outcome`: reading the builder's streams and deciding how it ended.
+//! - `usage`: the CPU time and memory a builder uses, read while it runs.
 //! - `build_root`: the fixed-length paths that keep anything but the action key from reaching
 //!   a builder's heap.
 
@@ -12,6 +13,7 @@ pub mod build_root;
 mod outcome;
 mod output;
 mod spawn;
+pub mod usage;
 
 pub use build_root::BuildRoot;
 pub use outcome::{BuilderOutcome, BuilderReport};

@@ -37,6 +37,8 @@ pub struct BuilderReport {
     pub log_tail: Vec<String>,
     /// The builder's process id (also its process group id).
     pub pid: u32,
+    /// What it used.
+    pub usage: super::usage::Usage,
 }
 
 /// Decides the outcome of a builder that exited by itself with `status`, having last reported

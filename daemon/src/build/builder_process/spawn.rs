@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::outcome::{BuilderOutcome, BuilderReport, classify};
 use super::output::{BuilderEvent, Collected, lock, read_stderr, read_stdout};
+use super::usage::{self, Usage};
 
 /// The only environment a builder sees besides [`BuilderCommand::extra_env`]: plans depend on the
 /// process layout, so nothing of the daemon's own environment may leak in.
@@ -92,6 +93,9 @@ impl BuilderLauncher for ProcessLauncher {
     }
 }
 
+/// How often a running builder's CPU time and memory are read.
+const USAGE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Why the wait for a builder ended.
 #[derive(Clone, Copy)]
 enum Ending {
@@ -139,10 +143,19 @@ pub async fn run_builder(
     tokio::pin!(deadline);
 
     let mut output_done = false;
+    let started = std::time::Instant::now();
+    let mut usage = Usage::default();
+    let mut readings = tokio::time::interval(USAGE_INTERVAL);
     let ending = loop {
         tokio::select! {
             // Keep reading while waiting, or a chatty builder blocks on a full pipe.
             () = &mut output, if !output_done => output_done = true,
+            _ = readings.tick() => {
+                if let Some(sample) = usage::sample(pid) {
+                    usage.cpu = sample.cpu;
+                    usage.peak_rss = usage.peak_rss.max(sample.peak_rss);
+                }
+            }
             status = child.wait() => match status {
                 Ok(status) => break Ending::Exited(status),
                 Err(error) => {
@@ -169,6 +182,7 @@ pub async fn run_builder(
     if !output_done {
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut output).await;
     }
+    usage.wall = started.elapsed();
     let collected = std::mem::take(&mut *lock(&collected));
     let outcome = match ending {
         Ending::Exited(status) => classify(status, collected.result, command.memory_limit),
@@ -179,6 +193,7 @@ pub async fn run_builder(
         outcome,
         log_tail: collected.tail.into(),
         pid,
+        usage,
     })
 }
 
