@@ -145,7 +145,7 @@ async fn run() {
 
     // 1 GiB blob.
     let blob = work.path().join("blob.bin");
-    write_pseudo_random(&blob, 1 << 30);
+    integration::write_pseudo_random(&blob, 1 << 30);
     let copy = work.path().join("blob.cp");
     let started = Instant::now();
     let status = Command::new("cp").arg(&blob).arg(&copy).status().unwrap();
@@ -185,22 +185,4 @@ async fn run() {
     println!(
         "daemon peak RSS over the whole run ({peak}) — the 1 GiB blob is never held in memory"
     );
-}
-
-/// Writes `size` bytes of blake3 XOF output (incompressible, fast to make).
-fn write_pseudo_random(path: &Path, size: u64) {
-    use std::io::{Read, Write};
-    let mut reader = blake3::Hasher::new()
-        .update(b"trtfarm bench")
-        .finalize_xof();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buffer.len() as u64) as usize;
-        reader.read_exact(&mut buffer[..n]).unwrap();
-        file.write_all(&buffer[..n]).unwrap();
-        left -= n as u64;
-    }
-    file.flush().unwrap();
 }

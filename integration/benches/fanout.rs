@@ -41,8 +41,7 @@ fn project(dir: &Path) -> std::path::PathBuf {
     let manifest = detector.write_project(dir);
     let mut text = format!(
         "schema_version = 1\n\n[model]\npath = \"{}\"\n\n[defaults]\ntoolchain = \"tensorrt-rtx 1.7\"\n\n{}\n",
-        detector.file,
-        detector.profiles
+        detector.file, detector.profiles
     );
     for (i, targets) in TARGETS.iter().enumerate() {
         let list = targets

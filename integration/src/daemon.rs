@@ -73,7 +73,7 @@ impl Daemon {
         let mut command = Command::new(program);
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(&state_dir)
             .args(["--store", store_url])
@@ -94,6 +94,10 @@ impl Daemon {
             && !extra.contains(&"--tensorrt-rtx-lib-dir")
         {
             command.arg("--tensorrt-rtx-lib-dir").arg(dir);
+        }
+        // A loopback port unless the test names where to listen (a Unix socket).
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
         }
         let mut child = command.spawn().expect("start trtfarmd");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -72,3 +72,22 @@ fn is_source_file(path: &Path) -> bool {
         Some("toml" | "md")
     )
 }
+
+/// Writes `size` bytes of blake3 XOF output to `path`: incompressible, fast to make, the same
+/// bytes every time.
+pub fn write_pseudo_random(path: &Path, size: u64) {
+    use std::io::{Read, Write};
+    let mut reader = blake3::Hasher::new()
+        .update(b"trtfarm bench")
+        .finalize_xof();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buffer.len() as u64) as usize;
+        reader.read_exact(&mut buffer[..n]).unwrap();
+        file.write_all(&buffer[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}

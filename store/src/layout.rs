@@ -7,9 +7,29 @@
 //! ```
 
 use object_store::path::Path;
+use url::Url;
 
 use crate::admin::Area;
 use crate::digest::{ActionKey, BlobDigest};
+
+/// Where a `file://` store (`store_url`) keeps blob `digest` on this machine,
+/// `<dir>/cas/blake3/<2 hex>/<64 hex>`; `None` for any other kind of store. For a reader on
+/// the same host that copies the file itself: it must verify what it copied, as the store does.
+pub fn local_blob_file(store_url: &str, digest: &BlobDigest) -> Option<std::path::PathBuf> {
+    let url = Url::parse(store_url).ok()?;
+    if url.scheme() != "file" {
+        return None;
+    }
+    let hex = digest.hex();
+    Some(
+        url.to_file_path()
+            .ok()?
+            .join("cas")
+            .join("blake3")
+            .join(&hex[..2])
+            .join(&hex),
+    )
+}
 
 /// Maps digests and keys to object paths under a root prefix.
 #[derive(Clone, Debug)]

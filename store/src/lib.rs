@@ -56,6 +56,7 @@ use bytes::Bytes;
 pub use admin::{Area, StoreAdmin, StoredObject};
 pub use digest::{ActionKey, BlobDigest};
 pub use error::StoreError;
+pub use layout::local_blob_file;
 pub use open::{SUPPORTED_URLS, open};
 pub use retry::{Retry, RetryObserver, RetryPolicy, RetryStore};
 pub use tiered::TieredStore;

@@ -170,8 +170,8 @@ mod tests {
         let t = tiers();
         let digest = t.put(b"timing cache").await;
         t.read(&digest).await.unwrap();
-        let hex = digest.hex();
-        let local_copy = t.local_root.join(format!("cas/blake3/{}/{hex}", &hex[..2]));
+        let url = format!("file://{}", t.local_root.display());
+        let local_copy = crate::local_blob_file(&url, &digest).unwrap();
         std::fs::write(&local_copy, b"timing cachX").unwrap();
 
         let dest = t.scratch.path().join("fetched");

@@ -87,7 +87,10 @@ mod tests {
     #[test]
     fn this_process_can_be_read() {
         let sample = sample(std::process::id()).expect("our own /proc entry");
-        assert!(sample.peak_rss >= sample.rss && sample.rss > 0, "{sample:?}");
+        assert!(
+            sample.peak_rss >= sample.rss && sample.rss > 0,
+            "{sample:?}"
+        );
     }
 
     #[test]

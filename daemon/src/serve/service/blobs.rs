@@ -46,6 +46,26 @@ pub(super) async fn find_missing(
     })
 }
 
+/// Handles `LocateBlob`: the blob's file, only for a caller on this daemon's Unix socket (its
+/// owner, on this host) and only for a `file://` store; an empty answer otherwise.
+pub(super) fn locate(
+    store: &Arc<dyn ContentStore>,
+    request: tonic::Request<v1::LocateBlobRequest>,
+) -> Result<v1::LocateBlobResponse, Status> {
+    let on_unix_socket = request
+        .extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()
+        .is_some();
+    let digest = parse_digest(request.get_ref().digest.as_ref(), "digest")?;
+    let path = on_unix_socket
+        .then(|| trtfarm_store::local_blob_file(store.display_url(), &digest))
+        .flatten()
+        .filter(|path| path.is_file())
+        .map(|path| path.display().to_string())
+        .unwrap_or_default();
+    Ok(v1::LocateBlobResponse { path })
+}
+
 /// Handles `DownloadBlob`.
 pub(super) async fn download(
     store: &Arc<dyn ContentStore>,

@@ -149,6 +149,13 @@ impl v1::farm_server::Farm for FarmService {
         .map(Response::new)
     }
 
+    async fn locate_blob(
+        &self,
+        request: Request<v1::LocateBlobRequest>,
+    ) -> Result<Response<v1::LocateBlobResponse>, Status> {
+        blobs::locate(self.farm.store(), request).map(Response::new)
+    }
+
     async fn submit(
         &self,
         request: Request<v1::SubmitRequest>,

@@ -1,0 +1,86 @@
+//! `trtfarm fetch` of a 1 GiB blob against `cp` of the same file, in one run: from a daemon on
+//! its Unix socket with a `file://` store (the client copies the file itself and verifies the
+//! copy) and from the same store through a daemon on a TCP port (the verified gRPC stream),
+//! medians of 3 (`TRTFARM_BENCH_ROUNDS`).
+//!
+//! Run: `cargo build --release --bins && cargo bench -p integration --bench fetch` (after
+//! `scripts/setup`; about 4 GiB of free disk in the temporary directory).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration::cli::{run, trtfarm};
+use integration::daemon::Daemon;
+
+const SIZE: u64 = 1 << 30;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let rounds: usize = std::env::var("TRTFARM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    let socket = work.path().join("d.sock");
+    let listen = format!("unix:{}", socket.display());
+    let local = Daemon::start(&work.path().join("local"), &["--listen", &listen]);
+    let store = format!("file://{}", local.store_dir.display());
+    let tcp = Daemon::start_on_store(&work.path().join("tcp"), &store, &[], &[], &[]);
+
+    // The blob goes into the store as an upload would leave it.
+    let source = work.path().join("blob.bin");
+    integration::write_pseudo_random(&source, SIZE);
+    let bytes = std::fs::read(&source).unwrap();
+    let digest = trtfarm_store::BlobDigest::of_bytes(&bytes);
+    drop(bytes);
+    let stored = trtfarm_store::local_blob_file(&store, &digest).unwrap();
+    std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
+    std::fs::copy(&source, &stored).unwrap();
+    let text = digest.to_string();
+
+    let (mut cp, mut fast, mut stream) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let out = work.path().join(format!("cp-{round}"));
+        let started = Instant::now();
+        assert!(
+            Command::new("cp")
+                .arg(&stored)
+                .arg(&out)
+                .status()
+                .unwrap()
+                .success()
+        );
+        cp.push(started.elapsed());
+        std::fs::remove_file(&out).unwrap();
+
+        for (daemon, samples) in [(&listen, &mut fast), (&tcp.endpoint, &mut stream)] {
+            let out = work.path().join(format!("fetched-{round}"));
+            let started = Instant::now();
+            run(trtfarm(&home)
+                .args(["fetch", &text, "-o"])
+                .arg(&out)
+                .args(["--daemon", daemon]))
+            .expect_code(0, "fetch");
+            samples.push(started.elapsed());
+            std::fs::remove_file(&out).unwrap();
+        }
+    }
+    let sent = local.metric("trtfarm_blob_bytes_sent_total");
+    let (cp, fast, stream) = (median(cp), median(fast), median(stream));
+    let speed = |d: Duration| cp.as_secs_f64() / d.as_secs_f64();
+    println!(
+        "1 GiB fetch, median of {rounds}: cp {:.2} s; trtfarm fetch from the local daemon \
+         (Unix socket, file:// store: a verified local copy, {sent} bytes streamed) {:.2} s = \
+         {:.2}x cp's speed; through a TCP daemon (verified gRPC stream) {:.2} s = {:.2}x",
+        cp.as_secs_f64(),
+        fast.as_secs_f64(),
+        speed(fast),
+        stream.as_secs_f64(),
+        speed(stream),
+    );
+}
