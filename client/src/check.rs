@@ -48,7 +48,12 @@ struct CheckDocument<'a> {
 /// Runs `trtfarm check`. Returns whether every manifest is free of errors.
 pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
     let manifests = find_manifests(paths)?;
-    let reports: Vec<ManifestReport> = manifests.iter().map(|path| check_manifest(path)).collect();
+    // A model checked before (same bytes, per the digest cache) is not read again.
+    let cache = trtfarm::digest_cache::DigestCache::open_default();
+    let reports: Vec<ManifestReport> = manifests
+        .iter()
+        .map(|path| check_manifest(path, &cache))
+        .collect();
     let ok = reports.iter().all(|report| report.ok);
     if json {
         let document = CheckDocument {
@@ -64,13 +69,13 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
 
 /// Checks one manifest: syntax and semantics, then the files it names, then its profiles
 /// against the model's inputs (only once the model is known to be readable).
-pub fn check_manifest(path: &Path) -> ManifestReport {
+pub fn check_manifest(path: &Path, cache: &trtfarm::digest_cache::DigestCache) -> ManifestReport {
     let manifest = match manifest_schema::load(path) {
         Ok(manifest) => manifest,
         Err(errors) => return report(path, Vec::new(), errors),
     };
     let engines = summarize(&manifest);
-    let diagnostics = trtfarm::inputs::diagnose(&manifest);
+    let (diagnostics, _) = trtfarm::inputs::diagnose(&manifest, cache);
     report(path, engines, manifest.errors(diagnostics))
 }
 

@@ -24,6 +24,9 @@ pub const CACHE_FILE_ENV: &str = "TRTFARM_DIGEST_CACHE";
 /// Canonical path → [`Entry`] bytes. The version is in the name: a new layout is a new table.
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("file_digests_v1");
 
+/// What was learned from files, by a key built of their digests (see `model_facts`).
+const FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("file_facts_v1");
+
 /// A file modified this recently may still be modified again within the same timestamp tick,
 /// unseen by its mtime (git's "racy clean" problem); its digest is used but not remembered.
 const RACY_WINDOW: Duration = Duration::from_secs(1);
@@ -173,6 +176,47 @@ impl DigestCache {
             eprintln!("warning: cannot update the digest cache: {error:#}");
         }
         Ok(results.into_iter().flatten().collect())
+    }
+
+    /// The blake3 (hex) of each of `paths` if every one is remembered and unchanged; hashes
+    /// nothing (`None` as soon as one would need reading).
+    pub fn known(&self, paths: &[PathBuf]) -> Option<Vec<String>> {
+        let mut keys = Vec::with_capacity(paths.len());
+        for path in paths {
+            let canonical = std::fs::canonicalize(path).ok()?;
+            let metadata = std::fs::metadata(&canonical).ok()?;
+            keys.push((canonical, Identity::of(&metadata)));
+        }
+        self.recall(&keys)
+            .into_iter()
+            .map(|hash| hash.map(|hash| blake3::Hash::from(hash).to_hex().to_string()))
+            .collect()
+    }
+
+    /// What was recorded under `key` with [`DigestCache::put_fact`].
+    pub fn fact(&self, key: &str) -> Option<Vec<u8>> {
+        let db = self.db.as_ref()?;
+        let txn = db.begin_read().ok()?;
+        let table = txn.open_table(FACTS).ok()?;
+        let value = table.get(key).ok()??;
+        Some(value.value().to_vec())
+    }
+
+    /// Records `value` under `key` (a key that names file digests: facts of files never go
+    /// stale, since other bytes are another key).
+    pub fn put_fact(&self, key: &str, value: &[u8]) {
+        let Some(db) = &self.db else {
+            return;
+        };
+        let write = || -> anyhow::Result<()> {
+            let txn = db.begin_write()?;
+            txn.open_table(FACTS)?.insert(key, value)?;
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(error) = write() {
+            eprintln!("warning: cannot update the digest cache: {error:#}");
+        }
     }
 
     /// The remembered hash of each key whose identity still matches.

@@ -14,6 +14,7 @@ use manifest_schema::{Diagnostic, Manifest, ManifestErrors, ModelDim, ModelInput
 use trtfarm_proto::v1;
 
 use crate::digest_cache::DigestCache;
+use crate::model_facts::{self, ModelFacts};
 
 /// A manifest that passed validation, with any warnings it produced.
 #[derive(Debug)]
@@ -22,48 +23,98 @@ pub struct CheckedManifest {
     pub manifest: Manifest,
     /// Warnings to show (rendered like `trtfarm check` renders them), if any.
     pub warnings: Option<ManifestErrors>,
+    /// What its model is, when the model was checked: read now, or remembered.
+    pub model: Option<Learned>,
+}
+
+/// What is known of a manifest's model after checking it.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    /// The facts.
+    pub facts: ModelFacts,
+    /// Whether they came from the cache (else the model was read now).
+    pub remembered: bool,
 }
 
 /// Loads and validates a manifest as `trtfarm check` does: syntax and values, the files it
 /// names (inside the manifest's directory), then its profiles against the model's graph inputs
 /// (never its weights), then what a build worker checks before TensorRT sees the model
-/// ([`check_model`]).
-pub fn load_checked(path: &Path) -> Result<CheckedManifest, ManifestErrors> {
+/// ([`check_model`]). A model whose bytes were checked before is not read again.
+pub fn load_checked(path: &Path, cache: &DigestCache) -> Result<CheckedManifest, ManifestErrors> {
     let manifest = manifest_schema::load(path)?;
-    let diagnostics = diagnose(&manifest);
+    let (diagnostics, model) = diagnose(&manifest, cache);
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return Err(manifest.errors(diagnostics));
     }
     let warnings = (!diagnostics.is_empty()).then(|| manifest.errors(diagnostics));
-    Ok(CheckedManifest { manifest, warnings })
+    Ok(CheckedManifest {
+        manifest,
+        warnings,
+        model,
+    })
 }
 
 /// What `trtfarm check` finds in a parsed manifest: the files it names, then its profiles
-/// against the model's inputs and [`check_model`] (only once the model is known to be readable).
-pub fn diagnose(manifest: &Manifest) -> Vec<Diagnostic> {
+/// against the model's inputs and [`check_model`] (only once the model is known to be readable),
+/// and what it learned of the model. The model is read only if `cache` does not remember the
+/// facts of these very bytes ([`model_facts`]).
+pub fn diagnose(manifest: &Manifest, cache: &DigestCache) -> (Vec<Diagnostic>, Option<Learned>) {
     let mut diagnostics = manifest.check_inputs();
-    if diagnostics.is_empty() {
-        match onnx_graph::read_graph_inputs(&manifest.model.resolved_path) {
-            Ok(inputs) => {
-                let inputs: Vec<ModelInput> = inputs.into_iter().map(to_model_input).collect();
-                diagnostics.extend(manifest.check_against_model(&inputs));
-                diagnostics.extend(check_model(manifest));
-            }
-            Err(error) => diagnostics.push(manifest.model_diagnostic(
+    if !diagnostics.is_empty() {
+        return (diagnostics, None);
+    }
+    let model = &manifest.model.resolved_path;
+    if let Some(facts) = model_facts::recall(cache, model) {
+        diagnostics.extend(manifest.check_against_model(&facts.inputs));
+        diagnostics.extend(external_data_escapes(manifest, &facts.external_data));
+        return (
+            diagnostics,
+            Some(Learned {
+                facts,
+                remembered: true,
+            }),
+        );
+    }
+    let inputs = match onnx_graph::read_graph_inputs(model) {
+        Ok(inputs) => inputs.into_iter().map(to_model_input).collect::<Vec<_>>(),
+        Err(error) => {
+            diagnostics.push(manifest.model_diagnostic(
                 error.to_string(),
                 Some("`model.path` must name an ONNX model (a ModelProto file)".to_string()),
-            )),
+            ));
+            return (diagnostics, None);
+        }
+    };
+    diagnostics.extend(manifest.check_against_model(&inputs));
+    match check_model(manifest) {
+        Ok(external_data) => {
+            diagnostics.extend(external_data_escapes(manifest, &external_data));
+            let facts = ModelFacts {
+                inputs,
+                external_data,
+            };
+            model_facts::remember(cache, model, &facts);
+            (
+                diagnostics,
+                Some(Learned {
+                    facts,
+                    remembered: false,
+                }),
+            )
+        }
+        Err(diagnostic) => {
+            diagnostics.push(*diagnostic);
+            (diagnostics, None)
         }
     }
-    diagnostics
 }
 
 /// The model as a build worker checks it before TensorRT sees it ([`onnx_graph::sanity`]: an
 /// ONNX graph with outputs, dimensions TensorRT keeps, external data beside the model and within
-/// its files), and its external-data files inside the manifest's directory once symbolic links
-/// are resolved. Errors are located at `model.path`; empty when all is well. `trtfarm submit`
-/// runs it (through [`load_checked`]) so a model no build can use fails here, not in the farm.
-pub fn check_model(manifest: &Manifest) -> Vec<Diagnostic> {
+/// its files), and the external-data files it names. The error is located at `model.path`.
+/// `trtfarm submit` runs it (through [`load_checked`]) so a model no build can use fails here,
+/// not in the farm.
+pub fn check_model(manifest: &Manifest) -> Result<Vec<String>, Box<Diagnostic>> {
     let model = &manifest.model.resolved_path;
     if let Err(error) = onnx_graph::sanity::check_model(model) {
         let hint = match error {
@@ -72,12 +123,17 @@ pub fn check_model(manifest: &Manifest) -> Vec<Diagnostic> {
             }
             _ => "re-export the model (with its external data beside it) and check it again",
         };
-        return vec![manifest.model_diagnostic(error.to_string(), Some(hint.to_string()))];
+        return Err(Box::new(
+            manifest.model_diagnostic(error.to_string(), Some(hint.to_string())),
+        ));
     }
-    let locations = match onnx_graph::external_data::read_external_data_locations(model) {
-        Ok(locations) => locations,
-        Err(error) => return vec![manifest.model_diagnostic(error.to_string(), None)],
-    };
+    onnx_graph::external_data::read_external_data_locations(model)
+        .map_err(|error| Box::new(manifest.model_diagnostic(error.to_string(), None)))
+}
+
+/// The model's external-data files that, with symbolic links resolved, lie outside the
+/// manifest's project.
+fn external_data_escapes(manifest: &Manifest, locations: &[String]) -> Vec<Diagnostic> {
     locations
         .iter()
         .filter_map(|location| match external_data_escape(manifest, location) {
@@ -145,7 +201,10 @@ pub struct LocalInput {
 /// directory (where TensorRT's parser looks for it) without `..`, and, with symbolic links
 /// resolved, lie inside the manifest's directory like every other input (see
 /// [`Manifest::outside_root`]; `check_inputs` checked the model and plugins).
-pub fn list_inputs(manifest: &Manifest) -> anyhow::Result<Vec<LocalInput>> {
+pub fn list_inputs(
+    manifest: &Manifest,
+    known: Option<&ModelFacts>,
+) -> anyhow::Result<Vec<LocalInput>> {
     let model = &manifest.model.resolved_path;
     let mut inputs = vec![LocalInput {
         path: manifest.model.path.clone(),
@@ -153,8 +212,11 @@ pub fn list_inputs(manifest: &Manifest) -> anyhow::Result<Vec<LocalInput>> {
         role: v1::InputRole::Model,
     }];
     let model_dir = model.parent().unwrap_or(Path::new("."));
-    let locations = onnx_graph::external_data::read_external_data_locations(model)
-        .with_context(|| format!("cannot list the external data of {}", model.display()))?;
+    let locations = match known {
+        Some(facts) => facts.external_data.clone(),
+        None => onnx_graph::external_data::read_external_data_locations(model)
+            .with_context(|| format!("cannot list the external data of {}", model.display()))?,
+    };
     for location in locations {
         anyhow::ensure!(
             is_plain_relative(&location),
@@ -275,8 +337,8 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
     #[test]
     fn lists_the_model_as_written_and_its_external_data_relative_to_the_model() {
         let (dir, manifest) = repo(true);
-        let checked = load_checked(&manifest).unwrap();
-        let inputs = list_inputs(&checked.manifest).unwrap();
+        let checked = load_checked(&manifest, &DigestCache::disabled()).unwrap();
+        let inputs = list_inputs(&checked.manifest, None).unwrap();
         assert_eq!(
             inputs,
             vec![
@@ -297,7 +359,13 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
     #[test]
     fn shared_files_are_hashed_once_and_digests_match_the_bytes() {
         let (dir, manifest) = repo(true);
-        let inputs = list_inputs(&load_checked(&manifest).unwrap().manifest).unwrap();
+        let inputs = list_inputs(
+            &load_checked(&manifest, &DigestCache::disabled())
+                .unwrap()
+                .manifest,
+            None,
+        )
+        .unwrap();
         let cache = DigestCache::disabled();
         let lists = digest_inputs(&cache, &[&inputs, &inputs]).unwrap();
         assert_eq!(lists[0], lists[1]);
@@ -311,7 +379,7 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
     #[test]
     fn external_data_outside_the_model_directory_is_refused() {
         let (_dir, manifest) = repo(false);
-        let checked = load_checked(&manifest).unwrap();
+        let checked = load_checked(&manifest, &DigestCache::disabled()).unwrap();
         let model_path = checked.manifest.model.resolved_path.clone();
         onnx_graph::external_data::write_with_external_data(&model(2), &model_path, "w.bin")
             .unwrap();
@@ -326,7 +394,7 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
         }
         assert!(patched > 0);
         std::fs::write(&model_path, bytes).unwrap();
-        let error = list_inputs(&checked.manifest).unwrap_err();
+        let error = list_inputs(&checked.manifest, None).unwrap_err();
         assert!(error.to_string().contains("`../wb`"), "{error}");
     }
 
@@ -338,7 +406,9 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
         let moved = elsewhere.path().join("net.weights");
         std::fs::rename(models.join("net.weights"), &moved).unwrap();
         std::os::unix::fs::symlink(&moved, models.join("net.weights")).unwrap();
-        let errors = load_checked(&manifest).unwrap_err().render_plain();
+        let errors = load_checked(&manifest, &DigestCache::disabled())
+            .unwrap_err()
+            .render_plain();
         assert!(
             errors.contains("engine.toml:3:8")
                 && errors.contains(
@@ -348,7 +418,7 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
             "{errors}"
         );
         let unchecked = manifest_schema::load(&manifest).unwrap();
-        let error = list_inputs(&unchecked).unwrap_err().to_string();
+        let error = list_inputs(&unchecked, None).unwrap_err().to_string();
         assert!(
             error.contains("outside the project") && error.contains("copy the data file in"),
             "{error}"
@@ -357,7 +427,13 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
         std::fs::rename(&moved, dir.path().join("shared.weights")).unwrap();
         std::fs::remove_file(models.join("net.weights")).unwrap();
         std::os::unix::fs::symlink("../shared.weights", models.join("net.weights")).unwrap();
-        let inputs = list_inputs(&load_checked(&manifest).unwrap().manifest).unwrap();
+        let inputs = list_inputs(
+            &load_checked(&manifest, &DigestCache::disabled())
+                .unwrap()
+                .manifest,
+            None,
+        )
+        .unwrap();
         assert_eq!(inputs[1].path, "net.weights");
     }
 
@@ -367,7 +443,9 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
         let mut broken = model(3);
         broken.graph.as_mut().unwrap().output.clear();
         onnx_graph::write_model(&broken, &dir.path().join("models/net.onnx")).unwrap();
-        let errors = load_checked(&manifest).unwrap_err().render_plain();
+        let errors = load_checked(&manifest, &DigestCache::disabled())
+            .unwrap_err()
+            .render_plain();
         assert!(
             errors.contains("engine.toml:3:8") && errors.contains("its graph declares no outputs"),
             "{errors}"
@@ -377,7 +455,9 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
         let weights = dir.path().join("models/net.weights");
         let bytes = std::fs::read(&weights).unwrap();
         std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
-        let errors = load_checked(&manifest).unwrap_err().render_plain();
+        let errors = load_checked(&manifest, &DigestCache::disabled())
+            .unwrap_err()
+            .render_plain();
         assert!(
             errors.contains("the model cannot be built") && errors.contains("of `net.weights`"),
             "{errors}"
@@ -388,11 +468,74 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
     fn an_invalid_manifest_is_reported_like_check_does() {
         let (_dir, manifest) = repo(false);
         std::fs::write(&manifest, MANIFEST.replace("inputs.x", "inputs.images")).unwrap();
-        let errors = load_checked(&manifest).unwrap_err();
+        let errors = load_checked(&manifest, &DigestCache::disabled()).unwrap_err();
         assert!(
             errors.render_plain().contains("images"),
             "{}",
             errors.render_plain()
+        );
+    }
+
+    /// Sets a file's modification time back a minute, out of the digest cache's racy window.
+    fn settle(path: &Path) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        file.set_modified(past).unwrap();
+    }
+
+    #[test]
+    fn a_model_is_read_once_per_content_and_again_when_it_or_its_data_changes() {
+        let (dir, manifest) = repo(true);
+        let model = dir.path().join("models/net.onnx");
+        let weights = dir.path().join("models/net.weights");
+        settle(&model);
+        settle(&weights);
+        let cache = DigestCache::open(&dir.path().join("cache.redb")).unwrap();
+
+        // Nothing is remembered before the files have digests (a submit makes them).
+        let first = load_checked(&manifest, &cache).unwrap().model.unwrap();
+        assert!(!first.remembered);
+        assert_eq!(first.facts.external_data, vec!["net.weights".to_string()]);
+        assert!(
+            !load_checked(&manifest, &cache)
+                .unwrap()
+                .model
+                .unwrap()
+                .remembered
+        );
+        cache.digest_all(&[model.clone(), weights.clone()]).unwrap();
+        model_facts::remember(&cache, &model, &first.facts);
+        let again = load_checked(&manifest, &cache).unwrap().model.unwrap();
+        assert!(again.remembered, "same bytes: not read again");
+        assert_eq!(again.facts, first.facts);
+
+        // Different weights in the external data: the model is read again (and found short).
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        settle(&weights);
+        cache.digest_all(std::slice::from_ref(&weights)).unwrap();
+        let errors = load_checked(&manifest, &cache).unwrap_err().render_plain();
+        assert!(errors.contains("of `net.weights`"), "{errors}");
+
+        // A model modified just now is read, whatever the cache says (racy-clean rule).
+        std::fs::write(&weights, &bytes).unwrap();
+        settle(&weights);
+        cache.digest_all(std::slice::from_ref(&weights)).unwrap();
+        assert!(
+            load_checked(&manifest, &cache)
+                .unwrap()
+                .model
+                .unwrap()
+                .remembered
+        );
+        let text = std::fs::read(&model).unwrap();
+        std::fs::write(&model, &text).unwrap();
+        assert!(
+            !load_checked(&manifest, &cache)
+                .unwrap()
+                .model
+                .unwrap()
+                .remembered
         );
     }
 }

@@ -4,4 +4,5 @@
 pub mod digest_cache;
 pub mod inputs;
 pub mod lock;
+pub mod model_facts;
 pub mod transfer;

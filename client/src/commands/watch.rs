@@ -171,9 +171,9 @@ fn rescan(roots: &[PathBuf], cache: &DigestCache) -> Scan {
     }
     for path in find_manifests(roots).unwrap_or_default() {
         remember(&mut scan, &path);
-        let fingerprint = match load_and_list(&path) {
+        let fingerprint = match load_and_list(&path, cache) {
             Err(rendered) => Fingerprint::Invalid(rendered),
-            Ok((manifest, local)) => {
+            Ok((manifest, local, learned)) => {
                 local
                     .iter()
                     .for_each(|input| remember(&mut scan, &input.local));
@@ -182,6 +182,13 @@ fn rescan(roots: &[PathBuf], cache: &DigestCache) -> Scan {
                         Fingerprint::Invalid(format!("{}: error: {error:#}\n", path.display()))
                     }
                     Ok(mut lists) => {
+                        if let Some(learned) = learned.filter(|l| !l.remembered) {
+                            trtfarm::model_facts::remember(
+                                cache,
+                                &manifest.model.resolved_path,
+                                &learned.facts,
+                            );
+                        }
                         let inputs = lists.pop().unwrap_or_default();
                         let fingerprint = Fingerprint::Valid {
                             toml: manifest.source_text().to_string(),

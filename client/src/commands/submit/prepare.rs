@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use manifest_schema::Manifest;
 use trtfarm::digest_cache::DigestCache;
-use trtfarm::inputs::{LocalInput, digest_inputs, list_inputs, load_checked};
+use trtfarm::inputs::{Learned, LocalInput, digest_inputs, list_inputs, load_checked};
+use trtfarm::model_facts;
 use trtfarm::transfer::upload_file;
 use trtfarm_proto::v1;
 
@@ -34,15 +35,15 @@ pub fn prepare_all(paths: &[PathBuf], cache: &DigestCache) -> Option<Vec<Prepare
     let mut ok = true;
     let mut loaded = Vec::new();
     for path in paths {
-        match load_and_list(path) {
-            Ok((manifest, local)) => loaded.push((path.clone(), manifest, local)),
+        match load_and_list(path, cache) {
+            Ok((manifest, local, learned)) => loaded.push((path.clone(), manifest, local, learned)),
             Err(message) => {
                 eprint!("{message}");
                 ok = false;
             }
         }
     }
-    let lists: Vec<&[LocalInput]> = loaded.iter().map(|(_, _, local)| &local[..]).collect();
+    let lists: Vec<&[LocalInput]> = loaded.iter().map(|(_, _, local, _)| &local[..]).collect();
     let digested = match digest_inputs(cache, &lists) {
         Ok(digested) => digested,
         Err(error) => {
@@ -50,10 +51,16 @@ pub fn prepare_all(paths: &[PathBuf], cache: &DigestCache) -> Option<Vec<Prepare
             return None;
         }
     };
+    // The inputs have digests now: what was read of each model is remembered for next time.
+    for (_, manifest, _, learned) in &loaded {
+        if let Some(learned) = learned.as_ref().filter(|l| !l.remembered) {
+            model_facts::remember(cache, &manifest.model.resolved_path, &learned.facts);
+        }
+    }
     let prepared = loaded
         .into_iter()
         .zip(digested)
-        .map(|((path, manifest, local), inputs)| Prepared {
+        .map(|((path, manifest, local, _), inputs)| Prepared {
             label: label(&path),
             path,
             manifest,
@@ -65,19 +72,24 @@ pub fn prepare_all(paths: &[PathBuf], cache: &DigestCache) -> Option<Vec<Prepare
 }
 
 /// One manifest, validated, with its input files listed; or the rendered reason it is not.
-pub fn load_and_list(path: &Path) -> Result<(Manifest, Vec<LocalInput>), String> {
+/// The model is read only if `cache` does not remember these very bytes; what was read is
+/// returned for [`model_facts::remember`] once the inputs have digests.
+pub fn load_and_list(
+    path: &Path,
+    cache: &DigestCache,
+) -> Result<(Manifest, Vec<LocalInput>, Option<Learned>), String> {
     let fancy = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let render = |errors: &manifest_schema::ManifestErrors| match fancy {
         true => errors.render_fancy(std::env::var_os("NO_COLOR").is_none()),
         false => errors.render_plain(),
     };
-    let checked = load_checked(path).map_err(|errors| render(&errors))?;
+    let checked = load_checked(path, cache).map_err(|errors| render(&errors))?;
     if let Some(warnings) = &checked.warnings {
         eprint!("{}", render(warnings));
     }
-    let local = list_inputs(&checked.manifest)
+    let local = list_inputs(&checked.manifest, checked.model.as_ref().map(|m| &m.facts))
         .map_err(|error| format!("{}: error: {error:#}\n", path.display()))?;
-    Ok((checked.manifest, local))
+    Ok((checked.manifest, local, checked.model))
 }
 
 /// A path as the user knows it: relative to the current directory when it is under it.
