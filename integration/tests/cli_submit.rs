@@ -482,3 +482,51 @@ fn watch_rebuilds_on_new_weights_and_not_on_a_touch() {
     };
     assert!(status.success(), "watch after Ctrl-C: {status}");
 }
+
+#[test]
+fn watch_carries_on_after_its_local_daemon_is_killed() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon_dir = home.path().join("daemon");
+    let _cleanup = integration::cli::LocalDaemons::new(&daemon_dir);
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    deep_cnn(dir, 1, 8, 32, 1);
+    std::fs::write(
+        dir.join("engine.toml"),
+        images_manifest("deep.onnx", 32, &[("fp32", 3)]),
+    )
+    .unwrap();
+    let mut child = trtfarm(home.path())
+        .current_dir(dir)
+        .args(["watch", "--debounce-ms", "200", "--daemon-dir"])
+        .arg(&daemon_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start trtfarm watch");
+    let lines = lines_of(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let built = "engine.toml#fp32  built";
+    wait_until(&lines, &mut seen, "the first build", |seen| {
+        count(seen, built) == 1
+    });
+
+    // The daemon dies between two changes; the next change starts it again and builds.
+    let info = trtfarm_proto::local::DaemonInfo::read(&daemon_dir)
+        .unwrap()
+        .expect("the daemon watch started");
+    // SAFETY: kill(2) on the daemon this test's watch started for its own directory.
+    unsafe { libc::kill(info.pid as i32, libc::SIGKILL) };
+    deep_cnn(dir, 1, 8, 32, 2);
+    wait_until(&lines, &mut seen, "a build after the daemon died", |seen| {
+        count(seen, built) == 2
+    });
+    assert!(
+        count(&seen, "starting it again") >= 1,
+        "{}",
+        seen.join("\n")
+    );
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+}

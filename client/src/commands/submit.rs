@@ -232,7 +232,13 @@ pub async fn build(
     selected: &[(usize, String)],
     options: &Options,
 ) -> anyhow::Result<Vec<Outcome>> {
-    upload_missing(&mut session.client.clone(), prepared).await?;
+    if let Err(error) = upload_missing(&mut session.client.clone(), prepared).await {
+        // The daemon may have gone away since the last build (`watch` runs for days): reach
+        // it again (restarting the local one) and try once more.
+        let say = |what: &str| session.display.note(&format!("trtfarm: {error:#}: {what}"));
+        let mut again = session.reconnect.again(&mut Losses::default(), say).await?;
+        upload_missing(&mut again, prepared).await?;
+    }
     // Collected first: a stream over a borrowing closure is not `Send` enough for `watch`'s tasks.
     let tasks: Vec<_> = selected
         .iter()
