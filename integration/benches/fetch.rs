@@ -1,7 +1,8 @@
 //! `trtfarm fetch` of a 1 GiB blob against `cp` of the same file, in one run: from a daemon on
 //! its Unix socket with a `file://` store (the client copies the file itself and verifies the
 //! copy) and from the same store through a daemon on a TCP port (the verified gRPC stream),
-//! medians of 3 (`TRTFARM_BENCH_ROUNDS`).
+//! and from an S3 store (s3s-fs on loopback) through a TCP daemon; medians of 3
+//! (`TRTFARM_BENCH_ROUNDS`).
 //!
 //! Run: `cargo build --release --bins && cargo bench -p integration --bench fetch` (after
 //! `scripts/setup`; about 4 GiB of free disk in the temporary directory).
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use integration::cli::{run, trtfarm};
 use integration::daemon::Daemon;
+use integration::servers::{ServerKind, TestServer, daemon_on};
 
 const SIZE: u64 = 1 << 30;
 
@@ -42,8 +44,22 @@ fn main() {
     std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
     std::fs::copy(&source, &stored).unwrap();
     let text = digest.to_string();
+    let s3 = TestServer::start(ServerKind::S3sFs);
+    let remote = daemon_on(&work.path().join("s3"), &s3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = remote.client().await;
+        let digest = trtfarm::transfer::digest_file(&source).unwrap();
+        trtfarm::transfer::upload_file(&mut client, &source, &digest)
+            .await
+            .unwrap();
+    });
 
-    let (mut cp, mut fast, mut stream) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cp, mut fast, mut stream, mut from_s3) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let out = work.path().join(format!("cp-{round}"));
         let started = Instant::now();
@@ -58,7 +74,11 @@ fn main() {
         cp.push(started.elapsed());
         std::fs::remove_file(&out).unwrap();
 
-        for (daemon, samples) in [(&listen, &mut fast), (&tcp.endpoint, &mut stream)] {
+        for (daemon, samples) in [
+            (&listen, &mut fast),
+            (&tcp.endpoint, &mut stream),
+            (&remote.endpoint, &mut from_s3),
+        ] {
             let out = work.path().join(format!("fetched-{round}"));
             let started = Instant::now();
             run(trtfarm(&home)
@@ -71,16 +91,19 @@ fn main() {
         }
     }
     let sent = local.metric("trtfarm_blob_bytes_sent_total");
-    let (cp, fast, stream) = (median(cp), median(fast), median(stream));
+    let (cp, fast, stream, from_s3) = (median(cp), median(fast), median(stream), median(from_s3));
     let speed = |d: Duration| cp.as_secs_f64() / d.as_secs_f64();
     println!(
         "1 GiB fetch, median of {rounds}: cp {:.2} s; trtfarm fetch from the local daemon \
          (Unix socket, file:// store: a verified local copy, {sent} bytes streamed) {:.2} s = \
-         {:.2}x cp's speed; through a TCP daemon (verified gRPC stream) {:.2} s = {:.2}x",
+         {:.2}x cp's speed; through a TCP daemon (verified gRPC stream) {:.2} s = {:.2}x; \
+         from S3 (s3s-fs) through a TCP daemon {:.2} s = {:.2}x",
         cp.as_secs_f64(),
         fast.as_secs_f64(),
         speed(fast),
         stream.as_secs_f64(),
         speed(stream),
+        from_s3.as_secs_f64(),
+        speed(from_s3),
     );
 }
