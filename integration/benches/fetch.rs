@@ -1,4 +1,6 @@
-//! `trtfarm fetch` of a 1 GiB blob against `cp` of the same file, in one run: from a daemon on
+//! Uploading a 1 GiB file to a daemon, and `trtfarm fetch` of it, against `cp` of the same
+//! file, in one run. Upload: to a daemon on its Unix socket (it reads the file itself) and to
+//! a TCP daemon on an S3 store (streamed). Fetch: from a daemon on
 //! its Unix socket with a `file://` store (the client copies the file itself and verifies the
 //! copy) and from the same store through a daemon on a TCP port (the verified gRPC stream),
 //! and from an S3 store (s3s-fs on loopback) through a TCP daemon; medians of 3
@@ -34,29 +36,65 @@ fn main() {
     let store = format!("file://{}", local.store_dir.display());
     let tcp = Daemon::start_on_store(&work.path().join("tcp"), &store, &[], &[], &[]);
 
-    // The blob goes into the store as an upload would leave it.
+    // Uploads, once each (then the stores hold the blob): to the local daemon over its socket
+    // (it reads the file itself) and to a TCP daemon on S3 (streamed).
     let source = work.path().join("blob.bin");
     integration::write_pseudo_random(&source, SIZE);
-    let bytes = std::fs::read(&source).unwrap();
-    let digest = trtfarm_store::BlobDigest::of_bytes(&bytes);
-    drop(bytes);
-    let stored = trtfarm_store::local_blob_file(&store, &digest).unwrap();
-    std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
-    std::fs::copy(&source, &stored).unwrap();
-    let text = digest.to_string();
+    let started = Instant::now();
+    assert!(
+        Command::new("cp")
+            .arg(&source)
+            .arg(work.path().join("copy"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cp_upload = started.elapsed();
+    std::fs::remove_file(work.path().join("copy")).unwrap();
     let s3 = TestServer::start(ServerKind::S3sFs);
     let remote = daemon_on(&work.path().join("s3"), &s3);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let mut client = remote.client().await;
-        let digest = trtfarm::transfer::digest_file(&source).unwrap();
-        trtfarm::transfer::upload_file(&mut client, &source, &digest)
+    let wire = trtfarm::transfer::digest_file(&source).unwrap();
+    let (local_upload, s3_upload) = runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(listen.clone())
+            .unwrap()
+            .connect()
             .await
             .unwrap();
+        let mut client = trtfarm_proto::v1::farm_client::FarmClient::new(channel);
+        let started = Instant::now();
+        assert!(
+            trtfarm::transfer::upload_file(&mut client, &source, &wire)
+                .await
+                .unwrap()
+        );
+        let local = started.elapsed();
+        let mut client = remote.client().await;
+        let started = Instant::now();
+        assert!(
+            trtfarm::transfer::upload_file(&mut client, &source, &wire)
+                .await
+                .unwrap()
+        );
+        (local, started.elapsed())
     });
+    println!(
+        "1 GiB upload: cp {:.2} s; to the local daemon (Unix socket: it reads the file itself, \
+         {} bytes streamed) {:.2} s = {:.2}x cp's speed; to S3 (s3s-fs) through a TCP daemon \
+         (streamed) {:.2} s = {:.2}x",
+        cp_upload.as_secs_f64(),
+        local.metric("trtfarm_blob_bytes_received_total"),
+        local_upload.as_secs_f64(),
+        cp_upload.as_secs_f64() / local_upload.as_secs_f64(),
+        s3_upload.as_secs_f64(),
+        cp_upload.as_secs_f64() / s3_upload.as_secs_f64(),
+    );
+    let digest: trtfarm_store::BlobDigest = wire.to_blob_digest().unwrap();
+    let stored = trtfarm_store::local_blob_file(&store, &digest).unwrap();
+    let text = digest.to_string();
 
     let (mut cp, mut fast, mut stream, mut from_s3) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -1,5 +1,6 @@
-//! A client on the daemon's own Unix socket, with a `file://` store, gets blobs by a copy the
-//! kernel makes (no gRPC stream), verified like a stream; a damaged file falls back to the
+//! A client on the daemon's own Unix socket: the daemon takes the client's files in by reading
+//! them itself, and with a `file://` store the client gets blobs by a copy the kernel makes; no
+//! gRPC stream either way, both verified like a stream. A damaged file falls back to the
 //! stream, where the daemon refuses it.
 
 use integration::cli::{run, trtfarm};
@@ -33,7 +34,9 @@ fn a_local_fetch_copies_the_file_and_a_damaged_one_is_still_refused() {
         std::fs::read(&out).unwrap(),
         std::fs::read(&stored).unwrap()
     );
-    // Neither the submit's output nor the fetch streamed a byte.
+    // Neither the model's upload, nor the submit's output, nor the fetch streamed a byte: the
+    // daemon read the model from its path and the client copied the engine from the store.
+    assert_eq!(daemon.metric("trtfarm_blob_bytes_received_total"), 0.0);
     assert_eq!(daemon.metric("trtfarm_blob_bytes_sent_total"), 0.0);
 
     // A byte flipped in the store: the local copy does not verify, the stream path answers

@@ -66,6 +66,48 @@ pub(super) fn locate(
     Ok(v1::LocateBlobResponse { path })
 }
 
+/// Handles `IngestLocalFile`: the caller's file, read by the daemon, into the store if it is
+/// `digest`. Only on this daemon's Unix socket, whose callers are its owner on this host.
+pub(super) async fn ingest_local(
+    store: &Arc<dyn ContentStore>,
+    max_blob_size: u64,
+    request: tonic::Request<v1::IngestLocalFileRequest>,
+) -> Result<v1::UploadBlobResponse, Status> {
+    if request
+        .extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()
+        .is_none()
+    {
+        return Err(Status::failed_precondition(
+            "a local file can be taken in only over the daemon's own Unix socket; upload it",
+        ));
+    }
+    let request = request.into_inner();
+    let digest = parse_digest(request.digest.as_ref(), "digest")?;
+    if digest.size > max_blob_size {
+        return Err(Status::resource_exhausted(format!(
+            "{digest} is larger than limits.max_blob_size ({max_blob_size} bytes)"
+        )));
+    }
+    let path = PathBuf::from(&request.path);
+    // A regular file only: a FIFO or a device would hold the call (or feed it forever).
+    if !path.is_absolute() || !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Err(Status::invalid_argument(format!(
+            "`{}` is not the absolute path of a regular file",
+            request.path
+        )));
+    }
+    let put = store
+        .put_file(&path, Some(digest))
+        .await
+        .map_err(store_status)?;
+    // Not counted in trtfarm_blob_bytes_received_total: no byte crossed the connection.
+    Ok(v1::UploadBlobResponse {
+        digest: Some(v1::Digest::from(&put.digest)),
+        stored: put.stored,
+    })
+}
+
 /// Handles `DownloadBlob`.
 pub(super) async fn download(
     store: &Arc<dyn ContentStore>,

@@ -156,6 +156,18 @@ impl v1::farm_server::Farm for FarmService {
         blobs::locate(self.farm.store(), request).map(Response::new)
     }
 
+    async fn ingest_local_file(
+        &self,
+        request: Request<v1::IngestLocalFileRequest>,
+    ) -> Result<Response<v1::UploadBlobResponse>, Status> {
+        if self.farm.is_draining() {
+            return Err(Status::unavailable("the daemon is shutting down"));
+        }
+        blobs::ingest_local(self.farm.store(), self.limits.max_blob_size, request)
+            .await
+            .map(Response::new)
+    }
+
     async fn submit(
         &self,
         request: Request<v1::SubmitRequest>,
