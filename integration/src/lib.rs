@@ -12,6 +12,7 @@ pub mod other_user;
 pub mod postgres;
 pub mod real_models;
 pub mod servers;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -114,6 +114,30 @@ impl TestPostgres {
         self.launch();
     }
 
+    /// Turns TLS on with the certificate and key at `cert` and `key` (PEM), copied into the
+    /// cluster (the key readable by the server's account only, as PostgreSQL demands), and
+    /// reloads the configuration: new connections may then use TLS.
+    pub fn enable_tls(&self, cert: &Path, key: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data_dir();
+        for (from, name, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
+            let to = data.join(name);
+            std::fs::copy(from, &to).expect("copy the TLS files into the cluster");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+            if let Some(account) = self.system_user {
+                std::os::unix::fs::chown(&to, Some(account.uid), Some(account.gid)).unwrap();
+            }
+        }
+        self.psql("ALTER SYSTEM SET ssl = on");
+        self.psql("SELECT pg_reload_conf()");
+        // The reload is asynchronous: wait until the server says TLS is on.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.psql("SHOW ssl") != "on" {
+            assert!(Instant::now() < deadline, "PostgreSQL did not turn TLS on");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Runs `sql` with `psql` as the superuser and returns its output: unaligned, tuples only,
     /// trimmed (`select 1` gives `1`; rows are lines, columns separated by `|`). Panics with
     /// psql's error when a statement fails.

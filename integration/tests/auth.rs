@@ -395,38 +395,11 @@ fn the_daemon_refuses_to_start_exposed_or_with_an_unusable_token_file() {
     assert!(stderr.contains("`tls.key_file` is not set"), "{stderr}");
 }
 
-/// A private CA and a server certificate it signed for IP 127.0.0.1: (ca.pem, cert.pem,
-/// key.pem) under `dir`.
-fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "trtfarm test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "trtfarmd");
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    let cert = server.signed_by(&key, &ca).unwrap();
-    (
-        write_file(&dir.join("ca.pem"), &ca.pem(), 0o644),
-        write_file(&dir.join("cert.pem"), &cert.pem(), 0o644),
-        write_file(&dir.join("key.pem"), &key.serialize_pem(), 0o600),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_daemon_serves_clients_that_trust_its_ca_and_no_plain_http_client() {
     let root = tempfile::tempdir().unwrap();
     let home = root.path().join("home");
-    let (ca, cert, key) = private_ca(root.path());
+    let (ca, cert, key) = integration::tls::private_ca(root.path());
     let tokens = token_file(root.path());
     let mine = write_file(&root.path().join("my-token"), TOKEN, 0o600);
     let daemon = Daemon::start(
@@ -512,7 +485,7 @@ async fn a_tls_daemon_serves_clients_that_trust_its_ca_and_no_plain_http_client(
 #[test]
 fn the_daemon_refuses_tls_files_it_cannot_use() {
     let root = tempfile::tempdir().unwrap();
-    let (_, cert, key) = private_ca(root.path());
+    let (_, cert, key) = integration::tls::private_ca(root.path());
     let tls = |cert: &Path, key: &Path| {
         refused_start(
             root.path(),
@@ -544,7 +517,7 @@ fn the_daemon_refuses_tls_files_it_cannot_use() {
     // A key of another certificate.
     let other = root.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    let (_, _, other_key) = private_ca(&other);
+    let (_, _, other_key) = integration::tls::private_ca(&other);
     let stderr = tls(&cert, &other_key);
     assert!(
         stderr.contains("cannot serve TLS with the certificate"),

@@ -127,7 +127,8 @@ fn offer<'a>(toolchains: &'a [String], gpu_targets: &'a [String], mps: bool) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn enterprise_builds_go_only_to_a_daemon_with_their_exact_gpu_model() {
     let pg = TestPostgres::start();
-    let database = QueueDatabase::resolve(&pg.url(), None, &PgEnvironment::default()).unwrap();
+    let database =
+        QueueDatabase::resolve(&pg.url(), None, None, &PgEnvironment::default()).unwrap();
     let queue = SharedQueue::connect(database, "router".into(), Duration::from_secs(30))
         .await
         .unwrap();
@@ -219,7 +220,8 @@ async fn enterprise_builds_go_only_to_a_daemon_with_their_exact_gpu_model() {
 async fn the_schema_is_created_once_and_a_newer_one_is_refused() {
     let pg = TestPostgres::start();
     let connect = || async {
-        let database = QueueDatabase::resolve(&pg.url(), None, &PgEnvironment::default()).unwrap();
+        let database =
+            QueueDatabase::resolve(&pg.url(), None, None, &PgEnvironment::default()).unwrap();
         SharedQueue::connect(database, "daemon".into(), Duration::from_secs(30)).await
     };
     // Daemons starting together migrate once.
@@ -246,4 +248,42 @@ async fn the_schema_is_created_once_and_a_newer_one_is_refused() {
         "{refused}"
     );
     assert!(!refused.contains("password"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_speaks_tls_to_a_database_that_offers_it_and_verifies_its_certificate() {
+    let pg = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = integration::tls::private_ca(dir.path());
+    pg.enable_tls(&cert, &key);
+    let url = format!("{}?sslmode=require", pg.url());
+    let connect = |ca_file: Option<&std::path::Path>| {
+        let database =
+            QueueDatabase::resolve(&url, None, ca_file, &PgEnvironment::default()).unwrap();
+        SharedQueue::connect(database, "tls".into(), Duration::from_secs(30))
+    };
+
+    // Trusting the database's CA: connected, and PostgreSQL says the session is encrypted.
+    let queue = connect(Some(&ca)).await.unwrap();
+    queue
+        .heartbeat(fake_daemon("tls", Vec::new(), false))
+        .await
+        .unwrap();
+    let encrypted = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'trtfarmd' AND s.ssl",
+    );
+    assert_ne!(encrypted, "0", "no trtfarmd session uses TLS");
+    let plain = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'trtfarmd' AND NOT s.ssl",
+    );
+    assert_eq!(plain, "0", "a trtfarmd session is not encrypted");
+
+    // Without it, the certificate is refused: no silent fallback to an unverified server.
+    let refused = match connect(None).await {
+        Ok(_) => panic!("connected to a database whose certificate nobody vouches for"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(refused.contains("certificate"), "{refused}");
 }

@@ -156,6 +156,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TRTFARMD_QUEUE_PASSWORD_FILE", value_name = "PATH")]
     pub queue_password_file: Option<PathBuf>,
 
+    /// CA certificates (PEM) for the database's TLS (`queue.ca_file`) [default: none].
+    #[arg(long, env = "TRTFARMD_QUEUE_CA_FILE", value_name = "PATH")]
+    pub queue_ca_file: Option<PathBuf>,
+
     /// How long a claim on a running build lasts unrenewed (`queue.lease`) [default: 30s].
     #[arg(long, env = "TRTFARMD_QUEUE_LEASE", value_name = "DURATION", value_parser = parse_duration)]
     pub queue_lease: Option<Duration>,
@@ -251,6 +255,11 @@ impl ServeArgs {
                 "queue.password_file",
                 &self.queue_password_file,
                 &mut config.queue.password_file,
+            ),
+            (
+                "queue.ca_file",
+                &self.queue_ca_file,
+                &mut config.queue.ca_file,
             ),
         ] {
             if let Some(path) = flag {

@@ -79,6 +79,8 @@ fn flags_parse_every_value_form() {
         "/etc/trtfarm/pg-password",
         "--queue-lease",
         "45s",
+        "--queue-ca-file",
+        "/etc/trtfarm/pg-ca.pem",
     ])
     .unwrap();
     assert_eq!(
@@ -119,6 +121,7 @@ fn flags_parse_every_value_form() {
             queue: Some("postgres://farm@db/engines".into()),
             queue_password_file: Some("/etc/trtfarm/pg-password".into()),
             queue_lease: Some(Duration::from_secs(45)),
+            queue_ca_file: Some("/etc/trtfarm/pg-ca.pem".into()),
         }
     );
 

@@ -171,6 +171,15 @@ pub struct QueueConfig {
     /// Flag `--queue-password-file`, env `TRTFARMD_QUEUE_PASSWORD_FILE`.
     pub password_file: Option<PathBuf>,
 
+    /// PEM certificates to trust for the database's TLS certificate, beside the platform's
+    /// roots (for a database with a certificate of its own CA). TLS follows the URL's `sslmode`
+    /// (`prefer` when it says nothing: TLS whenever the server offers it; `require` to refuse a
+    /// server without it; `disable`); a certificate is always verified, name included.
+    ///
+    /// Default: none. Example: `ca_file = "/etc/trtfarm/pg-ca.pem"`.
+    /// Flag `--queue-ca-file`, env `TRTFARMD_QUEUE_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
+
     /// How long a daemon's claim on a running build lasts without renewal. The daemon renews
     /// it several times per lease; a daemon that dies or loses the database for longer loses
     /// its builds to others, and its late results are refused. Longer rides out longer database
@@ -187,6 +196,7 @@ impl Default for QueueConfig {
         QueueConfig {
             url: None,
             password_file: None,
+            ca_file: None,
             lease: Duration::from_secs(30),
         }
     }
@@ -458,6 +468,7 @@ impl DaemonConfig {
             ("gpu.mps_control", &mut self.gpu.mps_control),
             ("auth.token_file", &mut self.auth.token_file),
             ("queue.password_file", &mut self.queue.password_file),
+            ("queue.ca_file", &mut self.queue.ca_file),
             ("tls.cert_file", &mut self.tls.cert_file),
             ("tls.key_file", &mut self.tls.key_file),
         ] {

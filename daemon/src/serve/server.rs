@@ -34,6 +34,7 @@ async fn connect_farm(
     let database = QueueDatabase::resolve(
         url,
         config.queue.password_file.as_deref(),
+        config.queue.ca_file.as_deref(),
         &PgEnvironment::from_process(),
     )?;
     let id = crate::schedule::postgres::registry::daemon_id(&config.state_dir)?;

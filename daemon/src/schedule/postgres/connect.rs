@@ -12,6 +12,9 @@ pub struct QueueDatabase {
     config: tokio_postgres::Config,
     /// `postgres://user@host:port/db`, for logs and errors (never the password).
     display: String,
+    /// TLS as the URL's `sslmode` asks (`prefer` by default: TLS when the server offers it),
+    /// certificates always verified: the platform's roots, plus `queue.ca_file`.
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for QueueDatabase {
@@ -66,6 +69,7 @@ impl QueueDatabase {
     pub fn resolve(
         url: &str,
         password_file: Option<&Path>,
+        ca_file: Option<&Path>,
         env: &PgEnvironment,
     ) -> anyhow::Result<QueueDatabase> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
@@ -110,14 +114,55 @@ impl QueueDatabase {
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(30));
         let display = describe(&config);
-        Ok(QueueDatabase { config, display })
+        Ok(QueueDatabase {
+            config,
+            display,
+            tls: tls(ca_file)?,
+        })
     }
 
     /// The driver's connection settings.
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
+
+    /// The TLS connector for every connection to the database.
+    pub(crate) fn tls(&self) -> tokio_postgres_rustls::MakeRustlsConnect {
+        self.tls.clone()
+    }
 }
+
+/// A rustls client trusting the platform's roots and the certificates in `ca_file`.
+fn tls(ca_file: Option<&Path>) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates the platform store holds but rustls cannot parse are skipped, as browsers do.
+    let native = rustls_native_certs::load_native_certs();
+    let _ = roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<_, _>>())
+            .map_err(|e| anyhow::anyhow!("cannot read queue.ca_file {}: {e}", path.display()))?;
+        if certificates.is_empty() {
+            anyhow::bail!("queue.ca_file {} holds no PEM certificate", path.display());
+        }
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|e| anyhow::anyhow!("queue.ca_file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS set-up for the farm's database: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+impl QueueDatabase {}
 
 /// `postgres://user@host:port/db`, without the password.
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -214,13 +259,14 @@ mod tests {
             password: Some("s3cret".into()),
             passfile: None,
         };
-        let db = QueueDatabase::resolve("postgres://", None, &env).unwrap();
+        let db = QueueDatabase::resolve("postgres://", None, None, &env).unwrap();
         assert_eq!(db.to_string(), "postgres://farm@db.internal:6543/engines");
         assert_eq!(db.config().get_password(), Some(&b"s3cret"[..]));
         assert!(!format!("{db:?}").contains("s3cret"));
 
         // A URL that names its host means that host's port (5432 unless given), as in libpq.
-        let db = QueueDatabase::resolve("postgres://ci:pw@10.0.0.5/jobs", None, &env).unwrap();
+        let db =
+            QueueDatabase::resolve("postgres://ci:pw@10.0.0.5/jobs", None, None, &env).unwrap();
         assert_eq!(db.to_string(), "postgres://ci@10.0.0.5:5432/jobs");
         assert_eq!(db.config().get_password(), Some(&b"pw"[..]));
     }
@@ -231,7 +277,7 @@ mod tests {
         let file = dir.path().join("password");
         std::fs::write(&file, "from-file\n").unwrap();
         let env = PgEnvironment::default();
-        let db = QueueDatabase::resolve("postgres://u@h/d", Some(&file), &env).unwrap();
+        let db = QueueDatabase::resolve("postgres://u@h/d", Some(&file), None, &env).unwrap();
         assert_eq!(db.config().get_password(), Some(&b"from-file"[..]));
 
         let passfile = dir.path().join("pgpass");
@@ -244,19 +290,24 @@ mod tests {
             passfile: Some(passfile),
             ..PgEnvironment::default()
         };
-        let db = QueueDatabase::resolve("postgres://u@h/d", None, &env).unwrap();
+        let db = QueueDatabase::resolve("postgres://u@h/d", None, None, &env).unwrap();
         assert_eq!(db.config().get_password(), Some(&b"p:w\\d"[..]));
 
         std::fs::write(&file, "\n").unwrap();
-        let error = QueueDatabase::resolve("postgres://u@h/d", Some(&file), &env).unwrap_err();
+        let error =
+            QueueDatabase::resolve("postgres://u@h/d", Some(&file), None, &env).unwrap_err();
         assert!(error.to_string().contains("is empty"), "{error}");
     }
 
     #[test]
     fn a_bad_url_says_what_is_expected() {
-        let error =
-            QueueDatabase::resolve("postgres://h:notaport/d", None, &PgEnvironment::default())
-                .unwrap_err();
+        let error = QueueDatabase::resolve(
+            "postgres://h:notaport/d",
+            None,
+            None,
+            &PgEnvironment::default(),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("postgres://"), "{error}");
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use tokio::sync::{Notify, broadcast};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tonic::Status;
 
 pub use claims::{Claimed, FenceHeld, FenceLost, Offer};
@@ -69,7 +69,7 @@ impl SharedQueue {
     ) -> anyhow::Result<std::sync::Arc<SharedQueue>> {
         let manager = Manager::from_config(
             database.config().clone(),
-            NoTls,
+            database.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -82,7 +82,15 @@ impl SharedQueue {
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()?;
         let mut client = pool.get().await.map_err(|e| {
-            anyhow::anyhow!("cannot connect to the farm's database {database}: {e}")
+            anyhow::anyhow!(
+                "cannot connect to the farm's database {database}: {}{}",
+                causes(&e),
+                if causes(&e).contains("certificate") {
+                    " (give the CA that signed the database's certificate with queue.ca_file)"
+                } else {
+                    ""
+                }
+            )
         })?;
         schema::migrate(&mut client).await.map_err(|e| {
             anyhow::anyhow!("cannot prepare the farm's tables in {database}: {e:#}")
@@ -115,11 +123,12 @@ impl SharedQueue {
     }
 
     /// The status for a database failure: the farm's queue is unreachable for now.
-    pub(crate) fn unavailable(&self, error: impl std::fmt::Display) -> Status {
+    pub(crate) fn unavailable(&self, error: impl std::error::Error) -> Status {
         Status::unavailable(format!(
-            "the farm's database {} cannot be reached ({error}); the daemon reconnects on its \
+            "the farm's database {} cannot be reached ({}); the daemon reconnects on its \
              own: try again shortly",
-            self.database
+            self.database,
+            causes(&error)
         ))
     }
 
@@ -155,12 +164,28 @@ impl SharedQueue {
     }
 }
 
+/// An error and its causes, `: `-separated, leaving out a cause the line already ends with (the
+/// pool repeats the driver's message, the driver the TLS library's).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
 /// Keeps one connection listening on both channels, reconnecting with backoff, and forwards
 /// what arrives.
 async fn listen(queue: std::sync::Arc<SharedQueue>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match queue.database.config().connect(NoTls).await {
+        match queue.database.config().connect(queue.database.tls()).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
