@@ -453,3 +453,21 @@ async fn an_fp16_build_has_half_precision_layers_and_weights_and_fp32_has_none()
          of the {weight_bytes} B of weights"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_on_its_own_is_a_farm_of_one() {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(root.path(), &[]);
+    let mut client = daemon.client().await;
+    let farm = client
+        .get_farm(v1::GetFarmRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(farm.queue, "embedded");
+    assert_eq!(farm.daemons.len(), 1, "{farm:?}");
+    let me = &farm.daemons[0];
+    assert_eq!(me.endpoint, daemon.endpoint);
+    assert!(me.live && me.started_at_ms > 0 && me.heartbeat_at_ms >= me.started_at_ms);
+    assert!(!me.toolchains.is_empty(), "{me:?}");
+}

@@ -89,6 +89,10 @@ pub struct Farm {
     pub(crate) memory: memory::MemoryBook,
     /// Set while a dispatch waits for memory to free up.
     memory_wait: AtomicBool,
+    /// Where clients reach this daemon, once it listens (for `GetFarm`).
+    pub(crate) endpoint: std::sync::OnceLock<String>,
+    /// When it started, Unix milliseconds.
+    pub(crate) started_at_ms: i64,
 }
 
 #[derive(Default)]
@@ -201,6 +205,8 @@ impl Farm {
             shared,
             memory: memory::MemoryBook::default(),
             memory_wait: AtomicBool::new(false),
+            endpoint: std::sync::OnceLock::new(),
+            started_at_ms: now_ms(),
         });
         if farm.shared.is_none() {
             farm.recover().await?;

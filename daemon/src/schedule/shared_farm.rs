@@ -39,6 +39,7 @@ impl Farm {
     /// Joins the farm once clients can reach this daemon at `endpoint`: registers it, puts back
     /// builds a previous run of it died holding, and starts claiming.
     pub async fn join_farm(self: &Arc<Self>, endpoint: String) -> anyhow::Result<()> {
+        let _ = self.endpoint.set(endpoint.clone());
         let Some(shared) = self.shared.clone() else {
             return Ok(());
         };
@@ -75,7 +76,7 @@ impl Farm {
             builder_digest: self.settings.policy.builder_digest.clone(),
             capabilities: Capabilities::of(&self.inventory),
             slots: self.slots(),
-            started_at_ms: 0,
+            started_at_ms: self.started_at_ms,
             heartbeat_at_ms: 0,
             live: true,
         }
@@ -90,7 +91,8 @@ impl Farm {
                 shared.daemon_id.clone(),
             ),
             None => {
-                let mut record = self.daemon_record("");
+                let endpoint = self.endpoint.get().map_or("", String::as_str);
+                let mut record = self.daemon_record(endpoint);
                 record.heartbeat_at_ms = super::now_ms();
                 ("embedded".to_owned(), vec![record], String::new())
             }
