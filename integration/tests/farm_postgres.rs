@@ -19,6 +19,9 @@ use trtfarm_proto::v1::farm_client::FarmClient;
 /// Short, so a dead daemon's build moves on within the test.
 const LEASE: &str = "3s";
 
+/// The gauge of builds running on a daemon.
+const RUNNING: &str = "trtfarm_jobs{state=\"running\"}";
+
 /// One PostgreSQL, one bucket, daemons on both.
 struct Farm {
     pg: TestPostgres,
@@ -373,6 +376,9 @@ async fn progress_reaches_a_client_of_another_daemon_and_a_cancel_through_a_thir
     let builder = running_on(&refs);
     let watcher = (builder + 1) % 3;
     let canceller = (builder + 2) % 3;
+    // Each daemon's gauge counts the builds it runs.
+    assert_eq!(daemons[builder].metric(RUNNING), 1.0);
+    assert_eq!(daemons[watcher].metric(RUNNING), 0.0);
     let mut watching = daemons[watcher].client().await;
     let mut stream = watching
         .watch_job(v1::WatchJobRequest { job_id: job.id })
@@ -416,6 +422,14 @@ async fn progress_reaches_a_client_of_another_daemon_and_a_cancel_through_a_thir
             "the builder still runs after the cancel"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemons[builder].metric(RUNNING) != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the gauge still counts the cancelled build"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while farm.psql("SELECT state FROM trtfarm_builds") != "cancelled" {

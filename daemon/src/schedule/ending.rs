@@ -32,6 +32,8 @@ impl Farm {
             state.queue.release(resource);
         }
         if let Some(run) = build.shared {
+            self.metrics
+                .set_jobs_running(u64::from(state.queue.running()));
             self.finish_shared(run, outcome);
             return;
         }

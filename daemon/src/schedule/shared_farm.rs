@@ -308,6 +308,9 @@ impl Farm {
                 memory_need: self.memory.estimate(&prepared),
             },
         );
+        // In a farm the jobs are the farm's; this daemon's gauge counts the builds it runs.
+        self.metrics
+            .set_jobs_running(u64::from(state.queue.running()));
         drop(state);
         tracing::debug!(build = id, key = %prepared.key.hex(), %resource, "claimed a build from the farm");
         self.metrics.build_started();
