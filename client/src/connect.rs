@@ -28,6 +28,9 @@ const MAX_MESSAGE: usize = 16 << 20;
 /// HTTP/2 flow-control window, per stream and per connection.
 const WINDOW: u32 = 8 << 20;
 
+/// Ping interval, and how long a ping may go unanswered, before the connection counts as lost.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
 /// How long establishing a connection may take before the daemon counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,6 +144,12 @@ async fn dial(
         .initial_connection_window_size(WINDOW)
         .initial_stream_window_size(WINDOW)
         .tcp_nodelay(true)
+        // A daemon that stops answering (its host gone, a partition, a peer that never speaks
+        // HTTP/2) is noticed by unanswered pings instead of being waited for forever; the
+        // commands that follow jobs then reach the daemon again.
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true)
         .connect()
         .await
         .map_err(|error| {

@@ -81,3 +81,26 @@ fn a_submit_survives_its_local_daemon_being_killed_mid_build() {
     assert!(again.stdout.contains("cached"), "{again:#?}");
     assert!(again.stdout.contains(&digest), "{again:#?}");
 }
+
+/// A "daemon" that accepts connections and never says a word: the client notices by its
+/// unanswered pings and gives up with an error, instead of waiting forever.
+#[test]
+fn a_daemon_that_never_answers_is_not_waited_for_forever() {
+    let home = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        // Hold every connection open, read nothing, answer nothing.
+        for stream in silent.incoming().take(4).flatten() {
+            open.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(120));
+    });
+    // `run` gives up (and fails the test) after five minutes; the client must end by itself.
+    let ran = run(trtfarm(home.path()).args(["ls", "--daemon", &url]));
+    assert_eq!(ran.code, 2, "{ran:#?}");
+    assert!(ran.stderr.starts_with("error: "), "{ran:#?}");
+    println!("{}", ran.stderr);
+    drop(held);
+}

@@ -16,8 +16,9 @@ use tonic::transport::Channel;
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::farm_client::FarmClient;
 
-/// Short, so a dead daemon's build moves on within the test.
-const LEASE: &str = "3s";
+/// Short, so a dead daemon's build moves on within the test; long enough that a busy machine
+/// does not take a live daemon's build away (it renews five times per lease).
+const LEASE: &str = "6s";
 
 /// The gauge of builds running on a daemon.
 const RUNNING: &str = "trtfarm_jobs{state=\"running\"}";
@@ -40,12 +41,17 @@ impl Farm {
 
     /// A daemon of the farm named `name` (its state dir), with `extra` flags.
     fn daemon(&self, name: &str, extra: &[&str]) -> Daemon {
+        self.daemon_with_lease(name, LEASE, extra)
+    }
+
+    /// [`Farm::daemon`] with leases of `lease`.
+    fn daemon_with_lease(&self, name: &str, lease: &str, extra: &[&str]) -> Daemon {
         let url = self.pg.url();
         let mut flags = vec![
             "--queue",
             url.as_str(),
             "--queue-lease",
-            LEASE,
+            lease,
             "--cpu-slots",
             "1",
             "--drain-timeout",
@@ -321,7 +327,13 @@ async fn a_killed_daemons_build_is_built_elsewhere_and_its_late_result_refused()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_restart_loses_no_job_and_builds_none_twice() {
     let mut farm = Farm::start();
-    let daemons = [farm.daemon("a", &[]), farm.daemon("b", &[])];
+    // Leases longer than the outage, as a deployment's are (30 s by default): builds must
+    // ride it out, not be handed on (with the short leases of the other tests, a slow restart on
+    // a busy machine hands them on, and they are built twice).
+    let daemons = [
+        farm.daemon_with_lease("a", "20s", &[]),
+        farm.daemon_with_lease("b", "20s", &[]),
+    ];
     let mut client = daemons[0].client().await;
     let mut jobs = Vec::new();
     for seed in 0..4 {
