@@ -203,10 +203,10 @@ impl DigestCache {
     }
 
     /// Records `value` under `key` (a key that names file digests: facts of files never go
-    /// stale, since other bytes are another key).
-    pub fn put_fact(&self, key: &str, value: &[u8]) {
+    /// stale, since other bytes are another key). Returns whether it was recorded.
+    pub fn put_fact(&self, key: &str, value: &[u8]) -> bool {
         let Some(db) = &self.db else {
-            return;
+            return false;
         };
         let write = || -> anyhow::Result<()> {
             let txn = db.begin_write()?;
@@ -214,8 +214,12 @@ impl DigestCache {
             txn.commit()?;
             Ok(())
         };
-        if let Err(error) = write() {
-            eprintln!("warning: cannot update the digest cache: {error:#}");
+        match write() {
+            Ok(()) => true,
+            Err(error) => {
+                eprintln!("warning: cannot update the digest cache: {error:#}");
+                false
+            }
         }
     }
 

@@ -32,7 +32,8 @@ pub struct CheckedManifest {
 pub struct Learned {
     /// The facts.
     pub facts: ModelFacts,
-    /// Whether they came from the cache (else the model was read now).
+    /// Whether the cache holds them (they came from it, or were stored in it now); if not,
+    /// they can be stored once the model's files have digests.
     pub remembered: bool,
 }
 
@@ -93,14 +94,8 @@ pub fn diagnose(manifest: &Manifest, cache: &DigestCache) -> (Vec<Diagnostic>, O
                 inputs,
                 external_data,
             };
-            model_facts::remember(cache, model, &facts);
-            (
-                diagnostics,
-                Some(Learned {
-                    facts,
-                    remembered: false,
-                }),
-            )
+            let remembered = model_facts::remember(cache, model, &facts);
+            (diagnostics, Some(Learned { facts, remembered }))
         }
         Err(diagnostic) => {
             diagnostics.push(*diagnostic);
@@ -504,7 +499,7 @@ inputs.x = { min = [1, 16], opt = [4, 16], max = [8, 16] }
                 .remembered
         );
         cache.digest_all(&[model.clone(), weights.clone()]).unwrap();
-        model_facts::remember(&cache, &model, &first.facts);
+        assert!(model_facts::remember(&cache, &model, &first.facts));
         let again = load_checked(&manifest, &cache).unwrap().model.unwrap();
         assert!(again.remembered, "same bytes: not read again");
         assert_eq!(again.facts, first.facts);

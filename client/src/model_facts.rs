@@ -67,16 +67,17 @@ pub fn recall(cache: &DigestCache, model: &Path) -> Option<ModelFacts> {
 }
 
 /// Remembers what a read of `model` found, if the digest cache knows the model and its external
-/// data (after a `submit` has digested them; before that, nothing is remembered).
-pub fn remember(cache: &DigestCache, model: &Path, facts: &ModelFacts) {
+/// data (after a `submit` has digested them; before that, nothing is remembered). Returns
+/// whether it did.
+pub fn remember(cache: &DigestCache, model: &Path, facts: &ModelFacts) -> bool {
     let Some(model_digest) = cache
         .known(&[model.to_path_buf()])
         .and_then(|mut d| d.pop())
     else {
-        return;
+        return false;
     };
     let Some(external_digests) = cache.known(&external_paths(model, &facts.external_data)) else {
-        return;
+        return false;
     };
     let stored = Stored {
         inputs: facts
@@ -98,8 +99,9 @@ pub fn remember(cache: &DigestCache, model: &Path, facts: &ModelFacts) {
         external_data: facts.external_data.clone(),
         external_digests,
     };
-    if let Ok(bytes) = serde_json::to_vec(&stored) {
-        cache.put_fact(&key(&model_digest), &bytes);
+    match serde_json::to_vec(&stored) {
+        Ok(bytes) => cache.put_fact(&key(&model_digest), &bytes),
+        Err(_) => false,
     }
 }
 

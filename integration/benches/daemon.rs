@@ -11,37 +11,16 @@
 //! Run: `cargo bench -p integration --bench daemon` (after `scripts/setup`; needs the binaries:
 //! `cargo build --release --bins` first when benchmarking release builds).
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use integration::bench::{ms, percentile, tiny_project};
 use integration::daemon::Daemon;
 use integration::farm::{follow, job_of, request_for, succeeded};
-use integration::models::{deep_cnn, images_manifest};
 use trtfarm::transfer::{digest_file, download_to_file, upload_file};
 use trtfarm_proto::v1;
 
 const TINY_JOBS: usize = 200;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// A tiny model + manifest, different weights per seed (so a different action key).
-fn tiny_project(root: &Path, seed: u64) -> std::path::PathBuf {
-    let dir = root.join(format!("tiny-{seed}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    deep_cnn(&dir, 1, 4, 8, seed);
-    let manifest = dir.join("engine.toml");
-    std::fs::write(&manifest, images_manifest("deep.onnx", 8, &[("fp32", 1)])).unwrap();
-    manifest
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

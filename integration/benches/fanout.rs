@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use integration::bench::median;
 use integration::daemon::Daemon;
 use integration::determinism::python_build_args;
 use integration::farm::{follow_to_end, job_of, request_for};
@@ -29,11 +30,6 @@ const TARGETS: [&[&str]; 8] = [
     &["8.9", "12.0"],
     &["7.5", "8.6", "8.9"],
 ];
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 /// `dir/engine.toml` for the detector with one fp32 engine per target set.
 fn project(dir: &Path) -> std::path::PathBuf {

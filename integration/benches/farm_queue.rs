@@ -13,9 +13,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use integration::bench::{ms, percentile, tiny_project};
 use integration::daemon::Daemon;
 use integration::farm::{follow, job_of, request_for, succeeded};
-use integration::models::{deep_cnn, images_manifest};
 use integration::postgres::TestPostgres;
 use integration::servers::{ServerKind, TestServer};
 use tonic::transport::Channel;
@@ -23,24 +23,6 @@ use trtfarm_proto::v1;
 use trtfarm_proto::v1::farm_client::FarmClient;
 
 const LATENCY_JOBS: u64 = 50;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn tiny_project(root: &Path, seed: u64) -> std::path::PathBuf {
-    let dir = root.join(format!("tiny-{seed}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    deep_cnn(&dir, 1, 4, 8, seed);
-    let manifest = dir.join("engine.toml");
-    std::fs::write(&manifest, images_manifest("deep.onnx", 8, &[("fp32", 1)])).unwrap();
-    manifest
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -12,16 +12,12 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use integration::bench::median;
 use integration::cli::{run, trtfarm};
 use integration::daemon::Daemon;
 use integration::servers::{ServerKind, TestServer, daemon_on};
 
 const SIZE: u64 = 1 << 30;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 fn main() {
     let rounds: usize = std::env::var("TRTFARM_BENCH_ROUNDS")

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use integration::bench::{ms, percentile};
 use integration::cli::{run, trtfarm};
 use integration::daemon::Daemon;
 use onnx_graph::{DataType, GraphBuilder, ModelBuilder, SplitMix64, dims};
@@ -26,15 +27,6 @@ use onnx_graph::{DataType, GraphBuilder, ModelBuilder, SplitMix64, dims};
 const CACHE_HIT_RUNS: usize = 25;
 const MANIFESTS: usize = 100;
 const PADDING_BYTES: u64 = 1 << 30;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Runs `command` and returns its wall time; panics unless it exits 0.
 fn timed(command: &mut Command) -> Duration {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: locating the workspace's binaries and preparing
 //! private copies of the examples.
 
+pub mod bench;
 pub mod cli;
 pub mod cpu_load;
 pub mod daemon;

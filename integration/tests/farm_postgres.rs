@@ -179,10 +179,8 @@ async fn a_job_submitted_anywhere_is_built_by_the_only_daemon_that_can() {
     );
     let logs = run(trtfarm(&home).args(["--daemon", &b.endpoint, "logs", &job.id.to_string()]))
         .expect_code(0, "logs");
-    assert!(
-        !logs.stdout.trim().is_empty() || !logs.stderr.trim().is_empty(),
-        "{logs:?}"
-    );
+    // The stored build log of a job built on C, printed through B: TensorRT's lines.
+    assert!(logs.stdout.contains("[info] "), "{logs:?}");
     let view = run(trtfarm(&home).args(["--daemon", &c.endpoint, "farm"])).expect_code(0, "farm");
     assert!(view.stdout.starts_with("queue: postgres://"), "{view:?}");
     assert_eq!(view.stdout.matches(" live").count(), 3, "{view:?}");

@@ -104,20 +104,35 @@ impl Farm {
         })
     }
 
-    /// Checks `request` against what the live daemons of the farm can build.
+    /// Checks `request` against what the live daemons of the farm can build: the registry as
+    /// read within the last heartbeat, and read again before a refusal (a daemon that has just
+    /// joined may be the one that can build it).
     pub(super) async fn prepare_for_farm(
         &self,
         shared: &SharedQueue,
         request: v1::SubmitRequest,
     ) -> Result<(PreparedBuild, Requirement), Status> {
-        let daemons = shared.daemons().await?;
-        let inventory = registry::farm_inventory(&daemons);
+        let recent = shared.recent_daemons().await?;
+        match self.check_against_farm(request.clone(), &recent) {
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                self.check_against_farm(request, &shared.daemons().await?)
+            }
+            checked => checked,
+        }
+    }
+
+    fn check_against_farm(
+        &self,
+        request: v1::SubmitRequest,
+        daemons: &[DaemonRecord],
+    ) -> Result<(PreparedBuild, Requirement), Status> {
+        let inventory = registry::farm_inventory(daemons);
         let prepared = prepare(request, &inventory, &self.settings.policy).map_err(|status| {
             if status.code() == tonic::Code::FailedPrecondition {
                 Status::failed_precondition(format!(
                     "{} (the farm has: {})",
                     status.message().replace("this daemon", "the farm"),
-                    registry::describe_farm(&daemons)
+                    registry::describe_farm(daemons)
                 ))
             } else {
                 status
@@ -149,7 +164,7 @@ impl Farm {
                     ""
                 },
                 &requirement.builder_digest[..requirement.builder_digest.len().min(16)],
-                registry::describe_farm(&daemons)
+                registry::describe_farm(daemons)
             )));
         }
         Ok((prepared, requirement))

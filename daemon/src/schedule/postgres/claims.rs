@@ -9,7 +9,6 @@ use prost::Message;
 use tonic::Status;
 use trtfarm_proto::v1;
 
-use super::registry::Requirement;
 use super::{BUILD_CHANNEL, MAX_ATTEMPTS, SharedQueue, WORK_CHANNEL};
 use crate::schedule::{failure, now_ms};
 
@@ -402,18 +401,6 @@ impl SharedQueue {
         .map_err(|e| self.unavailable(e))?;
         txn.commit().await.map_err(|e| self.unavailable(e))?;
         Ok(())
-    }
-
-    /// Whether `requirement` is met by a live daemon.
-    pub async fn buildable(
-        &self,
-        requirement: &Requirement,
-    ) -> Result<(bool, Vec<super::DaemonRecord>), Status> {
-        let daemons = self.daemons().await?;
-        let met = daemons
-            .iter()
-            .any(|d| d.live && requirement.met_by(&d.capabilities, &d.builder_digest));
-        Ok((met, daemons))
     }
 }
 

@@ -77,14 +77,6 @@ impl SharedQueue {
     ) -> Result<(v1::Job, bool), Status> {
         let request = &prepared.request;
         let mut client = self.client().await?;
-        let queued: i64 = client
-            .query_one(
-                "SELECT count(*) FROM trtfarm_builds WHERE state = 'queued'",
-                &[],
-            )
-            .await
-            .map_err(|e| self.unavailable(e))?
-            .get(0);
         let joinable = !request.skip_cache;
         let key = prepared.key.hex();
         let txn = client
@@ -117,10 +109,23 @@ impl SharedQueue {
             .map_err(|e| self.unavailable(e))?;
         let build_id: i64 = row.get(0);
         let joined: bool = row.get(1);
-        if !joined && queued as usize >= max_queued {
-            return Err(Status::resource_exhausted(format!(
-                "the farm's queue is full ({queued} builds waiting); try again later"
-            )));
+        if !joined {
+            // Counted only for a new build (joining one adds nothing to the queue); the count
+            // includes the build just inserted.
+            let queued: i64 = txn
+                .query_one(
+                    "SELECT count(*) FROM trtfarm_builds WHERE state = 'queued'",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.unavailable(e))?
+                .get(0);
+            if queued as usize > max_queued {
+                return Err(Status::resource_exhausted(format!(
+                    "the farm's queue is full ({} builds waiting); try again later",
+                    queued - 1
+                )));
+            }
         }
         let manifest_path = request
             .manifest

@@ -14,8 +14,8 @@ mod jobs;
 pub mod registry;
 mod schema;
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
@@ -56,8 +56,9 @@ pub struct SharedQueue {
     pub builds: broadcast::Sender<i64>,
     /// Ids of builds no job waits for any more; `-1` after the listening connection came back.
     pub cancels: broadcast::Sender<i64>,
-    /// This daemon's registration, refreshed by the heartbeat.
-    record: Mutex<Option<DaemonRecord>>,
+    /// The registry as last read, and when: submits within a heartbeat of it use it, so a
+    /// burst of submits (each checked against the farm) reads the registry once.
+    registry: Mutex<Option<(Instant, Arc<Vec<DaemonRecord>>)>>,
 }
 
 impl SharedQueue {
@@ -66,7 +67,7 @@ impl SharedQueue {
         database: QueueDatabase,
         daemon_id: String,
         lease: Duration,
-    ) -> anyhow::Result<std::sync::Arc<SharedQueue>> {
+    ) -> anyhow::Result<Arc<SharedQueue>> {
         let manager = Manager::from_config(
             database.config().clone(),
             database.tls(),
@@ -98,7 +99,7 @@ impl SharedQueue {
         drop(client);
         let (builds, _) = broadcast::channel(1024);
         let (cancels, _) = broadcast::channel(64);
-        let queue = std::sync::Arc::new(SharedQueue {
+        let queue = Arc::new(SharedQueue {
             pool,
             database,
             daemon_id,
@@ -106,9 +107,9 @@ impl SharedQueue {
             work: Notify::new(),
             builds,
             cancels,
-            record: Mutex::new(None),
+            registry: Mutex::new(None),
         });
-        tokio::spawn(listen(std::sync::Arc::clone(&queue)));
+        tokio::spawn(listen(Arc::clone(&queue)));
         Ok(queue)
     }
 
@@ -139,7 +140,6 @@ impl SharedQueue {
 
     /// Registers or refreshes this daemon.
     pub async fn heartbeat(&self, record: DaemonRecord) -> Result<(), Status> {
-        *self.record.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.clone());
         let client = self.client().await?;
         registry::upsert(&**client, &record)
             .await
@@ -149,9 +149,28 @@ impl SharedQueue {
     /// Every registered daemon; live ones have sent a heartbeat within a lease.
     pub async fn daemons(&self) -> Result<Vec<DaemonRecord>, Status> {
         let client = self.client().await?;
-        registry::list(&**client, self.lease + self.beat())
+        let daemons = registry::list(&**client, self.lease + self.beat())
             .await
-            .map_err(|e| self.unavailable(e))
+            .map_err(|e| self.unavailable(e))?;
+        *self.registry.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), Arc::new(daemons.clone())));
+        Ok(daemons)
+    }
+
+    /// [`SharedQueue::daemons`], as read within the last heartbeat interval (no fresher than
+    /// the heartbeats themselves), else read now.
+    pub async fn recent_daemons(&self) -> Result<Arc<Vec<DaemonRecord>>, Status> {
+        let recent = self
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(read, _)| read.elapsed() < self.beat())
+            .map(|(_, daemons)| Arc::clone(daemons));
+        match recent {
+            Some(daemons) => Ok(daemons),
+            None => Ok(Arc::new(self.daemons().await?)),
+        }
     }
 
     /// Removes this daemon's registration (shutdown).
@@ -182,7 +201,7 @@ fn causes(error: &dyn std::error::Error) -> String {
 
 /// Keeps one connection listening on both channels, reconnecting with backoff, and forwards
 /// what arrives.
-async fn listen(queue: std::sync::Arc<SharedQueue>) {
+async fn listen(queue: Arc<SharedQueue>) {
     let mut backoff = Duration::from_millis(250);
     loop {
         match queue.database.config().connect(queue.database.tls()).await {
