@@ -2,6 +2,7 @@
 //! made-up daemon registrations (fakes: this machine has no GPU and no TensorRT Enterprise).
 //! Two sm_89 boards, an L4 and an RTX 4090, are different targets; an Enterprise build goes
 //! only to a daemon with its exact GPU model, and one asking for MPS only to a daemon with MPS.
+//! The farm's timing-cache index keeps every recording of two daemons that finish together.
 
 use std::time::Duration;
 
@@ -286,4 +287,81 @@ async fn the_queue_speaks_tls_to_a_database_that_offers_it_and_verifies_its_cert
         Err(e) => format!("{e:#}"),
     };
     assert!(refused.contains("certificate"), "{refused}");
+}
+
+/// A timing-cache scope for the registry tests (its values only need to be fixed).
+fn h100_scope() -> trtfarmd::timing_cache::TimingCacheScope {
+    serde_json::from_value(serde_json::json!({
+        "flavour": "tensorrt",
+        "toolchain_version": "11.4.0.7",
+        "library_digest": "ab".repeat(32),
+        "gpu_model": "NVIDIA H100 80GB HBM3",
+        "compute_capability": "9.0",
+        "mps_percentage": null,
+        "settings": {
+            "precision": "fp16", "optimization_level": 3, "avg_timing_iterations": 1,
+            "tactic_sources": null, "tiling": "none", "workspace": null, "tactic_dram": null,
+            "tactic_shared_memory": null, "hardware": "none", "version_compatible": false,
+            "refit": "none"
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_daemons_recording_together_keep_every_version_in_the_farm_index() {
+    use trtfarmd::timing_cache::{PublishPlan, TimingCacheRegistry};
+    use trtfarmd::schedule::postgres::timing_caches::PostgresIndex;
+    let pg = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", dir.path().join("store").display());
+    // Two daemons: their own database connections, one shared store.
+    let mut registries = Vec::new();
+    for id in ["daemon-a", "daemon-b"] {
+        let database =
+            QueueDatabase::resolve(&pg.url(), None, None, &PgEnvironment::default()).unwrap();
+        let shared = SharedQueue::connect(database, id.into(), Duration::from_secs(30))
+            .await
+            .unwrap();
+        registries.push(TimingCacheRegistry::with_index(
+            trtfarm_store::open(&store_url, &[]).unwrap(),
+            std::sync::Arc::new(PostgresIndex::new(shared)),
+        ));
+    }
+    let scope = h100_scope();
+    let recordings = (0..16u8).map(|n| {
+        let registry = registries[usize::from(n % 2)].clone();
+        let plan = PublishPlan {
+            scope: scope.clone(),
+            parent: None,
+        };
+        let file = dir.path().join(format!("cache-{n}"));
+        std::fs::write(&file, [n; 64]).unwrap();
+        tokio::spawn(async move {
+            let by = trtfarm_store::ActionKey([n; 32]);
+            registry.publish(&plan, &file, &by, 0).await.unwrap().digest
+        })
+    });
+    let mut published = Vec::new();
+    for recording in recordings.collect::<Vec<_>>() {
+        published.push(recording.await.unwrap());
+    }
+    let listed_a = registries[0].versions(&scope).await.unwrap();
+    let listed_b = registries[1].versions(&scope).await.unwrap();
+    assert_eq!(listed_a, listed_b, "both daemons see one order");
+    let mut listed: Vec<_> = listed_a.into_iter().map(|v| v.digest).collect();
+    listed.sort_by_key(|d| d.hex());
+    published.sort_by_key(|d| d.hex());
+    assert_eq!(listed, published);
+    // Publishing the same bytes again adds nothing.
+    let file = dir.path().join("cache-0");
+    let plan = PublishPlan {
+        scope: scope.clone(),
+        parent: None,
+    };
+    registries[1]
+        .publish(&plan, &file, &trtfarm_store::ActionKey([0; 32]), 0)
+        .await
+        .unwrap();
+    assert_eq!(registries[0].versions(&scope).await.unwrap().len(), 16);
 }

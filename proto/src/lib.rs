@@ -68,6 +68,7 @@ pub mod v1 {
                 ("provenance", &self.provenance),
                 ("transformed_model", &self.transformed_model),
                 ("layer_listing", &self.layer_listing),
+                ("timing_cache_loaded", &self.timing_cache_loaded),
             ]
             .into_iter()
             .filter_map(|(what, digest)| Some((what, digest.as_ref()?)))

@@ -1,11 +1,14 @@
 //! When TensorRT rejects a converted (fp16/bf16) model, the fix is usually to keep the operator
 //! it choked on in fp32. TensorRT says so in its own terms: a node name, or Myelin's name for an
 //! operation ("deconv"). This turns that into the operator type and the manifest line to add.
+//! A build held to a timing cache that fails gets the other fix it may need: record again.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use onnx_graph::NodeName;
+
+use crate::ingest::request::PreparedBuild;
 
 /// Myelin's words for operations, and the ONNX operator types they come from; only used when
 /// the model has a node of that type. Only words seen in TensorRT-RTX 1.7's messages are here
@@ -14,6 +17,22 @@ const MYELIN_WORDS: &[(&str, &str)] = &[("deconv", "ConvTranspose")];
 
 /// Operator types autocast itself adds; keeping them in fp32 means nothing.
 const INSERTED_OPS: &[&str] = &["Cast"];
+
+/// The fix for a failed build held to a timing cache: a `locked` build never times tactics, so
+/// a layer its cache has no entry for (TensorRT's message names it) fails the build, and only
+/// a new recording on the same GPU adds it. `None` for any other build.
+pub fn locked_timing_cache_hint(prepared: &PreparedBuild) -> Option<String> {
+    let plan = prepared.timing_cache.as_ref()?;
+    let pin = plan.pin.as_ref()?;
+    let scope = prepared.timing_scope.as_ref()?;
+    Some(format!(
+        "hint: engine `{}` is locked to timing cache {} and fails on any layer that cache has no \
+         timing for (TensorRT names the layer above). Record again on {} ({}): set \
+         timing_cache.policy = \"record\" and submit, then set it back to \"locked\" and submit; \
+         engine.lock then pins the new cache",
+        prepared.variant.name, pin.digest, scope.gpu_model, scope.compute_capability
+    ))
+}
 
 /// The hint for a build of the converted model at `converted_model` that failed with
 /// `message`, or `None` when the message names nothing in the model.

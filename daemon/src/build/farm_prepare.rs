@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
+use trtfarm_build_protocol::TIMING_CACHE_INPUT_FILE;
 use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, BlobDigest, Published};
 
@@ -193,6 +194,18 @@ impl Farm {
             self.fetch(digest, &dir.join(relative)).await?;
         }
         Ok(())
+    }
+
+    /// Writes the timing cache the build loads, if any, where the builder reads it.
+    pub(crate) async fn materialize_timing_cache(
+        &self,
+        prepared: &PreparedBuild,
+        scratch: &Path,
+    ) -> Result<(), Failure> {
+        match prepared.timing_cache_load() {
+            Some(cache) => self.fetch(&cache, &scratch.join(TIMING_CACHE_INPUT_FILE)).await,
+            None => Ok(()),
+        }
     }
 
     async fn fetch(&self, digest: &BlobDigest, dest: &Path) -> Result<(), Failure> {

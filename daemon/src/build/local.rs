@@ -120,6 +120,12 @@ impl LocalBuild<'_> {
         std::fs::create_dir_all(self.scratch.join(OUT_DIR))?;
         let mut config = build_config_for_prepared_model(self.variant)?;
         config.layer_info = self.options.layer_info;
+        anyhow::ensure!(
+            self.variant.settings.timing_cache != manifest_schema::TimingCachePolicy::Locked,
+            "engine `{name}`: timing_cache.policy = \"locked\" loads the cache engine.lock pins \
+             from a daemon's timing-cache registry, which `trtfarmd build` does not have; \
+             submit it to a daemon with `trtfarm submit`"
+        );
 
         // Prepare: a conversion reads the original where it is; a check reads the copy.
         let preparation = Preparation::for_variant(self.variant);

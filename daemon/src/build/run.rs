@@ -12,7 +12,7 @@ use trtfarm_proto::v1;
 
 use crate::build::builder_process::usage::Usage;
 use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
-use crate::build::failure_hint::autocast_failure_hint;
+use crate::build::failure_hint::{autocast_failure_hint, locked_timing_cache_hint};
 use crate::ingest::request::PreparedBuild;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::publish::{BuildOutputs, Slot};
@@ -105,6 +105,7 @@ impl Farm {
             let converted = self
                 .prepare_inputs(prepared, scratch, &scratch.join(INPUTS_DIR), &events_tx)
                 .await?;
+            self.materialize_timing_cache(prepared, scratch).await?;
             let report = self
                 .run_builder_in_slot(build_id, prepared, resource, cancel, scratch, events_tx)
                 .await?;
@@ -150,6 +151,10 @@ impl Farm {
                 }
             }
             BuilderOutcome::BuildFailed { message } => {
+                let message = match locked_timing_cache_hint(prepared) {
+                    Some(hint) => format!("{message}\n{hint}"),
+                    None => message,
+                };
                 let message = match &converted {
                     Some(model) => {
                         let converted_model = scratch.join(INPUTS_DIR).join(&model.model.name);
@@ -370,7 +375,7 @@ fn task_json(prepared: &PreparedBuild, root: &BuildRoot) -> Result<Vec<u8>, v1::
             .as_ref()
             .map(|_| root.library_dir(prepared.flavour)),
         config: prepared.config.clone(),
-        timing_cache_input: false,
+        timing_cache_input: prepared.timing_cache_load().is_some(),
         mps_percentage: prepared.variant.settings.mps_percentage,
     };
     serde_json::to_vec(&task)

@@ -16,6 +16,7 @@ use trtfarm_store::{ActionKey, BlobDigest};
 use crate::build::prepare::Preparation;
 use crate::file_stamp::ProbedStamps;
 use crate::ingest::action_key::{KeyInput, KeyMaterial, Target, action_key, prepare_key};
+use crate::timing_cache::{BuildGpu, TimingCachePlan, TimingCacheScope};
 use crate::ingest::variant_config::build_config_for_prepared_model;
 use crate::inventory::{Inventory, ToolchainIdentity};
 
@@ -72,6 +73,10 @@ pub struct PreparedBuild {
     pub prepare_key: Option<ActionKey>,
     /// The exact builder configuration: the same for every request with this action key.
     pub config: trt_ffi::BuildConfig,
+    /// What an Enterprise build's timing caches belong to; `None` for a build without one.
+    pub timing_scope: Option<TimingCacheScope>,
+    /// The timing cache it loads, records or is held to, once `ingest::timing` resolved it.
+    pub timing_cache: Option<TimingCachePlan>,
 }
 
 impl PreparedBuild {
@@ -97,7 +102,33 @@ impl PreparedBuild {
 
     /// Every blob the build reads.
     pub fn input_digests(&self) -> Vec<BlobDigest> {
-        self.materialize.iter().map(|(digest, _)| *digest).collect()
+        let mut digests: Vec<BlobDigest> =
+            self.materialize.iter().map(|(digest, _)| *digest).collect();
+        digests.extend(self.timing_cache_load());
+        digests
+    }
+
+    /// The timing cache the builder loads, if any.
+    pub fn timing_cache_load(&self) -> Option<BlobDigest> {
+        self.timing_cache.as_ref().and_then(|plan| plan.load)
+    }
+
+    /// The action key of this build under `policy`: everything that decides the plan bytes.
+    pub fn compute_key(&self, policy: &RequestPolicy) -> ActionKey {
+        let encoding = self.variant.canonical_encoding();
+        action_key(&KeyMaterial {
+            salt: policy.salt.as_deref(),
+            variant_encoding: &encoding,
+            inputs: &self.key_inputs,
+            toolchain: &self.toolchain,
+            target: &self.target,
+            timing_cache: self
+                .timing_cache
+                .as_ref()
+                .and_then(TimingCachePlan::action_key_input),
+            builder: &policy.builder_digest,
+            model_transform: self.preparation.transform(),
+        })
     }
 }
 
@@ -276,26 +307,16 @@ pub fn prepare(
     if request.timeout_ms > 0 {
         timeout = timeout.min(Duration::from_millis(request.timeout_ms));
     }
-    let encoding = variant.canonical_encoding();
+    let timing_scope = timing_scope(&variant, &available.identity, &target)?;
     let preparation = Preparation::for_variant(&variant);
-    let key = action_key(&KeyMaterial {
-        salt: policy.salt.as_deref(),
-        variant_encoding: &encoding,
-        inputs: &key_inputs,
-        toolchain: &available.identity,
-        target: &target,
-        timing_cache: None,
-        builder: &policy.builder_digest,
-        model_transform: preparation.transform(),
-    });
     let prepare_key = match &preparation {
         Preparation::Autocast(options) => {
             Some(prepare_key(policy.salt.as_deref(), &key_inputs, options))
         }
         Preparation::CheckOnly | Preparation::ExplicitQuantization(_) => None,
     };
-    Ok(PreparedBuild {
-        key,
+    let mut prepared = PreparedBuild {
+        key: ActionKey([0; 32]),
         variant,
         toolchain: available.identity,
         flavour: available.flavour,
@@ -310,7 +331,38 @@ pub fn prepare(
         prepare_key,
         config,
         request,
-    })
+        timing_scope,
+        timing_cache: None,
+    };
+    // Final for a build without a timing cache; `ingest::timing` computes it again once the
+    // cache the build loads is known.
+    prepared.key = prepared.compute_key(policy);
+    Ok(prepared)
+}
+
+/// The timing-cache scope of an Enterprise build whose policy uses a cache.
+fn timing_scope(
+    variant: &Variant,
+    toolchain: &ToolchainIdentity,
+    target: &Target,
+) -> Result<Option<TimingCacheScope>, Status> {
+    let Target::Gpu {
+        model,
+        compute_capability,
+    } = target
+    else {
+        return Ok(None);
+    };
+    if variant.settings.timing_cache == manifest_schema::TimingCachePolicy::Off {
+        return Ok(None);
+    }
+    let gpu = BuildGpu {
+        model: model.clone(),
+        compute_capability: *compute_capability,
+    };
+    TimingCacheScope::for_build(variant, toolchain, &gpu)
+        .map(Some)
+        .map_err(Status::invalid_argument)
 }
 
 /// Parses a wire digest, naming the input it belongs to.

@@ -6,12 +6,11 @@
 
 use manifest_schema::{
     Flavour, HardwareCompatibility, Precision, RefitMode, TacticSource, TilingLevel,
-    TimingCachePolicy, Variant,
+    Variant,
 };
 use trt_ffi::{
     BuildConfig, ComputeCapability, HardwareCompatibilityLevel, MemoryPoolLimits,
     OptimizationProfile, ProfileInput, ProfilingVerbosity, TilingOptimizationLevel,
-    TimingCacheConfig,
 };
 
 /// A manifest setting this build path cannot honour.
@@ -47,22 +46,9 @@ pub fn build_config_for_prepared_model(variant: &Variant) -> Result<BuildConfig,
     // types, and fp32 layers of a reduced-precision model stay exact fp32.
     let tf32 = Some(settings.precision == Precision::Tf32);
 
-    let timing_cache = match settings.timing_cache {
-        TimingCachePolicy::Off => None,
-        TimingCachePolicy::Record => Some(TimingCacheConfig {
-            write_output: true,
-            editable: true,
-            ..TimingCacheConfig::default()
-        }),
-        TimingCachePolicy::Locked => {
-            return Err(error(
-                "timing_cache.policy",
-                quoted("locked"),
-                "a locked build loads the cache pinned in engine.lock from the daemon's \
-                 timing-cache registry, which this build path does not have",
-            ));
-        }
-    };
+    // The cache's bytes are not part of the configuration: the builder reads the version the
+    // registry resolved from its inputs (`ingest::timing`).
+    let timing_cache = crate::timing_cache::builder_settings(settings.timing_cache);
 
     let compute_capabilities = settings
         .compatibility

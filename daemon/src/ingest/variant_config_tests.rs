@@ -149,9 +149,12 @@ fn enterprise_record_builds_with_an_editable_cache_it_returns() {
 }
 
 #[test]
-fn enterprise_locked_needs_the_registry_and_says_so() {
-    let error = config_of(&format!("{ENTERPRISE}timing_cache.policy = \"locked\"\n")).unwrap_err();
-    assert_eq!(error.setting, "timing_cache.policy");
+fn enterprise_locked_fails_on_a_miss_and_writes_nothing_back() {
+    let config = config_of(&format!("{ENTERPRISE}timing_cache.policy = \"locked\"\n")).unwrap();
+    let cache = config.timing_cache.expect("locked uses a timing cache");
+    assert!(cache.error_on_miss && !cache.editable && !cache.write_output);
+    // The bytes come from the registry at build time, never from the configuration.
+    assert_eq!(cache.input, None);
 }
 
 /// An fp16 RTX manifest with `autocast` settings in [defaults] and `engine` overrides.

@@ -92,7 +92,10 @@ impl Farm {
             None
         };
         let timing_cache = if done.timing_cache {
-            Some(put("timing cache", scratch.join(TIMING_CACHE_FILE), None).await?)
+            Some(
+                self.record_timing_cache(prepared, &scratch.join(TIMING_CACHE_FILE))
+                    .await?,
+            )
         } else {
             None
         };
@@ -120,7 +123,7 @@ impl Farm {
             byproducts.push(Subject::new("layers.json", &layers.digest, None));
         }
         if let Some(cache) = &timing_cache {
-            byproducts.push(Subject::new("timing-cache.bin", &cache.digest, None));
+            byproducts.push(Subject::new("timing-cache.bin", cache, None));
         }
         if let Some(listing) = &layer_listing {
             byproducts.push(Subject::new("layers.txt", &listing.digest, None));
@@ -159,7 +162,8 @@ impl Farm {
             build_log: Some(v1::Digest::from(&build_log.digest)),
             layer_info: layer_info.as_ref().map(|l| v1::Digest::from(&l.digest)),
             layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
-            timing_cache: timing_cache.as_ref().map(|c| v1::Digest::from(&c.digest)),
+            timing_cache: timing_cache.as_ref().map(v1::Digest::from),
+            timing_cache_loaded: prepared.timing_cache_load().as_ref().map(v1::Digest::from),
             transformed_model: transformed_model.as_ref().map(v1::Digest::from),
             layer_listing: layer_listing.as_ref().map(|l| v1::Digest::from(&l.digest)),
             layers_by_precision: done.layers_by_precision.clone(),
@@ -181,6 +185,31 @@ impl Farm {
                 .await
                 .map_err(|e| infrastructure(e.to_string()))?,
         }
+    }
+
+    /// Stores the timing cache a build wrote: a `record` build's becomes a new version of its
+    /// scope in the registry (before the result that names it is visible).
+    async fn record_timing_cache(
+        &self,
+        prepared: &PreparedBuild,
+        file: &Path,
+    ) -> Result<BlobDigest, v1::Failure> {
+        let Some(publish) = prepared.timing_cache.as_ref().and_then(|p| p.publish.as_ref()) else {
+            return Err(infrastructure(
+                "the builder wrote a timing cache this build's policy does not record",
+            ));
+        };
+        let version = self
+            .timing_caches
+            .publish(publish, file, &prepared.key, millis(SystemTime::now()))
+            .await
+            .map_err(|e| infrastructure(format!("cannot record the timing cache: {e}")))?;
+        tracing::info!(
+            cache = %version.digest,
+            scope = %version.scope,
+            "recorded a timing cache"
+        );
+        Ok(version.digest)
     }
 
     /// Stores `result` under its key, unless another build published one first (then that

@@ -13,6 +13,7 @@ mod queries;
 pub mod queue;
 mod shared_farm;
 mod store_retry;
+mod timing_caches;
 
 pub use queries::terminal_event;
 
@@ -30,6 +31,8 @@ use trtfarm_store::{ActionKey, ContentStore};
 
 use crate::build::builder_process::{BuildRoot, BuilderLauncher};
 use crate::ingest::request::{PreparedBuild, RequestPolicy, prepare};
+use crate::ingest::timing::resolve_timing_cache;
+use crate::timing_cache::TimingCacheRegistry;
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use db::JobDb;
@@ -93,6 +96,8 @@ pub struct Farm {
     pub(crate) endpoint: std::sync::OnceLock<String>,
     /// When it started, Unix milliseconds.
     pub(crate) started_at_ms: i64,
+    /// Recorded timing caches: in the store, indexed in the farm's database when there is one.
+    pub(crate) timing_caches: TimingCacheRegistry,
 }
 
 #[derive(Default)]
@@ -186,6 +191,13 @@ impl Farm {
         settings.policy.builder_digest = build_root.program_digest().to_owned();
         let queue = BuildQueue::new(settings.slots.iter().copied());
         let shared = settings.shared.take();
+        let timing_caches = match &shared {
+            Some(shared) => TimingCacheRegistry::with_index(
+                Arc::clone(&store),
+                Arc::new(postgres::timing_caches::PostgresIndex::new(Arc::clone(shared))),
+            ),
+            None => TimingCacheRegistry::new(Arc::clone(&store)),
+        };
         let farm = Arc::new(Farm {
             state: Mutex::new(FarmState {
                 queue,
@@ -207,6 +219,7 @@ impl Farm {
             memory_wait: AtomicBool::new(false),
             endpoint: std::sync::OnceLock::new(),
             started_at_ms: now_ms(),
+            timing_caches,
         });
         if farm.shared.is_none() {
             farm.recover().await?;
@@ -217,6 +230,28 @@ impl Farm {
             );
         }
         Ok(farm)
+    }
+
+    /// Checks `request` against `inventory` and resolves its timing cache: the build as it
+    /// will run, with its final action key.
+    pub(crate) async fn prepare_request(
+        &self,
+        request: v1::SubmitRequest,
+        inventory: &Inventory,
+    ) -> Result<PreparedBuild, Status> {
+        let mut prepared = prepare(request, inventory, &self.settings.policy)?;
+        self.resolve_timing(&mut prepared).await?;
+        Ok(prepared)
+    }
+
+    /// Resolves `prepared`'s timing cache against this farm's registry (see `ingest::timing`).
+    pub(crate) async fn resolve_timing(&self, prepared: &mut PreparedBuild) -> Result<(), Status> {
+        resolve_timing_cache(prepared, &self.timing_caches, &self.settings.policy).await
+    }
+
+    /// The recorded timing caches.
+    pub fn timing_caches(&self) -> &TimingCacheRegistry {
+        &self.timing_caches
     }
 
     /// The toolchains this farm builds with.
@@ -244,7 +279,7 @@ impl Farm {
         }
         for (mut job, request) in unfinished {
             job.state = v1::JobState::Queued as i32;
-            let prepared = match prepare(request, &self.inventory, &self.settings.policy) {
+            let prepared = match self.prepare_request(request, &self.inventory).await {
                 Ok(prepared) => prepared,
                 Err(status) => {
                     let reason = failure(
@@ -285,13 +320,11 @@ impl Farm {
         }
         let (prepared, requirement) = match &self.shared {
             Some(shared) => {
-                let (prepared, requirement) = self.prepare_for_farm(shared, request).await?;
+                let (mut prepared, requirement) = self.prepare_for_farm(shared, request).await?;
+                self.resolve_timing(&mut prepared).await?;
                 (prepared, Some(requirement))
             }
-            None => (
-                prepare(request, &self.inventory, &self.settings.policy)?,
-                None,
-            ),
+            None => (self.prepare_request(request, &self.inventory).await?, None),
         };
         let missing = self
             .store
@@ -315,6 +348,7 @@ impl Farm {
                 library_digest: prepared.toolchain.library.hex(),
             }),
             target: prepared.target_text(),
+            timing_cache: prepared.timing_cache_load().as_ref().map(Into::into),
         };
         if !prepared.request.skip_cache
             && let Some(result) = self.cached_result(&prepared.key).await

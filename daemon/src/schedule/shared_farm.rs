@@ -230,7 +230,7 @@ impl Farm {
 
     async fn start_claimed(self: &Arc<Self>, shared: &Arc<SharedQueue>, claimed: Claimed) {
         let (id, fence) = (claimed.id, claimed.fence);
-        let prepared = match prepare(claimed.request, &self.inventory, &self.settings.policy) {
+        let prepared = match self.prepare_request(claimed.request, &self.inventory).await {
             Ok(prepared) if prepared.key.hex() == claimed.action_key => prepared,
             Ok(prepared) => {
                 let reason = failure(

@@ -11,19 +11,22 @@
 //!   share, timing-relevant settings), and the registry's derived keys.
 //! - `policy`: [`plan`], the pure decision from policy, scope, pin and registry contents to a
 //!   [`TimingCachePlan`] or a [`Refusal`].
-//! - `registry`: [`TimingCacheRegistry`], versions per scope in the store.
+//! - `registry`: [`TimingCacheRegistry`], cache blobs and version records in the store.
+//! - `index`: [`VersionIndex`], each scope's versions in order: in the store for one daemon,
+//!   in PostgreSQL for a farm.
 //!
-//! Not wired into the live build path yet: `request::prepare` refuses Enterprise submissions
-//! (the daemon has no GPU inventory), so nothing here runs outside its tests. No TensorRT
-//! Enterprise is available in this workplace; the tests pin the decisions and the exact builder
-//! calls they lead to (`trt_ffi::plan_builder_calls`), not a real build.
+//! `ingest::timing` resolves a submission's plan (and so its action key), `build::run` hands
+//! the cache to the builder, `publish` records what a `record` build wrote.
 
+mod index;
 mod policy;
 mod registry;
 mod scope;
 
 pub use policy::{
-    Pin, PolicyRequest, PublishPlan, Refusal, RegistryView, TimingCachePlan, check_same_scope, plan,
+    Pin, PolicyRequest, PublishPlan, Refusal, RegistryView, TimingCachePlan, builder_settings,
+    check_same_scope, plan,
 };
+pub use index::{StoreIndex, VersionIndex};
 pub use registry::{CacheVersion, RegistryError, TimingCacheRegistry};
 pub use scope::{BuildGpu, SCOPE_ENCODING_VERSION, TimingCacheScope, TimingSettings};

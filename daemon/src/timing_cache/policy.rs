@@ -121,6 +121,29 @@ impl TimingCachePlan {
     }
 }
 
+/// The builder's timing-cache configuration for `policy`, without input bytes: `record` times
+/// what the loaded cache lacks and writes the result; `locked` fails on any layer the cache
+/// lacks and writes nothing.
+pub fn builder_settings(policy: TimingCachePolicy) -> Option<TimingCacheConfig> {
+    match policy {
+        TimingCachePolicy::Off => None,
+        TimingCachePolicy::Record => Some(TimingCacheConfig {
+            input: None,
+            write_output: true,
+            editable: true,
+            error_on_miss: false,
+            ignore_mismatch: false,
+        }),
+        TimingCachePolicy::Locked => Some(TimingCacheConfig {
+            input: None,
+            write_output: false,
+            editable: false,
+            error_on_miss: true,
+            ignore_mismatch: false,
+        }),
+    }
+}
+
 /// Decides what a build does about its timing cache (see the module documentation).
 pub fn plan(request: &PolicyRequest<'_>) -> Result<TimingCachePlan, Refusal> {
     let scope = request.scope;
@@ -154,13 +177,7 @@ pub fn plan(request: &PolicyRequest<'_>) -> Result<TimingCachePlan, Refusal> {
             };
             Ok(TimingCachePlan {
                 load: base.map(|v| v.digest),
-                config: Some(TimingCacheConfig {
-                    input: None,
-                    write_output: true,
-                    editable: true,
-                    error_on_miss: false,
-                    ignore_mismatch: false,
-                }),
+                config: builder_settings(TimingCachePolicy::Record),
                 publish: Some(PublishPlan {
                     scope: scope.clone(),
                     parent: base.map(|v| v.digest),
@@ -190,13 +207,7 @@ pub fn plan(request: &PolicyRequest<'_>) -> Result<TimingCachePlan, Refusal> {
             };
             Ok(TimingCachePlan {
                 load: Some(version.digest),
-                config: Some(TimingCacheConfig {
-                    input: None,
-                    write_output: false,
-                    editable: false,
-                    error_on_miss: true,
-                    ignore_mismatch: false,
-                }),
+                config: builder_settings(TimingCachePolicy::Locked),
                 publish: None,
                 pin: Some(Pin {
                     digest: version.digest,

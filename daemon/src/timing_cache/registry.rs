@@ -1,15 +1,9 @@
-//! The timing-cache registry in the store: cache blobs in the CAS, plus two kinds of small JSON
-//! records in the action cache under keys derived so they can never collide with a build's:
+//! The timing-cache registry: cache blobs in the CAS, a version record per cache digest in the
+//! action cache, and each scope's list of versions in a [`VersionIndex`].
 //!
-//! - per scope, an index listing its versions oldest first (`TimingCacheScope::registry_key`);
-//! - per cache digest, the version record: its scope, parent and recording build. Written
-//!   once (first writer wins), so a cache's scope can always be checked, even when an index
-//!   update was lost.
-//!
-//! Index updates are read-modify-write through `replace_action_result`: two recordings of one
-//! scope finishing at the same moment can lose one index entry (its blob and version record
-//! stay, and a lock that pins it still resolves). The store has no compare-and-swap for action
-//! results; a farm with one daemon per GPU scope does not race here.
+//! The version record (its scope, parent and recording build) sits under a key derived from
+//! the digest so it can never collide with a build's, and is written once (first writer wins):
+//! a cache's scope can always be checked, whatever the index says.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use trtfarm_store::{ActionKey, BlobDigest, ContentStore, Published, StoreError};
 
+use super::index::{StoreIndex, VersionIndex};
 use super::policy::{PublishPlan, Refusal, check_same_scope};
 use super::scope::{TimingCacheScope, derived_key};
 
@@ -50,6 +45,9 @@ pub enum RegistryError {
         /// What is wrong with it.
         message: String,
     },
+    /// The index of versions could not be read or written.
+    #[error("timing-cache registry: {0}")]
+    Index(String),
     /// The policy forbids it (e.g. a cache of another scope).
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -58,8 +56,8 @@ pub enum RegistryError {
 /// The stored form of a [`CacheVersion`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VersionRecord {
-    blake3: String,
+pub(crate) struct VersionRecord {
+    pub(crate) blake3: String,
     size: u64,
     scope: TimingCacheScope,
     parent: Option<(String, u64)>,
@@ -67,16 +65,9 @@ struct VersionRecord {
     recorded_at_ms: i64,
 }
 
-/// The stored form of a scope's index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IndexRecord {
-    scope: TimingCacheScope,
-    versions: Vec<VersionRecord>,
-}
-
 impl VersionRecord {
-    fn of(version: &CacheVersion) -> VersionRecord {
+    /// The record of `version`.
+    pub(crate) fn of(version: &CacheVersion) -> VersionRecord {
         VersionRecord {
             blake3: version.digest.hex(),
             size: version.digest.size,
@@ -87,7 +78,8 @@ impl VersionRecord {
         }
     }
 
-    fn version(self) -> Result<CacheVersion, StoreError> {
+    /// The version it records.
+    pub(crate) fn version(self) -> Result<CacheVersion, StoreError> {
         Ok(CacheVersion {
             digest: BlobDigest::parse(&self.blake3, self.size)?,
             parent: self
@@ -101,6 +93,19 @@ impl VersionRecord {
     }
 }
 
+impl CacheVersion {
+    /// The version's record, as JSON (the form the index keeps).
+    pub fn to_json(&self) -> Bytes {
+        encode(&VersionRecord::of(self))
+    }
+
+    /// A version from its JSON record, read under `key` (named when it does not decode).
+    pub fn from_json(key: &ActionKey, json: &[u8]) -> Result<CacheVersion, RegistryError> {
+        let record: VersionRecord = serde_json::from_slice(json).map_err(|e| damaged(key, e))?;
+        record.version().map_err(|e| damaged(key, e))
+    }
+}
+
 /// The key of a cache digest's version record.
 fn version_key(digest: &BlobDigest) -> ActionKey {
     let mut payload = digest.hash.to_vec();
@@ -108,16 +113,27 @@ fn version_key(digest: &BlobDigest) -> ActionKey {
     derived_key(b"trtfarm.timing-cache.version\0", &payload)
 }
 
-/// The registry over a store.
+/// The registry over a store and an index.
 #[derive(Clone)]
 pub struct TimingCacheRegistry {
     store: Arc<dyn ContentStore>,
+    index: Arc<dyn VersionIndex>,
 }
 
 impl TimingCacheRegistry {
-    /// A registry kept in `store`.
+    /// A registry kept entirely in `store` (one daemon).
     pub fn new(store: Arc<dyn ContentStore>) -> TimingCacheRegistry {
-        TimingCacheRegistry { store }
+        let index = Arc::new(StoreIndex::new(Arc::clone(&store)));
+        TimingCacheRegistry { store, index }
+    }
+
+    /// A registry whose blobs and version records are in `store` and whose scope lists are in
+    /// `index` (a farm's database).
+    pub fn with_index(
+        store: Arc<dyn ContentStore>,
+        index: Arc<dyn VersionIndex>,
+    ) -> TimingCacheRegistry {
+        TimingCacheRegistry { store, index }
     }
 
     /// The versions of `scope`, oldest first (empty when nothing was recorded).
@@ -125,15 +141,7 @@ impl TimingCacheRegistry {
         &self,
         scope: &TimingCacheScope,
     ) -> Result<Vec<CacheVersion>, RegistryError> {
-        let key = scope.registry_key();
-        let Some(index) = self.read::<IndexRecord>(&key).await? else {
-            return Ok(Vec::new());
-        };
-        index
-            .versions
-            .into_iter()
-            .map(|v| v.version().map_err(|e| damaged(&key, e)))
-            .collect()
+        self.index.list(scope).await
     }
 
     /// The version record of `digest`, whatever its scope.
@@ -142,7 +150,7 @@ impl TimingCacheRegistry {
         digest: &BlobDigest,
     ) -> Result<Option<CacheVersion>, RegistryError> {
         let key = version_key(digest);
-        match self.read::<VersionRecord>(&key).await? {
+        match read::<VersionRecord>(self.store.as_ref(), &key).await? {
             Some(record) => Ok(Some(record.version().map_err(|e| damaged(&key, e))?)),
             None => Ok(None),
         }
@@ -185,57 +193,33 @@ impl TimingCacheRegistry {
                 existing
             }
         };
-        self.add_to_index(&version).await?;
+        self.index.add(&version).await?;
         Ok(version)
-    }
-
-    /// Appends `version` to its scope's index unless it is listed already.
-    async fn add_to_index(&self, version: &CacheVersion) -> Result<(), RegistryError> {
-        let key = version.scope.registry_key();
-        let mut existing = self.read::<IndexRecord>(&key).await?;
-        if existing.is_none() {
-            let first = IndexRecord {
-                scope: version.scope.clone(),
-                versions: vec![VersionRecord::of(version)],
-            };
-            if self.store.put_action_result(&key, encode(&first)).await? == Published::Created {
-                return Ok(());
-            }
-            // Another recording created the index meanwhile: append to theirs.
-            existing = self.read::<IndexRecord>(&key).await?;
-        }
-        let mut index = existing.ok_or_else(|| damaged(&key, "vanished after it existed"))?;
-        let hex = version.digest.hex();
-        if index.versions.iter().any(|v| v.blake3 == hex) {
-            return Ok(());
-        }
-        index.versions.push(VersionRecord::of(version));
-        self.store
-            .replace_action_result(&key, encode(&index))
-            .await?;
-        Ok(())
-    }
-
-    async fn read<T: for<'de> Deserialize<'de>>(
-        &self,
-        key: &ActionKey,
-    ) -> Result<Option<T>, RegistryError> {
-        match self.store.get_action_result(key).await? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| damaged(key, e)),
-            None => Ok(None),
-        }
     }
 }
 
-fn encode<T: Serialize>(record: &T) -> Bytes {
+/// Reads and decodes the JSON record under `key`, if there is one.
+pub(crate) async fn read<T: for<'de> Deserialize<'de>>(
+    store: &dyn ContentStore,
+    key: &ActionKey,
+) -> Result<Option<T>, RegistryError> {
+    match store.get_action_result(key).await? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| damaged(key, e)),
+        None => Ok(None),
+    }
+}
+
+/// A record as stored.
+pub(crate) fn encode<T: Serialize>(record: &T) -> Bytes {
     serde_json::to_vec(record)
         .expect("registry records always serialise")
         .into()
 }
 
-fn damaged(key: &ActionKey, message: impl std::fmt::Display) -> RegistryError {
+/// A record that does not decode.
+pub(crate) fn damaged(key: &ActionKey, message: impl std::fmt::Display) -> RegistryError {
     RegistryError::Damaged {
         key: key.hex(),
         message: message.to_string(),

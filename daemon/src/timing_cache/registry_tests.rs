@@ -203,3 +203,34 @@ async fn a_damaged_record_is_reported_not_trusted() {
     let error = registry.versions(&h100).await.unwrap_err();
     assert!(matches!(error, RegistryError::Damaged { .. }), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recordings_that_finish_together_all_stay_listed() {
+    // A store on disk: its reads and writes yield, so unserialised updates would interleave.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let registry = TimingCacheRegistry::new(trtfarm_store::open(&url, &[]).unwrap());
+    let h100 = scope("NVIDIA H100 80GB HBM3");
+    let recordings = (0..16u8).map(|n| {
+        let registry = registry.clone();
+        let plan = publish_plan(&h100, None);
+        let file = cache_file(&dir, &format!("cache-{n}"), &[n; 64]);
+        tokio::spawn(async move {
+            registry
+                .publish(&plan, &file, &ActionKey([n; 32]), i64::from(n))
+                .await
+                .unwrap()
+        })
+    });
+    let mut published: Vec<BlobDigest> = Vec::new();
+    for recording in recordings.collect::<Vec<_>>() {
+        published.push(recording.await.unwrap().digest);
+    }
+    let mut listed: Vec<BlobDigest> = (registry.versions(&h100).await.unwrap())
+        .into_iter()
+        .map(|v| v.digest)
+        .collect();
+    listed.sort_by_key(|d| d.hex());
+    published.sort_by_key(|d| d.hex());
+    assert_eq!(listed, published);
+}

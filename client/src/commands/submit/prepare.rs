@@ -154,6 +154,7 @@ pub async fn upload_missing(
 /// The request for one variant.
 pub fn request(prepared: &Prepared, variant: &str, options: &Options) -> v1::SubmitRequest {
     v1::SubmitRequest {
+        timing_cache: pinned_timing_cache(&prepared.path, variant).map(|d| (&d).into()),
         manifest: Some(v1::Manifest {
             path: prepared.label.clone(),
             toml: prepared.manifest.source_text().to_string(),
@@ -165,6 +166,14 @@ pub fn request(prepared: &Prepared, variant: &str, options: &Options) -> v1::Sub
         client: client_name(),
         ..v1::SubmitRequest::default()
     }
+}
+
+/// The timing cache `variant`'s entry in the manifest's engine.lock pins, read when the
+/// request is made: a `record` build moves the pin, and `watch` submits again after it. An
+/// unreadable lock pins nothing here; recording the lock reports it.
+fn pinned_timing_cache(manifest: &Path, variant: &str) -> Option<trtfarm_types::BlobDigest> {
+    let lock = trtfarm::lock::read_lock(manifest).ok()??;
+    lock.engine(variant)?.timing_cache
 }
 
 fn client_name() -> String {

@@ -13,6 +13,7 @@ mod events;
 mod jobs;
 pub mod registry;
 mod schema;
+pub mod timing_caches;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -80,6 +80,17 @@ CREATE TABLE trtfarm_events (
     body     bytea NOT NULL
 );
 CREATE INDEX trtfarm_events_build ON trtfarm_events (build_id, id);
+"#, r#"
+-- The timing-cache registry's index: each scope's versions in the order they were recorded.
+-- An insert is atomic, so recordings that finish together all stay listed.
+CREATE TABLE trtfarm_timing_caches (
+    seq       bigserial PRIMARY KEY,
+    scope_key text NOT NULL,
+    blake3    text NOT NULL,
+    -- The version record (JSON), as the store's version record holds it.
+    record    text NOT NULL,
+    UNIQUE (scope_key, blake3)
+);
 "#];
 
 /// Creates or migrates the tables. Refuses a database a newer trtfarmd has migrated.

@@ -238,6 +238,26 @@ impl v1::farm_server::Farm for FarmService {
         self.farm.farm_status().await.map(Response::new)
     }
 
+    async fn list_timing_caches(
+        &self,
+        request: Request<v1::SubmitRequest>,
+    ) -> Result<Response<v1::TimingCacheLine>, Status> {
+        self.farm
+            .timing_cache_line(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_timing_cache(
+        &self,
+        request: Request<v1::GetTimingCacheRequest>,
+    ) -> Result<Response<v1::TimingCacheVersion>, Status> {
+        self.farm
+            .timing_cache_version(request.into_inner().digest.as_ref())
+            .await
+            .map(Response::new)
+    }
+
     async fn get_action_result(
         &self,
         request: Request<v1::GetActionResultRequest>,
