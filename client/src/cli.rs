@@ -76,6 +76,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a serving layout from the engines each manifest's `engine.lock` pins: a Triton
+    /// model repository (`--triton DIR`), fetched by digest and verified.
+    Export(ExportArgs),
+    /// List the files each manifest's builds read (manifest, model, external data, plugins),
+    /// its `engine.lock` and its engines, for build systems deciding when to run trtfarm again.
+    Inputs {
+        /// Manifests or directories (default: the current directory).
+        paths: Vec<PathBuf>,
+        /// Print one JSON document instead of one path per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one job.
     Status {
         /// The job id.
@@ -113,6 +125,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// TensorRT Enterprise timing caches in the farm's registry: what each engine records or is
+    /// locked to.
+    TimingCache {
+        /// What to show.
+        #[command(subcommand)]
+        action: TimingCacheAction,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -122,6 +141,29 @@ pub enum Command {
     Man {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+/// `trtfarm timing-cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum TimingCacheAction {
+    /// For each engine: its timing-cache scope (toolchain, GPU, MPS share, timing settings),
+    /// the versions recorded for it, and which engine.lock files pin each.
+    Ls {
+        /// Manifests or directories (default: the current directory).
+        paths: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One recorded timing cache: its scope, when and by which build it was recorded, and the
+    /// version it started from.
+    Show {
+        /// `blake3:<hex>/<size>`, as `ls` and engine.lock print it.
+        digest: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -163,6 +205,11 @@ pub struct SubmitArgs {
     /// Queue priority (higher first).
     #[arg(long, default_value_t = 0)]
     pub priority: i32,
+    /// Also write FILE: each engine file's dependencies (the manifest, model, external data,
+    /// plugins) in Makefile syntax, for Ninja, Make and CMake's `DEPFILE`. Every engine needs
+    /// a file: an `output` in its manifest, or --out.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_wait")]
+    pub depfile: Option<PathBuf>,
 }
 
 /// `trtfarm fetch`.
@@ -175,6 +222,27 @@ pub struct FetchArgs {
     /// output path for `MANIFEST#ENGINE`).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// `trtfarm export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write a Triton model repository into DIR: per engine `<model>/<version>/model.plan` and
+    /// `<model>/config.pbtxt` (platform `tensorrt_plan`, inputs, outputs, profiles).
+    #[arg(long, value_name = "DIR")]
+    pub triton: PathBuf,
+    /// Manifests or directories searched for `engine.toml` (default: the current directory).
+    pub paths: Vec<PathBuf>,
+    /// Only these engine variants (repeatable).
+    #[arg(long = "engine", short = 'e')]
+    pub engines: Vec<String>,
+    /// The model's version directory.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub model_version: u64,
+    /// The Triton model's name (default: `<manifest directory>-<engine>`). The chosen engines
+    /// of one manifest then become this one model, with one plan per compute capability.
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
 }
 
 /// `trtfarm watch`.

@@ -310,8 +310,8 @@ fn h100_scope() -> trtfarmd::timing_cache::TimingCacheScope {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_daemons_recording_together_keep_every_version_in_the_farm_index() {
-    use trtfarmd::timing_cache::{PublishPlan, TimingCacheRegistry};
     use trtfarmd::schedule::postgres::timing_caches::PostgresIndex;
+    use trtfarmd::timing_cache::{PublishPlan, TimingCacheRegistry};
     let pg = TestPostgres::start();
     let dir = tempfile::tempdir().unwrap();
     let store_url = format!("file://{}", dir.path().join("store").display());

@@ -63,7 +63,11 @@ fn pin_of(project: &Path) -> BlobDigest {
 }
 
 fn action_key_of(project: &Path) -> String {
-    lock_of(project).engine("embed").unwrap().action_key.to_string()
+    lock_of(project)
+        .engine("embed")
+        .unwrap()
+        .action_key
+        .to_string()
 }
 
 /// Runs `trtfarm --daemon <fake> ARGS` off the async threads (the daemon runs on them).
@@ -94,9 +98,13 @@ async fn record_pins_locked_loads_exactly_the_pin_and_a_miss_names_the_fix() {
     let builds = daemon.builds();
     assert_eq!(builds.len(), 1);
     assert!(builds[0].wrote_cache && builds[0].loaded_cache.is_none());
-    let listed = cli(home.path(), &daemon, &["timing-cache", "ls", "--json", path(&a)])
-        .await
-        .expect_code(0, "timing-cache ls");
+    let listed = cli(
+        home.path(),
+        &daemon,
+        &["timing-cache", "ls", "--json", path(&a)],
+    )
+    .await
+    .expect_code(0, "timing-cache ls");
     let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
     let engine = &listed["engines"][0];
     assert_eq!(engine["policy"], "record");
@@ -113,7 +121,10 @@ async fn record_pins_locked_loads_exactly_the_pin_and_a_miss_names_the_fix() {
         .await
         .expect_code(0, "locked build");
     let locked = daemon.builds().last().cloned().unwrap();
-    assert_eq!(locked.loaded_cache.as_deref(), Some(recorded.hex().as_str()));
+    assert_eq!(
+        locked.loaded_cache.as_deref(),
+        Some(recorded.hex().as_str())
+    );
     assert!(locked.error_on_miss && !locked.wrote_cache);
     assert_eq!(pin_of(&a), recorded, "a locked build keeps the pin");
     let key_with_recorded = action_key_of(&a);
@@ -163,7 +174,10 @@ async fn record_pins_locked_loads_exactly_the_pin_and_a_miss_names_the_fix() {
         .await
         .expect_code(1, "a locked build that misses");
     let text = format!("{}{}", miss.stdout, miss.stderr);
-    assert!(text.contains("timing cache miss for layer `conv_"), "{text}");
+    assert!(
+        text.contains("timing cache miss for layer `conv_"),
+        "{text}"
+    );
     assert!(text.contains("is locked to timing cache blake3:"), "{text}");
     assert!(text.contains("timing_cache.policy = \"record\""), "{text}");
     assert!(text.contains(FAKE_GPU), "{text}");
@@ -183,9 +197,13 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
         .expect_code(0, "two recordings");
     let (pin_d, pin_e) = (pin_of(&d), pin_of(&e));
     assert_ne!(pin_d, pin_e);
-    let listed = cli(home.path(), &daemon, &["timing-cache", "ls", "--json", path(&d)])
-        .await
-        .expect_code(0, "ls");
+    let listed = cli(
+        home.path(),
+        &daemon,
+        &["timing-cache", "ls", "--json", path(&d)],
+    )
+    .await
+    .expect_code(0, "ls");
     let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
     let versions: Vec<String> = listed["engines"][0]["versions"]
         .as_array()
@@ -195,9 +213,13 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
         .collect();
     assert_eq!(versions.len(), 2, "{listed:#}");
     assert!(versions.contains(&pin_d.to_string()) && versions.contains(&pin_e.to_string()));
-    let shown = cli(home.path(), &daemon, &["timing-cache", "show", &pin_d.to_string()])
-        .await
-        .expect_code(0, "show");
+    let shown = cli(
+        home.path(),
+        &daemon,
+        &["timing-cache", "show", &pin_d.to_string()],
+    )
+    .await
+    .expect_code(0, "show");
     assert!(shown.stdout.contains(FAKE_GPU), "{shown:#?}");
 
     let builds_before = daemon.builds().len();
@@ -206,7 +228,10 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
     let refused = cli(home.path(), &daemon, &["submit", path(&zero)])
         .await
         .expect_code(1, "level 0");
-    assert!(refused.stderr.contains("optimization_level = 0"), "{refused:#?}");
+    assert!(
+        refused.stderr.contains("optimization_level = 0"),
+        "{refused:#?}"
+    );
     assert!(refused.stderr.contains("zero/engine.toml"), "{refused:#?}");
 
     // A pin the registry does not know.
@@ -230,7 +255,11 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
         .await
         .expect_code(1, "another scope");
     assert!(refused.stderr.contains("never merged"), "{refused:#?}");
-    assert_eq!(daemon.builds().len(), builds_before, "refusals never reach a builder");
+    assert_eq!(
+        daemon.builds().len(),
+        builds_before,
+        "refusals never reach a builder"
+    );
 
     // gc keeps the caches the locks pin (and every recorded version), even when old.
     let gc = tokio::task::spawn_blocking({
@@ -238,7 +267,16 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
         let lock = e.join("engine.lock");
         move || {
             run(std::process::Command::new(integration::binary("trtfarmd"))
-                .args(["store", "gc", "--store", &store, "--older-than", "0s", "--json", "--lock"])
+                .args([
+                    "store",
+                    "gc",
+                    "--store",
+                    &store,
+                    "--older-than",
+                    "0s",
+                    "--json",
+                    "--lock",
+                ])
                 .arg(lock))
         }
     })
@@ -247,8 +285,15 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
     .expect_code(0, "store gc");
     let report: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
     // It did collect: the uploaded models, which no result names, are gone.
-    assert!(report["blobs_removed"]["objects"].as_u64().unwrap() >= 1, "{report:#}");
-    assert_eq!(report["failures"].as_array().map(Vec::len), Some(0), "{report:#}");
+    assert!(
+        report["blobs_removed"]["objects"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
     let fetched = work.path().join("fetched-cache");
     cli(
         home.path(),
@@ -257,5 +302,8 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
     )
     .await
     .expect_code(0, "the pinned cache survives gc");
-    assert_eq!(BlobDigest::of_bytes(&std::fs::read(&fetched).unwrap()), pin_e);
+    assert_eq!(
+        BlobDigest::of_bytes(&std::fs::read(&fetched).unwrap()),
+        pin_e
+    );
 }

@@ -201,6 +201,17 @@ pub fn read_graph_inputs(path: &Path) -> Result<Vec<GraphInput>, OnnxError> {
     Ok(scan_file(path)?.into_inputs())
 }
 
+/// Returns the outputs of the model's main graph, in graph order, read like
+/// [`read_graph_inputs`] (streaming, weights skipped). An output has the same form as an input:
+/// name, element type and dimensions as the model declares them.
+pub fn read_graph_outputs(path: &Path) -> Result<Vec<GraphInput>, OnnxError> {
+    let outputs = scan_file(path)?.outputs;
+    Ok(outputs
+        .into_iter()
+        .map(GraphInput::from_value_info)
+        .collect())
+}
+
 /// Opens `path` and runs [`scan_model`] over it.
 pub(crate) fn scan_file(path: &Path) -> Result<GraphScan, OnnxError> {
     let mut reader = WireReader::open(path)?;

@@ -2,20 +2,26 @@
 
 pub mod daemon;
 pub mod docs;
+pub mod export;
 pub mod farm;
 pub mod fetch;
+pub mod inputs;
 pub mod jobs;
 pub mod submit;
+pub mod timing_cache;
 pub mod verify;
 pub mod watch;
 
-use crate::cli::{Command, DaemonArgs};
+use crate::cli::{Command, DaemonArgs, TimingCacheAction};
 
 /// Runs a daemon-facing command. `Ok(false)` means "ran, but the answer is no" (exit 1).
 pub async fn run(daemon: &DaemonArgs, command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Submit(args) => submit::run(daemon, &args).await,
         Command::Fetch(args) => fetch::run(daemon, &args).await,
+        Command::Export(args) => export::run(daemon, &args).await,
+        // No daemon: a listing of local files, run here because it needs no runtime either way.
+        Command::Inputs { paths, json } => inputs::run(&paths, json),
         Command::Watch(args) => watch::run(daemon, &args).await,
         Command::Verify { paths, json } => verify::run(daemon, &paths, json).await,
         Command::Status { job } => jobs::status(daemon, job).await,
@@ -24,6 +30,12 @@ pub async fn run(daemon: &DaemonArgs, command: Command) -> anyhow::Result<bool> 
         Command::Ls { limit } => jobs::list(daemon, limit).await,
         Command::Daemon { action } => daemon::run(daemon, &action).await,
         Command::Farm { json } => farm::run(daemon, json).await,
+        Command::TimingCache { action } => match action {
+            TimingCacheAction::Ls { paths, json } => timing_cache::list(daemon, &paths, json).await,
+            TimingCacheAction::Show { digest, json } => {
+                timing_cache::show(daemon, &digest, json).await
+            }
+        },
         Command::Check { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled without a runtime in main")
         }

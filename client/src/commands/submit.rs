@@ -22,6 +22,7 @@ use crate::connect::{
 use crate::discover::find_manifests;
 use crate::progress::{Display, JobEnd, Line, LineState, follow_job};
 
+mod depfile;
 mod outputs;
 mod prepare;
 mod report;
@@ -118,7 +119,9 @@ impl Outcome {
             name: self.variant.clone(),
             toolchain: locked_toolchain(toolchain)?,
             target: self.target.clone(),
+            // A `record` build pins the cache it wrote; a `locked` one the cache it was held to.
             timing_cache: (result.timing_cache.as_ref())
+                .or(result.timing_cache_loaded.as_ref())
                 .map(v1::Digest::to_blob_digest)
                 .transpose()
                 .with_context(context)?,
@@ -141,6 +144,13 @@ pub async fn run(daemon: &DaemonArgs, args: &SubmitArgs) -> anyhow::Result<bool>
         return Ok(false);
     };
     let selected = select(&prepared, &args.engines)?;
+    // Rendered before anything is built: an engine with no file to name fails now.
+    let depfile = (args.depfile.as_ref())
+        .map(|path| {
+            depfile::render(&prepared, &selected, &args.engines, args.out.as_deref())
+                .map(|text| (path, text))
+        })
+        .transpose()?;
     let session = Session {
         client: connect(daemon).await?,
         cache,
@@ -171,6 +181,9 @@ pub async fn run(daemon: &DaemonArgs, args: &SubmitArgs) -> anyhow::Result<bool>
         }
     }
     let outcomes = build(&session, &prepared, &selected, &options).await?;
+    if let Some((path, text)) = &depfile {
+        depfile::write_if_changed(path, text)?;
+    }
     session
         .display
         .suspend(|| print_report(&outcomes, args.json))
@@ -198,18 +211,24 @@ async fn lock_diffs(
                     continue;
                 }
             };
-            let now = Resolution {
-                name: name.clone(),
-                toolchain: locked_toolchain(&answer.toolchain.unwrap_or_default())?,
-                target: answer.target,
-                // A dry run resolves no timing cache (the daemon takes no Enterprise builds
-                // yet), so the locked one stands.
-                timing_cache: lock.engine(name).and_then(|e| e.timing_cache),
-                action_key: answer
-                    .action_key
-                    .parse()
-                    .with_context(|| format!("the daemon's dry run of {}#{name}", p.label))?,
-            };
+            let now =
+                Resolution {
+                    name: name.clone(),
+                    toolchain: locked_toolchain(&answer.toolchain.unwrap_or_default())?,
+                    target: answer.target,
+                    // The cache a `locked` build would be held to; a `record` build's pin moves only
+                    // when it records, so until then the locked one stands.
+                    timing_cache: match &answer.timing_cache {
+                        Some(digest) => Some(digest.to_blob_digest().with_context(|| {
+                            format!("the daemon's dry run of {}#{name}", p.label)
+                        })?),
+                        None => lock.engine(name).and_then(|e| e.timing_cache),
+                    },
+                    action_key: answer
+                        .action_key
+                        .parse()
+                        .with_context(|| format!("the daemon's dry run of {}#{name}", p.label))?,
+                };
             diffs.extend(resolution_diff(lock.engine(name), &now));
         }
         for stale in &lock.engines {

@@ -93,7 +93,11 @@ fn digest_text(digest: Option<&v1::Digest>) -> String {
 /// `blake3:0123456789ab…/1234`: enough of the hash to tell versions apart in a table.
 fn short(digest: Option<&v1::Digest>) -> String {
     match digest {
-        Some(d) => format!("blake3:{}…/{}", &d.blake3[..d.blake3.len().min(12)], d.size_bytes),
+        Some(d) => format!(
+            "blake3:{}…/{}",
+            &d.blake3[..d.blake3.len().min(12)],
+            d.size_bytes
+        ),
         None => "-".to_owned(),
     }
 }
@@ -127,7 +131,9 @@ fn describe_lines(
             line.policy, line.scope
         ));
         if line.versions.is_empty() {
-            out.push_str("  nothing recorded yet: build it once with timing_cache.policy = \"record\"\n");
+            out.push_str(
+                "  nothing recorded yet: build it once with timing_cache.policy = \"record\"\n",
+            );
             continue;
         }
         let mut rows = vec![["  DIGEST", "RECORDED", "BY BUILD", "PINNED BY"].map(String::from)];

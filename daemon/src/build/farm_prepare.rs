@@ -203,7 +203,10 @@ impl Farm {
         scratch: &Path,
     ) -> Result<(), Failure> {
         match prepared.timing_cache_load() {
-            Some(cache) => self.fetch(&cache, &scratch.join(TIMING_CACHE_INPUT_FILE)).await,
+            Some(cache) => {
+                self.fetch(&cache, &scratch.join(TIMING_CACHE_INPUT_FILE))
+                    .await
+            }
             None => Ok(()),
         }
     }

@@ -16,9 +16,9 @@ use trtfarm_store::{ActionKey, BlobDigest};
 use crate::build::prepare::Preparation;
 use crate::file_stamp::ProbedStamps;
 use crate::ingest::action_key::{KeyInput, KeyMaterial, Target, action_key, prepare_key};
-use crate::timing_cache::{BuildGpu, TimingCachePlan, TimingCacheScope};
 use crate::ingest::variant_config::build_config_for_prepared_model;
 use crate::inventory::{Inventory, ToolchainIdentity};
+use crate::timing_cache::{BuildGpu, TimingCachePlan, TimingCacheScope};
 
 /// The model's name in the build's inputs directory, whatever the user called it.
 pub const MODEL_NAME: &str = "model.onnx";

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use manifest_schema::TimingCachePolicy;
-use trtfarm_build_protocol::{INPUTS_DIR, TIMING_CACHE_INPUT_FILE};
 use tonic::Status;
+use trtfarm_build_protocol::{INPUTS_DIR, TIMING_CACHE_INPUT_FILE};
 
 use crate::ingest::request::{PreparedBuild, RequestPolicy, parse_digest};
 use crate::timing_cache::{PolicyRequest, RegistryError, RegistryView, TimingCacheRegistry, plan};

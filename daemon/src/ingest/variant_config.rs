@@ -5,8 +5,7 @@
 //! again, call by call, in `trt_ffi::plan_builder_calls`.)
 
 use manifest_schema::{
-    Flavour, HardwareCompatibility, Precision, RefitMode, TacticSource, TilingLevel,
-    Variant,
+    Flavour, HardwareCompatibility, Precision, RefitMode, TacticSource, TilingLevel, Variant,
 };
 use trt_ffi::{
     BuildConfig, ComputeCapability, HardwareCompatibilityLevel, MemoryPoolLimits,

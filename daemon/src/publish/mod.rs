@@ -194,7 +194,11 @@ impl Farm {
         prepared: &PreparedBuild,
         file: &Path,
     ) -> Result<BlobDigest, v1::Failure> {
-        let Some(publish) = prepared.timing_cache.as_ref().and_then(|p| p.publish.as_ref()) else {
+        let Some(publish) = prepared
+            .timing_cache
+            .as_ref()
+            .and_then(|p| p.publish.as_ref())
+        else {
             return Err(infrastructure(
                 "the builder wrote a timing cache this build's policy does not record",
             ));

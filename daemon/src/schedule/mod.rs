@@ -32,9 +32,9 @@ use trtfarm_store::{ActionKey, ContentStore};
 use crate::build::builder_process::{BuildRoot, BuilderLauncher};
 use crate::ingest::request::{PreparedBuild, RequestPolicy, prepare};
 use crate::ingest::timing::resolve_timing_cache;
-use crate::timing_cache::TimingCacheRegistry;
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
+use crate::timing_cache::TimingCacheRegistry;
 use db::JobDb;
 use queue::{BuildId, BuildQueue, Demand, Resource};
 
@@ -194,7 +194,9 @@ impl Farm {
         let timing_caches = match &shared {
             Some(shared) => TimingCacheRegistry::with_index(
                 Arc::clone(&store),
-                Arc::new(postgres::timing_caches::PostgresIndex::new(Arc::clone(shared))),
+                Arc::new(postgres::timing_caches::PostgresIndex::new(Arc::clone(
+                    shared,
+                ))),
             ),
             None => TimingCacheRegistry::new(Arc::clone(&store)),
         };

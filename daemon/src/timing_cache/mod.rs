@@ -23,10 +23,10 @@ mod policy;
 mod registry;
 mod scope;
 
+pub use index::{StoreIndex, VersionIndex};
 pub use policy::{
     Pin, PolicyRequest, PublishPlan, Refusal, RegistryView, TimingCachePlan, builder_settings,
     check_same_scope, plan,
 };
-pub use index::{StoreIndex, VersionIndex};
 pub use registry::{CacheVersion, RegistryError, TimingCacheRegistry};
 pub use scope::{BuildGpu, SCOPE_ENCODING_VERSION, TimingCacheScope, TimingSettings};

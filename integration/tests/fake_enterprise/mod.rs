@@ -101,7 +101,9 @@ impl FakeEnterpriseLauncher {
         let error_on_miss = cache_config.as_ref().is_some_and(|c| c.error_on_miss);
         let write_back = cache_config.as_ref().is_some_and(|c| c.write_output);
         self.builds.lock().unwrap().push(FakeBuildRecord {
-            loaded_cache: loaded.as_deref().map(|b| blake3::hash(b).to_hex().to_string()),
+            loaded_cache: loaded
+                .as_deref()
+                .map(|b| blake3::hash(b).to_hex().to_string()),
             error_on_miss,
             wrote_cache: write_back,
         });
@@ -239,7 +241,9 @@ impl FakeEnterpriseDaemon {
         let dir = tempfile::tempdir().unwrap();
         let library = dir.path().join("libnvinfer.so.10-FAKE");
         std::fs::write(&library, b"FAKE TensorRT Enterprise library").unwrap();
-        let digest = trtfarm_types::Blake3Digest(*blake3::hash(&std::fs::read(&library).unwrap()).as_bytes());
+        let digest = trtfarm_types::Blake3Digest(
+            *blake3::hash(&std::fs::read(&library).unwrap()).as_bytes(),
+        );
         let mut inventory = Inventory::from_rows(vec![ToolchainRow {
             flavour: "tensorrt".parse().unwrap(),
             version: Some("10.13.0.35".parse().unwrap()),
@@ -278,10 +282,6 @@ impl FakeEnterpriseDaemon {
         // runs it for a build.
         let program = dir.path().join("trtfarm-builder-FAKE");
         std::fs::write(&program, b"#!/bin/sh\nexit 0\n").unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(
-            &mut std::fs::metadata(&program).unwrap().permissions(),
-            0o755,
-        );
         std::fs::set_permissions(
             &program,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),

@@ -375,3 +375,14 @@ fn read_graph_inputs_reads_files_and_names_them_in_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn outputs_are_read_with_their_types_and_dims() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ranker.onnx");
+    crate::write_model(&crate::example_models::ranker(), &path).unwrap();
+    assert_eq!(
+        read_graph_outputs(&path).unwrap(),
+        vec![tensor_input("score", DataType::Float, dims!["batch", 1])]
+    );
+}

@@ -10,7 +10,8 @@ use tokio_postgres::Client;
 const MIGRATION_LOCK: i64 = 0x7472_7466_6172_6d00;
 
 /// Every migration, oldest first; the schema version is how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE trtfarm_daemons (
     id             text PRIMARY KEY,
     host           text NOT NULL,
@@ -80,7 +81,8 @@ CREATE TABLE trtfarm_events (
     body     bytea NOT NULL
 );
 CREATE INDEX trtfarm_events_build ON trtfarm_events (build_id, id);
-"#, r#"
+"#,
+    r#"
 -- The timing-cache registry's index: each scope's versions in the order they were recorded.
 -- An insert is atomic, so recordings that finish together all stay listed.
 CREATE TABLE trtfarm_timing_caches (
@@ -91,7 +93,8 @@ CREATE TABLE trtfarm_timing_caches (
     record    text NOT NULL,
     UNIQUE (scope_key, blake3)
 );
-"#];
+"#,
+];
 
 /// Creates or migrates the tables. Refuses a database a newer trtfarmd has migrated.
 pub(super) async fn migrate(client: &mut Client) -> anyhow::Result<()> {

@@ -32,7 +32,11 @@ impl VersionIndex for PostgresIndex {
     ) -> BoxFuture<'a, Result<Vec<CacheVersion>, RegistryError>> {
         Box::pin(async move {
             let key = scope.registry_key();
-            let client = self.shared.client().await.map_err(|s| database(s.message()))?;
+            let client = self
+                .shared
+                .client()
+                .await
+                .map_err(|s| database(s.message()))?;
             let rows = client
                 .query(
                     "SELECT record FROM trtfarm_timing_caches WHERE scope_key = $1 ORDER BY seq",
@@ -48,9 +52,13 @@ impl VersionIndex for PostgresIndex {
 
     fn add<'a>(&'a self, version: &'a CacheVersion) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            let client = self.shared.client().await.map_err(|s| database(s.message()))?;
-            let record = String::from_utf8(version.to_json().to_vec())
-                .expect("JSON records are UTF-8");
+            let client = self
+                .shared
+                .client()
+                .await
+                .map_err(|s| database(s.message()))?;
+            let record =
+                String::from_utf8(version.to_json().to_vec()).expect("JSON records are UTF-8");
             client
                 .execute(
                     "INSERT INTO trtfarm_timing_caches (scope_key, blake3, record) \

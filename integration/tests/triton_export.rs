@@ -1,0 +1,275 @@
+//! `trtfarm export --triton` against a real daemon (TensorRT-RTX builds on the CPU): the model
+//! repository's `config.pbtxt` is parsed with Triton's own model-configuration protobuf
+//! definitions (`model_config_pb2` from NVIDIA's `tritonclient` wheel, which `scripts/setup`
+//! installs into `TRTFARM_PYTHON`'s environment), and every plan is the locked engine.
+
+use std::path::Path;
+use std::process::Command;
+
+use integration::cli::{Ran, run, trtfarm};
+use integration::daemon::Daemon;
+use trtfarm_types::lock::Lock;
+
+/// Parses `config.pbtxt` (argv[1]) with `google.protobuf.text_format` into Triton's
+/// `ModelConfig` and prints the fields the test checks as JSON. `model_config_pb2` is loaded by
+/// file from the installed `tritonclient` package: its `grpc/__init__.py` wants grpcio, which
+/// parsing does not need.
+const PARSE_WITH_TRITON: &str = r#"
+import importlib.util, json, os, sys
+from google.protobuf import text_format
+package = importlib.util.find_spec("tritonclient").submodule_search_locations[0]
+spec = importlib.util.spec_from_file_location(
+    "model_config_pb2", os.path.join(package, "grpc", "model_config_pb2.py"))
+pb2 = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pb2)
+config = text_format.Parse(open(sys.argv[1]).read(), pb2.ModelConfig())
+tensors = lambda ts: [
+    {"name": t.name, "type": pb2.DataType.Name(t.data_type), "dims": list(t.dims)} for t in ts]
+print(json.dumps({
+    "name": config.name,
+    "platform": config.platform,
+    "max_batch_size": config.max_batch_size,
+    "inputs": tensors(config.input),
+    "outputs": tensors(config.output),
+    "profiles": [list(g.profile) for g in config.instance_group],
+    "cc_model_filenames": dict(config.cc_model_filenames),
+}))
+"#;
+
+fn python() -> String {
+    std::env::var("TRTFARM_PYTHON").expect(
+        "TRTFARM_PYTHON is not set: run `scripts/setup` and `eval \"$(scripts/setup \
+         --print-env)\"` (it installs tritonclient, whose model_config_pb2 this test parses with)",
+    )
+}
+
+/// Triton's own reading of `config`, as JSON.
+fn parse_with_triton(config: &Path) -> serde_json::Value {
+    let ran = run(Command::new(python())
+        .args(["-c", PARSE_WITH_TRITON])
+        .arg(config))
+    .expect_code(0, "Triton's model_config_pb2 parses config.pbtxt");
+    serde_json::from_str(&ran.stdout).unwrap()
+}
+
+fn file_digest(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    format!("blake3:{}/{}", blake3::hash(&bytes).to_hex(), bytes.len())
+}
+
+fn locked_engine(manifest: &Path, engine: &str) -> String {
+    let lock = Lock::read_file(&manifest.with_file_name("engine.lock"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no lock beside {}", manifest.display()));
+    lock.engine(engine).unwrap().engine.to_string()
+}
+
+#[test]
+fn an_exported_repository_is_what_triton_reads_with_the_locked_plans() {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&root.path().join("daemon"), &[]);
+    let home = root.path().join("home");
+    let examples = integration::examples_copy();
+    let dir = examples.path();
+    let trtfarm_in = |args: &[&str]| -> Ran {
+        let mut command = trtfarm(&home);
+        command
+            .current_dir(dir)
+            .args(["--daemon", &daemon.endpoint])
+            .args(args);
+        run(&mut command)
+    };
+    let repository = root.path().join("triton");
+    let repo_arg = repository.to_str().unwrap();
+
+    // Nothing locked yet: export says what to run.
+    let unlocked = trtfarm_in(&["export", "--triton", repo_arg, "multi-input"]);
+    assert_eq!(unlocked.code, 2, "{unlocked:#?}");
+    assert!(
+        unlocked
+            .stderr
+            .contains("lock them first with `trtfarm submit multi-input/engine.toml`"),
+        "{unlocked:#?}"
+    );
+
+    trtfarm_in(&["submit", "multi-input"]).expect_code(0, "submit");
+    let exported =
+        trtfarm_in(&["export", "--triton", repo_arg, "multi-input"]).expect_code(0, "export");
+    let manifest = dir.join("multi-input/engine.toml");
+    let locked = locked_engine(&manifest, "fp32");
+    let model = repository.join("multi-input-fp32");
+    let plan = model.join("1/model.plan");
+    assert!(exported.stdout.contains("fetched"), "{exported:#?}");
+    assert_eq!(
+        file_digest(&plan),
+        locked,
+        "model.plan is the locked engine"
+    );
+
+    let config = parse_with_triton(&model.join("config.pbtxt"));
+    assert_eq!(
+        config,
+        serde_json::json!({
+            "name": "multi-input-fp32",
+            "platform": "tensorrt_plan",
+            "max_batch_size": 0,
+            "inputs": [
+                {"name": "features", "type": "TYPE_FP32", "dims": [-1, 32]},
+                {"name": "context", "type": "TYPE_FP32", "dims": [-1, 16]},
+            ],
+            "outputs": [{"name": "score", "type": "TYPE_FP32", "dims": [-1, 1]}],
+            "profiles": [],
+            "cc_model_filenames": {},
+        })
+    );
+
+    // Again: the plan there has its digest and is not fetched; a chosen name and version.
+    let again =
+        trtfarm_in(&["export", "--triton", repo_arg, "multi-input"]).expect_code(0, "export again");
+    assert!(again.stdout.contains("unchanged"), "{again:#?}");
+    trtfarm_in(&[
+        "export",
+        "--triton",
+        repo_arg,
+        "--model-name",
+        "ranker",
+        "--model-version",
+        "3",
+        "multi-input",
+    ])
+    .expect_code(0, "export under a name");
+    assert_eq!(file_digest(&repository.join("ranker/3/model.plan")), locked);
+    assert_eq!(
+        parse_with_triton(&repository.join("ranker/config.pbtxt"))["name"],
+        "ranker"
+    );
+}
+
+#[test]
+fn fp32_and_fp16_engines_with_two_profiles_export_their_types_and_profiles() {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&root.path().join("daemon"), &[]);
+    let home = root.path().join("home");
+    let examples = integration::examples_copy();
+    let dir = examples.path();
+    let trtfarm_in = |args: &[&str]| -> Ran {
+        let mut command = trtfarm(&home);
+        command
+            .current_dir(dir)
+            .args(["--daemon", &daemon.endpoint])
+            .args(args);
+        run(&mut command)
+    };
+    let repository = root.path().join("triton");
+    let repo_arg = repository.to_str().unwrap();
+    trtfarm_in(&["submit", "segmenter-dynamic-hw"]).expect_code(0, "submit");
+    trtfarm_in(&["export", "--triton", repo_arg, "segmenter-dynamic-hw"]).expect_code(0, "export");
+    let manifest = dir.join("segmenter-dynamic-hw/engine.toml");
+    for (engine, data_type) in [("fp32", "TYPE_FP32"), ("fp16", "TYPE_FP16")] {
+        let model = repository.join(format!("segmenter-dynamic-hw-{engine}"));
+        assert_eq!(
+            file_digest(&model.join("1/model.plan")),
+            locked_engine(&manifest, engine)
+        );
+        let config = parse_with_triton(&model.join("config.pbtxt"));
+        assert_eq!(
+            config["inputs"],
+            serde_json::json!([{"name": "image", "type": data_type, "dims": [1, 3, -1, -1]}]),
+            "{engine}"
+        );
+        assert_eq!(
+            config["outputs"],
+            serde_json::json!([{"name": "mask_logits", "type": data_type, "dims": [1, 4, -1, -1]}]),
+            "{engine}"
+        );
+        assert_eq!(
+            config["profiles"],
+            serde_json::json!([["0", "1"]]),
+            "{engine}"
+        );
+    }
+    // Two engines for the same GPUs cannot be one model with a plan per compute capability.
+    let merged = trtfarm_in(&[
+        "export",
+        "--triton",
+        repo_arg,
+        "--model-name",
+        "segmenter",
+        "segmenter-dynamic-hw",
+    ]);
+    assert_eq!(merged.code, 2, "{merged:#?}");
+    assert!(
+        merged.stderr.contains("differ in their inputs or outputs"),
+        "{merged:#?}"
+    );
+}
+
+#[test]
+fn engines_for_different_gpus_become_one_model_with_a_plan_per_compute_capability() {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&root.path().join("daemon"), &[]);
+    let home = root.path().join("home");
+    let project = root.path().join("ranker");
+    std::fs::create_dir_all(&project).unwrap();
+    onnx_graph::write_model(
+        &onnx_graph::example_models::ranker(),
+        &project.join("ranker.onnx"),
+    )
+    .unwrap();
+    let manifest = project.join("engine.toml");
+    std::fs::write(
+        &manifest,
+        r#"schema_version = 1
+[model]
+path = "ranker.onnx"
+[defaults]
+toolchain = "tensorrt-rtx 1.7"
+[[profile]]
+inputs.features = { min = [1, 32], opt = [8, 32], max = [64, 32] }
+inputs.context = { min = [1, 16], opt = [8, 16], max = [64, 16] }
+[[engine]]
+name = "ampere"
+compatibility.compute_capabilities = ["8.6"]
+[[engine]]
+name = "ada-blackwell"
+compatibility.compute_capabilities = ["8.9", "12.0"]
+"#,
+    )
+    .unwrap();
+    let trtfarm_in = |args: &[&str]| -> Ran {
+        let mut command = trtfarm(&home);
+        command
+            .current_dir(root.path())
+            .args(["--daemon", &daemon.endpoint])
+            .args(args);
+        run(&mut command)
+    };
+    trtfarm_in(&["submit", "ranker"]).expect_code(0, "submit");
+    let repository = root.path().join("triton");
+    trtfarm_in(&[
+        "export",
+        "--triton",
+        repository.to_str().unwrap(),
+        "--model-name",
+        "ranker",
+        "ranker",
+    ])
+    .expect_code(0, "export as one model");
+    let config = parse_with_triton(&repository.join("ranker/config.pbtxt"));
+    assert_eq!(
+        config["cc_model_filenames"],
+        serde_json::json!({
+            "8.6": "ampere.plan",
+            "8.9": "ada-blackwell.plan",
+            "12.0": "ada-blackwell.plan",
+        })
+    );
+    for engine in ["ampere", "ada-blackwell"] {
+        assert_eq!(
+            file_digest(&repository.join(format!("ranker/1/{engine}.plan"))),
+            locked_engine(&manifest, engine),
+            "{engine}"
+        );
+    }
+    assert!(!repository.join("ranker/1/model.plan").exists());
+}
