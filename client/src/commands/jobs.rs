@@ -220,10 +220,14 @@ fn engine_name(job: &v1::Job) -> String {
     format!("{}#{}", job.manifest_path, job.variant)
 }
 
+/// Width of `status`'s label column: its longest label and a space.
+const LABEL_WIDTH: usize = "timing cache loaded".len() + 1;
+
 /// The text `status` prints.
 fn describe(job: &v1::Job, now: SystemTime) -> String {
     let mut out = String::new();
-    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<13}{value}\n"));
+    let mut line =
+        |label: &str, value: String| out.push_str(&format!("{label:<LABEL_WIDTH$}{value}\n"));
     let state = state_of(job);
     let mut state_text = state_word(state).to_string();
     if state == v1::JobState::Queued && job.queue_position > 0 {
@@ -255,6 +259,7 @@ fn describe(job: &v1::Job, now: SystemTime) -> String {
         for (label, value) in [
             ("build log", digest(&result.build_log)),
             ("timing cache", digest(&result.timing_cache)),
+            ("timing cache loaded", digest(&result.timing_cache_loaded)),
             ("provenance", digest(&result.provenance)),
         ] {
             if let Some(value) = value {
@@ -411,8 +416,31 @@ mod tests {
             build_log: None,
         });
         let text = describe(&failed, now);
-        assert!(text.contains("failure      build: no such input"), "{text}");
+        assert!(text.contains("failure             build: no such input"), "{text}");
         assert!(text.contains("log tail\n  error: parse failed"), "{text}");
+    }
+
+    #[test]
+    fn every_status_label_stands_apart_from_its_value() {
+        let now = UNIX_EPOCH + Duration::from_secs(1060);
+        let mut done = job(v1::JobState::Succeeded);
+        let digest = Some(v1::Digest {
+            blake3: "ab".repeat(32),
+            size_bytes: 1,
+        });
+        done.result = Some(v1::ActionResult {
+            engine: digest.clone(),
+            layer_listing: digest.clone(),
+            timing_cache: digest.clone(),
+            timing_cache_loaded: digest,
+            ..Default::default()
+        });
+        let text = describe(&done, now);
+        assert!(text.contains("layer listing"), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with(' ')) {
+            let (label, value) = line.split_at(LABEL_WIDTH.min(line.len()));
+            assert!(label.ends_with(' ') && !value.starts_with(' '), "{line:?}");
+        }
     }
 
     #[test]
