@@ -366,7 +366,10 @@ async fn queued_jobs_are_listed_inspected_followed_and_cancelled() {
     let ran = remote(&home, &daemon, &["cancel", &ids[0]]).expect_code(1, "already ended");
     assert!(ran.stdout.contains("already cancelled"), "{ran:#?}");
     let ran = remote(&home, &daemon, &["status", &ids[0]]).expect_code(0, "cancelled status");
-    assert!(ran.stdout.contains("failure             cancelled: "), "{ran:#?}");
+    assert!(
+        ran.stdout.contains("failure             cancelled: "),
+        "{ran:#?}"
+    );
     let ran = remote(&home, &daemon, &["status", &ids[1]]).expect_code(0, "moved up");
     assert!(ran.stdout.contains("position 1 in the queue"), "{ran:#?}");
     let ran = remote(&home, &daemon, &["logs", &ids[0]]).expect_code(1, "never ran: no log");

@@ -416,7 +416,10 @@ mod tests {
             build_log: None,
         });
         let text = describe(&failed, now);
-        assert!(text.contains("failure             build: no such input"), "{text}");
+        assert!(
+            text.contains("failure             build: no such input"),
+            "{text}"
+        );
         assert!(text.contains("log tail\n  error: parse failed"), "{text}");
     }
 
