@@ -89,8 +89,13 @@ impl OtherUser {
 
 /// The uid of the account `name`, from `id -u`.
 fn id_of(name: &str) -> Result<u32, String> {
+    account_id("-u", name)
+}
+
+/// One number `id FLAG NAME` prints (`-u`: the uid, `-g`: the primary gid).
+pub(crate) fn account_id(flag: &str, name: &str) -> Result<u32, String> {
     let out = Command::new("id")
-        .args(["-u", name])
+        .args([flag, name])
         .output()
         .map_err(|e| format!("cannot run `id`: {e}"))?;
     String::from_utf8_lossy(&out.stdout)

@@ -372,18 +372,8 @@ fn version_key(name: &str) -> Option<Vec<u32>> {
 
 /// The uid and gid of the account `name`, from `id`.
 fn account(name: &str) -> Result<Account, String> {
-    let id = |flag: &str| -> Result<u32, String> {
-        let out = Command::new("id")
-            .args([flag, name])
-            .output()
-            .map_err(|e| format!("cannot run `id`: {e}"))?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .map_err(|_| format!("there is no `{name}` account"))
-    };
     Ok(Account {
-        uid: id("-u")?,
-        gid: id("-g")?,
+        uid: crate::other_user::account_id("-u", name)?,
+        gid: crate::other_user::account_id("-g", name)?,
     })
 }

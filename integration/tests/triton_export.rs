@@ -3,7 +3,7 @@
 //! definitions (`model_config_pb2` from NVIDIA's `tritonclient` wheel, which `scripts/setup`
 //! installs into `TRTFARM_PYTHON`'s environment), and every plan is the locked engine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use integration::cli::{Ran, run, trtfarm};
@@ -64,22 +64,61 @@ fn locked_engine(manifest: &Path, engine: &str) -> String {
     lock.engine(engine).unwrap().engine.to_string()
 }
 
-#[test]
-fn an_exported_repository_is_what_triton_reads_with_the_locked_plans() {
-    let root = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&root.path().join("daemon"), &[]);
-    let home = root.path().join("home");
-    let examples = integration::examples_copy();
-    let dir = examples.path();
-    let trtfarm_in = |args: &[&str]| -> Ran {
-        let mut command = trtfarm(&home);
+/// One test's world: a real daemon, a user's home and the directory commands run in.
+struct Exporting {
+    root: tempfile::TempDir,
+    daemon: Daemon,
+    /// Where `trtfarm` runs: a copy of the examples, or the root.
+    dir: PathBuf,
+    /// Keeps the examples' copy.
+    _examples: Option<tempfile::TempDir>,
+}
+
+impl Exporting {
+    /// Runs in a copy of `examples/manifests`.
+    fn in_examples() -> Exporting {
+        let examples = integration::examples_copy();
+        let mut world = Exporting::in_root();
+        world.dir = examples.path().to_path_buf();
+        world._examples = Some(examples);
+        world
+    }
+
+    /// Runs in an empty directory.
+    fn in_root() -> Exporting {
+        let root = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(&root.path().join("daemon"), &[]);
+        let dir = root.path().to_path_buf();
+        Exporting {
+            root,
+            daemon,
+            dir,
+            _examples: None,
+        }
+    }
+
+    /// `trtfarm --daemon … ARGS` in [`dir`](Self::dir).
+    fn trtfarm(&self, args: &[&str]) -> Ran {
+        let mut command = trtfarm(&self.root.path().join("home"));
         command
-            .current_dir(dir)
-            .args(["--daemon", &daemon.endpoint])
+            .current_dir(&self.dir)
+            .args(["--daemon", &self.daemon.endpoint])
             .args(args);
         run(&mut command)
-    };
-    let repository = root.path().join("triton");
+    }
+
+    /// Where the Triton repository goes.
+    fn repository(&self) -> PathBuf {
+        self.root.path().join("triton")
+    }
+}
+
+#[test]
+fn an_exported_repository_is_what_triton_reads_with_the_locked_plans() {
+    let world = Exporting::in_examples();
+    let trtfarm_in = |args: &[&str]| world.trtfarm(args);
+    let dir = world.dir.as_path();
+    let repository = world.repository();
     let repo_arg = repository.to_str().unwrap();
 
     // Nothing locked yet: export says what to run.
@@ -147,20 +186,10 @@ fn an_exported_repository_is_what_triton_reads_with_the_locked_plans() {
 
 #[test]
 fn fp32_and_fp16_engines_with_two_profiles_export_their_types_and_profiles() {
-    let root = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&root.path().join("daemon"), &[]);
-    let home = root.path().join("home");
-    let examples = integration::examples_copy();
-    let dir = examples.path();
-    let trtfarm_in = |args: &[&str]| -> Ran {
-        let mut command = trtfarm(&home);
-        command
-            .current_dir(dir)
-            .args(["--daemon", &daemon.endpoint])
-            .args(args);
-        run(&mut command)
-    };
-    let repository = root.path().join("triton");
+    let world = Exporting::in_examples();
+    let trtfarm_in = |args: &[&str]| world.trtfarm(args);
+    let dir = world.dir.as_path();
+    let repository = world.repository();
     let repo_arg = repository.to_str().unwrap();
     trtfarm_in(&["submit", "segmenter-dynamic-hw"]).expect_code(0, "submit");
     trtfarm_in(&["export", "--triton", repo_arg, "segmenter-dynamic-hw"]).expect_code(0, "export");
@@ -206,10 +235,8 @@ fn fp32_and_fp16_engines_with_two_profiles_export_their_types_and_profiles() {
 
 #[test]
 fn engines_for_different_gpus_become_one_model_with_a_plan_per_compute_capability() {
-    let root = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&root.path().join("daemon"), &[]);
-    let home = root.path().join("home");
-    let project = root.path().join("ranker");
+    let world = Exporting::in_root();
+    let project = world.dir.join("ranker");
     std::fs::create_dir_all(&project).unwrap();
     onnx_graph::write_model(
         &onnx_graph::example_models::ranker(),
@@ -236,16 +263,9 @@ compatibility.compute_capabilities = ["8.9", "12.0"]
 "#,
     )
     .unwrap();
-    let trtfarm_in = |args: &[&str]| -> Ran {
-        let mut command = trtfarm(&home);
-        command
-            .current_dir(root.path())
-            .args(["--daemon", &daemon.endpoint])
-            .args(args);
-        run(&mut command)
-    };
+    let trtfarm_in = |args: &[&str]| world.trtfarm(args);
     trtfarm_in(&["submit", "ranker"]).expect_code(0, "submit");
-    let repository = root.path().join("triton");
+    let repository = world.repository();
     trtfarm_in(&[
         "export",
         "--triton",

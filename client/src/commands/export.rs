@@ -61,13 +61,7 @@ pub async fn run(daemon: &DaemonArgs, args: &ExportArgs) -> anyhow::Result<bool>
 fn choose(paths: &[PathBuf], engines: &[String]) -> anyhow::Result<Vec<Chosen>> {
     let mut chosen = Vec::new();
     for path in paths {
-        let manifest = manifest_schema::load(path).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}(`trtfarm check {}` shows every problem)",
-                errors.render_plain(),
-                path.display()
-            )
-        })?;
+        let manifest = super::load_manifest(path)?;
         let label = crate::commands::submit::label(path);
         let lock = read_lock(path)?.with_context(|| {
             format!(

@@ -73,13 +73,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
 }
 
 fn manifest_inputs(path: &Path, cache: &DigestCache) -> anyhow::Result<ManifestInputs> {
-    let manifest = manifest_schema::load(path).map_err(|errors| {
-        anyhow::anyhow!(
-            "{}(`trtfarm check {}` shows every problem)",
-            errors.render_plain(),
-            path.display()
-        )
-    })?;
+    let manifest = super::load_manifest(path)?;
     // What an earlier `check` or `submit` learned of these very model bytes, if anything: the
     // external-data files without streaming the model again.
     let known = model_facts::recall(cache, &manifest.model.resolved_path);

@@ -14,6 +14,18 @@ pub mod watch;
 
 use crate::cli::{Command, DaemonArgs, TimingCacheAction};
 
+/// Loads and validates the manifest at `path` for a command that reads it without checking its
+/// model (`export`, `inputs`); the error renders every problem like `trtfarm check`.
+pub fn load_manifest(path: &std::path::Path) -> anyhow::Result<manifest_schema::Manifest> {
+    manifest_schema::load(path).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}(`trtfarm check {}` shows every problem)",
+            errors.render_plain(),
+            path.display()
+        )
+    })
+}
+
 /// Runs a daemon-facing command. `Ok(false)` means "ran, but the answer is no" (exit 1).
 pub async fn run(daemon: &DaemonArgs, command: Command) -> anyhow::Result<bool> {
     match command {

@@ -191,14 +191,17 @@ impl Farm {
         settings.policy.builder_digest = build_root.program_digest().to_owned();
         let queue = BuildQueue::new(settings.slots.iter().copied());
         let shared = settings.shared.take();
+        let publishing = store_retry::publishing_store(Arc::clone(&store), Arc::clone(&metrics));
+        // Over the publishing store: a recorded cache survives a store outage like the plan
+        // it was recorded with.
         let timing_caches = match &shared {
             Some(shared) => TimingCacheRegistry::with_index(
-                Arc::clone(&store),
+                Arc::clone(&publishing),
                 Arc::new(postgres::timing_caches::PostgresIndex::new(Arc::clone(
                     shared,
                 ))),
             ),
-            None => TimingCacheRegistry::new(Arc::clone(&store)),
+            None => TimingCacheRegistry::new(Arc::clone(&publishing)),
         };
         let farm = Arc::new(Farm {
             state: Mutex::new(FarmState {
@@ -206,7 +209,7 @@ impl Farm {
                 ..FarmState::default()
             }),
             db,
-            publishing: store_retry::publishing_store(Arc::clone(&store), Arc::clone(&metrics)),
+            publishing,
             store,
             launcher,
             inventory,
@@ -249,11 +252,6 @@ impl Farm {
     /// Resolves `prepared`'s timing cache against this farm's registry (see `ingest::timing`).
     pub(crate) async fn resolve_timing(&self, prepared: &mut PreparedBuild) -> Result<(), Status> {
         resolve_timing_cache(prepared, &self.timing_caches, &self.settings.policy).await
-    }
-
-    /// The recorded timing caches.
-    pub fn timing_caches(&self) -> &TimingCacheRegistry {
-        &self.timing_caches
     }
 
     /// The toolchains this farm builds with.
