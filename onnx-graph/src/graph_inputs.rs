@@ -201,15 +201,16 @@ pub fn read_graph_inputs(path: &Path) -> Result<Vec<GraphInput>, OnnxError> {
     Ok(scan_file(path)?.into_inputs())
 }
 
-/// Returns the outputs of the model's main graph, in graph order, read like
-/// [`read_graph_inputs`] (streaming, weights skipped). An output has the same form as an input:
-/// name, element type and dimensions as the model declares them.
-pub fn read_graph_outputs(path: &Path) -> Result<Vec<GraphInput>, OnnxError> {
-    let outputs = scan_file(path)?.outputs;
-    Ok(outputs
+/// Returns the inputs (as [`read_graph_inputs`] does) and the outputs of the model's main
+/// graph, in graph order, from one streaming read (weights skipped). An output has the same
+/// form as an input: name, element type and dimensions as the model declares them.
+pub fn read_graph_io(path: &Path) -> Result<(Vec<GraphInput>, Vec<GraphInput>), OnnxError> {
+    let mut scan = scan_file(path)?;
+    let outputs = std::mem::take(&mut scan.outputs)
         .into_iter()
         .map(GraphInput::from_value_info)
-        .collect())
+        .collect();
+    Ok((scan.into_inputs(), outputs))
 }
 
 /// Opens `path` and runs [`scan_model`] over it.

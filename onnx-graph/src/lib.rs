@@ -25,9 +25,7 @@ pub use builder::{
     Conv2d, DEFAULT_IR_VERSION, DEFAULT_OPSET, GraphBuilder, ModelBuilder, Value, write_model,
 };
 pub use error::OnnxError;
-pub use graph_inputs::{
-    Dim, ElementType, GraphInput, InputKind, read_graph_inputs, read_graph_outputs,
-};
+pub use graph_inputs::{Dim, ElementType, GraphInput, InputKind, read_graph_inputs, read_graph_io};
 pub use nodes::{NodeName, read_node_names};
 pub use proto::tensor_proto::DataType;
 pub use weights::SplitMix64;

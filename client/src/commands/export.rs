@@ -40,6 +40,8 @@ struct Chosen {
     manifest: Manifest,
     label: String,
     engines: Vec<(Variant, LockedEngine)>,
+    /// The model's declared inputs and outputs, read once for all its engines.
+    io: (Vec<onnx_graph::GraphInput>, Vec<onnx_graph::GraphInput>),
 }
 
 /// Runs `trtfarm export --triton`.
@@ -85,10 +87,18 @@ fn choose(paths: &[PathBuf], engines: &[String]) -> anyhow::Result<Vec<Chosen>> 
             picked.push((variant.clone(), locked.clone()));
         }
         if !picked.is_empty() {
+            let model = &manifest.model.resolved_path;
+            let io = onnx_graph::read_graph_io(model).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot read the inputs and outputs of {}: {error}",
+                    model.display()
+                )
+            })?;
             chosen.push(Chosen {
                 manifest,
                 label,
                 engines: picked,
+                io,
             });
         }
     }
@@ -204,16 +214,7 @@ fn one_model(name: &str, mut chosen: Vec<Chosen>) -> anyhow::Result<ExportedMode
 
 /// The configuration of `variant`'s engine under `name`, from its model's declared I/O.
 fn config_for(name: &str, c: &Chosen, variant: &Variant) -> anyhow::Result<TritonConfig> {
-    let model = &c.manifest.model.resolved_path;
-    let read = |error: onnx_graph::OnnxError| {
-        anyhow::anyhow!(
-            "cannot read the inputs and outputs of {}: {error}",
-            model.display()
-        )
-    };
-    let inputs = onnx_graph::read_graph_inputs(model).map_err(read)?;
-    let outputs = onnx_graph::read_graph_outputs(model).map_err(read)?;
-    let (inputs, outputs) = TritonConfig::io(variant, &inputs, &outputs)
+    let (inputs, outputs) = TritonConfig::io(variant, &c.io.0, &c.io.1)
         .with_context(|| format!("{}#{}", c.label, variant.name))?;
     Ok(TritonConfig {
         name: name.to_string(),

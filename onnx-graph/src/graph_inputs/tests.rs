@@ -381,8 +381,10 @@ fn outputs_are_read_with_their_types_and_dims() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ranker.onnx");
     crate::write_model(&crate::example_models::ranker(), &path).unwrap();
+    let (inputs, outputs) = read_graph_io(&path).unwrap();
+    assert_eq!(inputs, read_graph_inputs(&path).unwrap());
     assert_eq!(
-        read_graph_outputs(&path).unwrap(),
+        outputs,
         vec![tensor_input("score", DataType::Float, dims!["batch", 1])]
     );
 }
