@@ -293,3 +293,95 @@ compatibility.compute_capabilities = ["8.9", "12.0"]
     }
     assert!(!repository.join("ranker/1/model.plan").exists());
 }
+
+/// Triton's name for an ONNX element type, as the engine's bindings have it.
+fn triton_type(element: &onnx_graph::ElementType) -> String {
+    use onnx_graph::DataType;
+    match element {
+        onnx_graph::ElementType::Known(DataType::Float) => "TYPE_FP32",
+        onnx_graph::ElementType::Known(DataType::Float16) => "TYPE_FP16",
+        onnx_graph::ElementType::Known(DataType::Bfloat16) => "TYPE_BF16",
+        onnx_graph::ElementType::Known(DataType::Int64) => "TYPE_INT64",
+        onnx_graph::ElementType::Known(DataType::Int32) => "TYPE_INT32",
+        other => panic!("a type this test does not map: {other}"),
+    }
+    .to_owned()
+}
+
+/// Real networks at fp16 and bf16 (a text detector with dynamic height and width, a voice
+/// detector with an int64 input and a state, its LSTM version): the types `export` writes are
+/// the types of the converted model TensorRT really built from, which the daemon keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_networks_export_the_types_of_the_model_their_engine_was_built_from() {
+    let world = Exporting::in_root();
+    for name in ["ocr-det", "silero-vad", "silero-vad-lstm"] {
+        let network = integration::real_models::network(name);
+        network.write_project(&world.dir.join(name));
+    }
+    let cli = |args: Vec<String>| {
+        let world = &world;
+        tokio::task::block_in_place(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            world.trtfarm(&args)
+        })
+    };
+    let engines = ["--engine", "fp16", "--engine", "bf16"].map(String::from);
+    let mut submit = vec!["submit".to_owned(), ".".to_owned()];
+    submit.extend(engines.iter().cloned());
+    cli(submit).expect_code(0, "submit the real networks");
+    let repository = world.repository();
+    let mut export = vec![
+        "export".to_owned(),
+        "--triton".to_owned(),
+        repository.display().to_string(),
+        ".".to_owned(),
+    ];
+    export.extend(engines.iter().cloned());
+    cli(export).expect_code(0, "export");
+
+    let mut client = world.daemon.client().await;
+    let mut checked = 0;
+    for name in ["ocr-det", "silero-vad", "silero-vad-lstm"] {
+        let manifest = world.dir.join(name).join("engine.toml");
+        let lock = Lock::read_file(&manifest.with_file_name("engine.lock"))
+            .unwrap()
+            .unwrap();
+        for engine in ["fp16", "bf16"] {
+            let locked = lock.engine(engine).unwrap();
+            let result = client
+                .get_action_result(trtfarm_proto::v1::GetActionResultRequest {
+                    action_key: locked.action_key.to_string(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let converted = world.root.path().join(format!("{name}-{engine}.onnx"));
+            let digest = result.transformed_model.expect("a converted model");
+            trtfarm::transfer::download_to_file(&mut client, &digest, &converted)
+                .await
+                .unwrap();
+            let (inputs, outputs) = onnx_graph::read_graph_io(&converted).unwrap();
+            let built: Vec<(String, String)> = inputs
+                .iter()
+                .chain(&outputs)
+                .map(|io| (io.name.clone(), triton_type(&io.element_type)))
+                .collect();
+            let model = repository.join(format!("{name}-{engine}"));
+            let config = parse_with_triton(&model.join("config.pbtxt"));
+            let exported: Vec<(String, String)> = (config["inputs"].as_array().unwrap().iter())
+                .chain(config["outputs"].as_array().unwrap())
+                .map(|t| {
+                    let field = |f: &str| t[f].as_str().unwrap().to_owned();
+                    (field("name"), field("type"))
+                })
+                .collect();
+            assert_eq!(exported, built, "{name} {engine}");
+            assert_eq!(
+                file_digest(&model.join("1/model.plan")),
+                locked.engine.to_string()
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+}
