@@ -1,13 +1,18 @@
 //! `trtfarm check`: validate manifests, the files they name, and their profiles against the
 //! model's inputs, without building anything.
 
+mod daemon;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use manifest_schema::{Diagnostic, Manifest, ManifestErrors, Severity};
 use serde::Serialize;
 
+use crate::cli::DaemonArgs;
 use crate::discover::find_manifests;
+use daemon::{DaemonJson, DaemonToolchains};
+use trtfarm::model_facts::model_nodes;
 
 /// The outcome of checking one manifest.
 #[derive(Debug, Serialize)]
@@ -42,41 +47,84 @@ pub struct EngineSummary {
 #[derive(Debug, Serialize)]
 struct CheckDocument<'a> {
     ok: bool,
+    /// Whether toolchains were checked against a daemon, which, and what it has.
+    daemon: DaemonJson,
     manifests: &'a [ManifestReport],
 }
 
-/// Runs `trtfarm check`. Returns whether every manifest is free of errors.
-pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
+/// Runs `trtfarm check`. Returns whether every manifest is free of errors. Toolchains are
+/// checked against the daemon `daemon` names, or the local daemon if one runs; none is started.
+pub fn run(paths: &[PathBuf], json: bool, daemon: &DaemonArgs) -> anyhow::Result<bool> {
     let manifests = find_manifests(paths)?;
     // A model checked before (same bytes, per the digest cache) is not read again.
     let cache = trtfarm::digest_cache::DigestCache::open_default();
+    let toolchains = daemon::ask(daemon);
     let reports: Vec<ManifestReport> = manifests
         .iter()
-        .map(|path| check_manifest(path, &cache))
+        .map(|path| check_manifest(path, &cache, &toolchains))
         .collect();
     let ok = reports.iter().all(|report| report.ok);
     if json {
         let document = CheckDocument {
             ok,
+            daemon: toolchains.to_json(),
             manifests: &reports,
         };
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
+        if let DaemonToolchains::Unchecked { note } = &toolchains {
+            eprintln!("note: {note}");
+        }
         print_human(&reports);
     }
     Ok(ok)
 }
 
-/// Checks one manifest: syntax and semantics, then the files it names, then its profiles
-/// against the model's inputs (only once the model is known to be readable).
-pub fn check_manifest(path: &Path, cache: &trtfarm::digest_cache::DigestCache) -> ManifestReport {
+/// Checks one manifest: syntax and semantics, its toolchains against the daemon's (when one was
+/// asked), then the files it names, then its profiles against the model's inputs and its
+/// `autocast.keep_fp32` against the model's operators (only once the model is known to be
+/// readable).
+pub fn check_manifest(
+    path: &Path,
+    cache: &trtfarm::digest_cache::DigestCache,
+    toolchains: &DaemonToolchains,
+) -> ManifestReport {
     let manifest = match manifest_schema::load(path) {
         Ok(manifest) => manifest,
         Err(errors) => return report(path, Vec::new(), errors),
     };
     let engines = summarize(&manifest);
-    let (diagnostics, _) = trtfarm::inputs::diagnose(&manifest, cache);
+    let mut diagnostics = match toolchains {
+        DaemonToolchains::Known { daemon, toolchains } => {
+            manifest.check_toolchains(daemon, toolchains)
+        }
+        DaemonToolchains::Unchecked { .. } => Vec::new(),
+    };
+    let (found, model) = trtfarm::inputs::diagnose(&manifest, cache);
+    diagnostics.extend(found);
+    if model.is_some() {
+        diagnostics.extend(check_keep_fp32(&manifest));
+    }
     report(path, engines, manifest.errors(diagnostics))
+}
+
+/// `autocast.keep_fp32` against the model's operator types; the model is read only when some
+/// engine lists operators to keep.
+fn check_keep_fp32(manifest: &Manifest) -> Vec<Diagnostic> {
+    let lists_any = manifest
+        .variants()
+        .iter()
+        .any(|v| !v.settings.autocast.keep_fp32.is_empty());
+    if !lists_any {
+        return Vec::new();
+    }
+    match model_nodes(&manifest.model.resolved_path) {
+        Ok(nodes) => manifest.check_keep_fp32(&nodes),
+        Err(error) => vec![manifest.model_diagnostic(
+            format!("cannot read the model's operators to check `autocast.keep_fp32`: {error}"),
+            None,
+        )],
+    }
 }
 
 fn report(path: &Path, engines: Vec<EngineSummary>, errors: ManifestErrors) -> ManifestReport {

@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "trtfarm", version, about, propagate_version = true)]
 pub struct Cli {
+    /// How much to print, and in colour or not.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Where the daemon is.
     #[command(flatten)]
     pub daemon: DaemonArgs,
@@ -16,8 +19,41 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How much the commands print, for every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Print results and errors only: no progress display and no notes.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: TensorRT's warnings and errors as builds log them, and whole build-log tails
+    /// of failures.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+    /// Colour: `auto` (on a terminal, unless NO_COLOR is set), `always` or `never`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = ColorChoice::Auto,
+        value_name = "WHEN"
+    )]
+    pub color: ColorChoice,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless the NO_COLOR environment variable is set (and not empty).
+    Auto,
+    /// Always, even into a pipe or file.
+    Always,
+    /// Never.
+    Never,
+}
+
 /// How to reach a daemon. With no `--daemon`, a local daemon is found or started.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Daemon connection")]
 pub struct DaemonArgs {
     /// URL of a daemon: `http://farm.example:50051`, `https://...` for one serving TLS, or
     /// `unix:/path/daemon.sock` for one on a Unix socket (default: your private local daemon,
@@ -61,9 +97,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build every engine variant of the manifests (cached), write `engine.lock`, and fetch the
-    /// engines to their `output` paths.
+    /// Build every engine variant of the manifests (cached), write `engine.lock`, and write
+    /// each engine to its file (its `output`, else `build/<engine>.engine` beside the manifest).
     Submit(SubmitArgs),
+    /// Write an `engine.toml` for an ONNX model that `trtfarm check` accepts: the model's
+    /// inputs, a profile for its dynamic ones (placeholder sizes to set), fp32 and fp16 engines.
+    Init(InitArgs),
+    /// Show what an engine is: its lock entry, how the daemon built it (toolchain, host, layer
+    /// precisions, by-products), its provenance and its profiles.
+    Inspect(InspectArgs),
     /// Stream a blob (an engine, a log, ...) by digest, verify it, write it atomically.
     Fetch(FetchArgs),
     /// Rebuild whenever a manifest, its model, external data or plugins change.
@@ -92,6 +134,9 @@ pub enum Command {
     Status {
         /// The job id.
         job: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a job's build log (follows a running job).
     Logs {
@@ -108,6 +153,9 @@ pub enum Command {
         /// How many (default 20).
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Start, stop or inspect the local daemon.
     Daemon {
@@ -182,6 +230,31 @@ pub enum DaemonAction {
     },
 }
 
+/// `trtfarm init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The ONNX model (default: the only `*.onnx` file in the current directory).
+    pub model: Option<PathBuf>,
+    /// Where to write the manifest, a file or a directory (default: `engine.toml` beside the
+    /// model). The model must lie inside the manifest's directory.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Replace a manifest that already exists there.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `trtfarm inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An engine file, a digest `blake3:<hex>/<size>`, or `MANIFEST#ENGINE`. A file or digest
+    /// is looked up in the `engine.lock` files under the current directory.
+    pub what: String,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `trtfarm submit`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -190,7 +263,8 @@ pub struct SubmitArgs {
     /// Fail (exit 1, with a diff) if any variant would resolve differently from `engine.lock`.
     #[arg(long)]
     pub locked: bool,
-    /// Fetch engines into DIR/<manifest dir>/<engine>.engine instead of each engine's `output`.
+    /// Write engines into DIR/<manifest dir>/<engine>.engine instead of each engine's file (its
+    /// `output`, else `build/<engine>.engine` beside the manifest).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print one JSON document on stdout and nothing else.
@@ -206,8 +280,7 @@ pub struct SubmitArgs {
     #[arg(long, default_value_t = 0)]
     pub priority: i32,
     /// Also write FILE: each engine file's dependencies (the manifest, model, external data,
-    /// plugins) in Makefile syntax, for Ninja, Make and CMake's `DEPFILE`. Every engine needs
-    /// a file: an `output` in its manifest, or --out.
+    /// plugins) in Makefile syntax, for Ninja, Make and CMake's `DEPFILE`.
     #[arg(long, value_name = "FILE", conflicts_with = "no_wait")]
     pub depfile: Option<PathBuf>,
 }
@@ -218,8 +291,9 @@ pub struct FetchArgs {
     /// `blake3:<hex>/<size>` (as `submit` prints it), or `MANIFEST#ENGINE` resolved through
     /// that manifest's `engine.lock`.
     pub what: String,
-    /// Where to write it (default: the blake3 hex in the current directory, or the engine's
-    /// output path for `MANIFEST#ENGINE`).
+    /// Where to write it; `-` writes to stdout (default: the blake3 hex in the current
+    /// directory, or for `MANIFEST#ENGINE` the engine's file: its `output`, else
+    /// `build/<engine>.engine` beside the manifest, where `submit` writes it too).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -253,4 +327,9 @@ pub struct WatchArgs {
     /// Quiet period after a change before rebuilding, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub debounce_ms: u64,
+    /// Keep earlier output on screen. By default, when stderr is a terminal, the screen is
+    /// cleared before each rebuild (as `tsc --watch` and Jest do; `cargo watch -c` opts in), so
+    /// old errors are never mistaken for the latest run's; piped output is never cleared.
+    #[arg(long)]
+    pub no_clear: bool,
 }

@@ -44,6 +44,10 @@ const UNTRUSTED_HINT: &str = "hint: give the CA certificate that signed the daem
 const PRIVATE_SOCKET_HINT: &str = "hint: a daemon on a Unix socket serves only the user who \
      started it; leave out --daemon to use (or start) your own local daemon";
 
+/// What to check when nothing answers at a daemon's address.
+const NOT_LISTENING_HINT: &str = "hint: is `trtfarmd serve` running there, on that port? Leave \
+     out --daemon (and TRTFARM_DAEMON) to use your own local daemon, started on demand";
+
 /// A connected `trtfarm.v1.Farm` client, remote or local.
 pub type FarmConnection = FarmClient<InterceptedService<Channel, BearerToken>>;
 
@@ -156,19 +160,16 @@ async fn dial(
             let error = anyhow::Error::from(error);
             let chain = format!("{error:#}");
             let hint = if chain.contains("invalid peer certificate") {
-                Some(UNTRUSTED_HINT)
+                UNTRUSTED_HINT
             } else if endpoint_socket(endpoint).is_some() && refused_by_socket(&error) {
-                Some(PRIVATE_SOCKET_HINT)
+                PRIVATE_SOCKET_HINT
             } else {
-                None
+                NOT_LISTENING_HINT
             };
-            match hint {
-                Some(hint) => anyhow::anyhow!(
-                    "cannot reach the daemon at {endpoint}: {}\n{hint}",
-                    distinct_causes(&error)
-                ),
-                None => error.context(format!("cannot reach the daemon at {endpoint}")),
-            }
+            anyhow::anyhow!(
+                "cannot reach the daemon at {endpoint}: {}\n{hint}",
+                distinct_causes(&error)
+            )
         })?;
     Ok(FarmClient::with_interceptor(channel, interceptor).max_decoding_message_size(MAX_MESSAGE))
 }
@@ -178,6 +179,10 @@ async fn dial(
 fn distinct_causes(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain().map(|cause| cause.to_string()) {
+        // tonic's wrapper around every connection failure says nothing its causes do not.
+        if cause == "transport error" {
+            continue;
+        }
         if !line.ends_with(&cause) {
             if !line.is_empty() {
                 line.push_str(": ");
@@ -214,42 +219,56 @@ fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The gRPC status code as the contract spells it (`DATA_LOSS`, `NOT_FOUND`, ...).
-pub fn code_name(code: Code) -> &'static str {
+/// What a status code adds to the daemon's message, in words; `None` where the message says it
+/// all (a refused request's message names what is wrong and the fix).
+fn code_words(code: Code) -> Option<&'static str> {
     match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
+        Code::Ok
+        | Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::OutOfRange
+        | Code::Aborted => None,
+        Code::Cancelled => Some("cancelled"),
+        Code::Unknown | Code::Internal => Some("the daemon failed"),
+        Code::DeadlineExceeded => Some("timed out"),
+        Code::PermissionDenied => Some("permission denied"),
+        Code::ResourceExhausted => Some("the daemon is out of resources"),
+        Code::Unimplemented => {
+            Some("the daemon does not know this request (is it older than this client?)")
+        }
+        Code::Unavailable => Some("the daemon is unavailable"),
+        Code::DataLoss => Some("corrupt data"),
+        Code::Unauthenticated => Some("not authenticated"),
     }
 }
 
-/// A daemon's refusal as `DATA_LOSS: <the daemon's message>` (instead of tonic's debug form
-/// with metadata). A message of several lines (rendered manifest diagnostics) is kept whole.
+/// A daemon's answer in words: `corrupt data: <the daemon's message>`, or the message alone when
+/// the code adds nothing to it; a status made on this side (a connection that failed) ends with
+/// its causes, each said once. A message of several lines (rendered manifest diagnostics) is
+/// kept whole.
 pub fn describe_status(status: &Status) -> String {
-    let message = status.message().trim();
-    if message.is_empty() {
-        code_name(status.code()).to_string()
-    } else {
-        format!("{}: {message}", code_name(status.code()))
+    let mut text = match (code_words(status.code()), status.message().trim()) {
+        (Some(words), "") => words.to_string(),
+        (None, "") => "the daemon refused the request".to_string(),
+        (Some(words), message) => format!("{words}: {message}"),
+        (None, message) => message.to_string(),
+    };
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !said.is_empty() && !text.ends_with(&said) && !said.ends_with("transport error") {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = error.source();
     }
+    text
 }
 
-/// Turns an error whose cause is a gRPC status into one line, `what: CODE: message`; any other
-/// error gets `what` as context.
+/// Turns an error whose cause is a gRPC status into one line, `what: <the status in words>`;
+/// any other error gets `what` as context.
 pub fn rpc_error(what: impl std::fmt::Display, error: anyhow::Error) -> anyhow::Error {
     match error.downcast_ref::<Status>() {
         Some(status) => anyhow::anyhow!("{what}: {}", describe_status(status)),
@@ -257,9 +276,40 @@ pub fn rpc_error(what: impl std::fmt::Display, error: anyhow::Error) -> anyhow::
     }
 }
 
+/// An error as a person should read it: where a gRPC status is among its causes, the contexts
+/// above it followed by [`describe_status`], instead of tonic's `code: '...', message: ...,
+/// source: ...` form.
+pub fn humanize(error: anyhow::Error) -> anyhow::Error {
+    let Some(status) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Status>())
+    else {
+        return error;
+    };
+    let mut parts: Vec<String> = error
+        .chain()
+        .take_while(|cause| cause.downcast_ref::<Status>().is_none())
+        .map(|cause| cause.to_string())
+        .collect();
+    parts.push(describe_status(status));
+    anyhow::anyhow!("{}", parts.join(": "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_among_the_causes_is_said_in_words() {
+        let error = anyhow::Error::from(Status::unavailable("tcp connect error"))
+            .context("cannot list jobs");
+        assert_eq!(
+            format!("{:#}", humanize(error)),
+            "cannot list jobs: the daemon is unavailable: tcp connect error"
+        );
+        let plain = humanize(anyhow::anyhow!("no such file").context("reading engine.toml"));
+        assert_eq!(format!("{plain:#}"), "reading engine.toml: no such file");
+    }
 
     #[test]
     fn the_token_goes_out_as_a_bearer_header() {
@@ -295,10 +345,7 @@ mod tests {
         let error = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES))
             .context("Permission denied (os error 13)")
             .context("transport error");
-        assert_eq!(
-            distinct_causes(&error),
-            "transport error: Permission denied (os error 13)"
-        );
+        assert_eq!(distinct_causes(&error), "Permission denied (os error 13)");
     }
 
     #[test]
@@ -306,10 +353,25 @@ mod tests {
         let status = Status::data_loss("blob blake3:ab no longer matches its digest");
         assert_eq!(
             describe_status(&status),
-            "DATA_LOSS: blob blake3:ab no longer matches its digest"
+            "corrupt data: blob blake3:ab no longer matches its digest"
         );
-        assert_eq!(describe_status(&Status::unavailable("")), "UNAVAILABLE");
+        assert_eq!(
+            describe_status(&Status::unavailable("")),
+            "the daemon is unavailable"
+        );
+        let refused = Status::failed_precondition("engine `x`: toolchain 1.6 is not installed");
+        assert_eq!(
+            describe_status(&refused),
+            "engine `x`: toolchain 1.6 is not installed"
+        );
         let error = rpc_error("fetch x", anyhow::Error::from(Status::not_found("no blob")));
-        assert_eq!(format!("{error:#}"), "fetch x: NOT_FOUND: no blob");
+        assert_eq!(format!("{error:#}"), "fetch x: no blob");
+        for code in 0..=16 {
+            let text = describe_status(&Status::new(Code::from(code), ""));
+            assert!(
+                !text.contains('_') && !text.is_empty(),
+                "{code}: {text}"
+            );
+        }
     }
 }

@@ -165,7 +165,7 @@ fn external_data_escape(manifest: &Manifest, location: &str) -> anyhow::Result<O
 }
 
 /// The ONNX reader's view of an input, in the manifest crate's terms.
-fn to_model_input(input: onnx_graph::GraphInput) -> ModelInput {
+pub fn to_model_input(input: onnx_graph::GraphInput) -> ModelInput {
     ModelInput {
         name: input.name,
         dims: input.dims.map(|dims| {

@@ -156,6 +156,16 @@ pub async fn probe(dir: &Path) -> anyhow::Result<Probe> {
     }
 }
 
+/// The private local daemon in `dir` if one is running and answers, without starting,
+/// restarting or stopping anything (for commands such as `check` that only ask). `None` when
+/// there is none, it is not private to this user, or it does not answer.
+pub async fn find_running(dir: &Path) -> Option<Running> {
+    match probe(dir).await {
+        Ok(Probe::Answering(running)) if running.info.is_private() => Some(*running),
+        _ => None,
+    }
+}
+
 /// Why the local daemon in `dir` cannot be used (the error says what to fix).
 fn unusable(dir: &Path, error: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
     anyhow::Error::new(error).context(format!("cannot use the local daemon in {}", dir.display()))

@@ -10,9 +10,11 @@
 //! this module adds where the lock sits, the lock entry of a daemon's answer, and the diff
 //! `submit --locked` prints.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use serde::Serialize;
 use trtfarm_proto::v1;
 use trtfarm_types::{ActionKey, Blake3Digest, BlobDigest};
 
@@ -59,6 +61,10 @@ pub struct Resolution {
     pub timing_cache: Option<BlobDigest>,
     /// The daemon's action key.
     pub action_key: ActionKey,
+    /// Its input files by role (as [`LockedEngine::inputs`]).
+    pub inputs: BTreeMap<String, BlobDigest>,
+    /// Its build settings by dotted name (as [`LockedEngine::settings`]).
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Resolution {
@@ -70,8 +76,122 @@ impl Resolution {
             target: locked.target.clone(),
             timing_cache: locked.timing_cache,
             action_key: locked.action_key,
+            inputs: locked.inputs.clone(),
+            settings: locked.settings.clone(),
         }
     }
+}
+
+/// The input files of a build by role, as the lock records them: `model`,
+/// `external-data:<path>`, `plugin:<path>`. A file whose digest does not parse is left out (the
+/// daemon refuses the request anyway).
+pub fn key_files(files: &[v1::InputFile]) -> BTreeMap<String, BlobDigest> {
+    files
+        .iter()
+        .filter_map(|file| {
+            let digest = file.digest.as_ref()?.to_blob_digest().ok()?;
+            let role = match v1::InputRole::try_from(file.role).ok()? {
+                v1::InputRole::Model => "model".to_string(),
+                v1::InputRole::ExternalData => format!("external-data:{}", file.path),
+                v1::InputRole::Plugin => format!("plugin:{}", file.path),
+                v1::InputRole::Unspecified => return None,
+            };
+            Some((role, digest))
+        })
+        .collect()
+}
+
+/// Every build setting of `variant` that is part of the engine's identity, by dotted name, its
+/// value as text: what [`manifest_schema::Variant::canonical_encoding`] covers, so that a
+/// changed action key can be explained setting by setting. Left out, as the encoding leaves them
+/// out: the name, `output`, `build_timeout`, `compatibility.gpu` and profile names.
+pub fn key_settings(variant: &manifest_schema::Variant) -> BTreeMap<String, String> {
+    let mut value = serde_json::to_value(variant).unwrap_or_default();
+    if let Some(top) = value.as_object_mut() {
+        top.remove("name");
+        top.remove("output");
+    }
+    if let Some(settings) = value.get_mut("settings").and_then(|s| s.as_object_mut()) {
+        settings.remove("build_timeout");
+        if let Some(compatibility) = settings
+            .get_mut("compatibility")
+            .and_then(|c| c.as_object_mut())
+        {
+            compatibility.remove("gpu");
+        }
+    }
+    if let Some(profiles) = value.get_mut("profiles").and_then(|p| p.as_array_mut()) {
+        for profile in profiles.iter_mut().filter_map(|p| p.as_object_mut()) {
+            profile.remove("name");
+        }
+    }
+    let mut flat = BTreeMap::new();
+    flatten("", &value, &mut flat);
+    // `settings.precision` reads as the manifest's `precision`.
+    flat.into_iter()
+        .map(|(k, v)| match k.strip_prefix("settings.") {
+            Some(setting) => (setting.to_string(), v),
+            None => (k, v),
+        })
+        .collect()
+}
+
+/// Tables become dotted names; a list of plain values (a shape, a list of GPUs) stays one value.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    use serde_json::Value;
+    let name = |key: &str| match prefix {
+        "" => key.to_string(),
+        _ => format!("{prefix}.{key}"),
+    };
+    match value {
+        Value::Null => {}
+        Value::Object(table) => {
+            for (key, item) in table {
+                flatten(&name(key), item, out);
+            }
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            for (index, item) in items.iter().enumerate() {
+                flatten(&name(&index.to_string()), item, out);
+            }
+        }
+        Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
+        }
+        other => {
+            let text = other.to_string().replace(',', ", ");
+            out.insert(prefix.to_string(), text);
+        }
+    }
+}
+
+/// Why an action key changed, as far as the client can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KeyChange {
+    /// A build setting: its dotted name and values (`None`: not set).
+    Setting {
+        /// Dotted name, e.g. `precision`.
+        name: String,
+        /// In the lock.
+        locked: Option<String>,
+        /// Now.
+        now: Option<String>,
+    },
+    /// An input file, by role.
+    Input {
+        /// `model`, `external-data:<path>`, `plugin:<path>`.
+        role: String,
+        /// In the lock.
+        locked: Option<String>,
+        /// Now.
+        now: Option<String>,
+    },
+    /// The lock does not record settings and inputs (an older trtfarm wrote it).
+    NotRecorded,
+    /// Settings, inputs, toolchain, target and timing cache are as locked: what changed is the
+    /// daemon's part of the key (its builder program, farm salt or key format).
+    DaemonSide,
 }
 
 /// How a variant's resolution now differs from its lock entry.
@@ -81,12 +201,20 @@ pub enum LockDiff {
     Missing(Resolution),
     /// The lock has an entry for a variant the manifest no longer has.
     Removed(LockedEngine),
-    /// Fields that differ: (key, locked value, value now).
-    Changed(String, Vec<(&'static str, String, String)>),
+    /// Fields that differ, and why the key changed.
+    Changed {
+        /// The variant.
+        name: String,
+        /// (lock field, locked value, value now).
+        fields: Vec<(&'static str, String, String)>,
+        /// What changed among the key's inputs (empty when the key did not change).
+        reasons: Vec<KeyChange>,
+    },
 }
 
 /// Compares what a variant resolves to now with its lock entry: toolchain, target, timing
-/// cache and action key (the engine digest is compared after a build). `None` when they agree.
+/// cache and action key (the engine digest is compared after a build), and for a changed key,
+/// which recorded settings and inputs differ. `None` when they agree.
 pub fn resolution_diff(locked: Option<&LockedEngine>, now: &Resolution) -> Option<LockDiff> {
     let Some(locked) = locked else {
         return Some(LockDiff::Missing(now.clone()));
@@ -104,16 +232,70 @@ pub fn resolution_diff(locked: Option<&LockedEngine>, now: &Resolution) -> Optio
             ("action_key", e.action_key.to_string()),
         ]
     };
-    let changes: Vec<_> = fields(&Resolution::of(locked))
+    let then = Resolution::of(locked);
+    let changes: Vec<_> = fields(&then)
         .into_iter()
         .zip(fields(now))
         .filter(|((_, old), (_, new))| old != new)
         .map(|((key, old), (_, new))| (key, old, new))
         .collect();
-    (!changes.is_empty()).then(|| LockDiff::Changed(now.name.clone(), changes))
+    if changes.is_empty() {
+        return None;
+    }
+    let reasons = match then.action_key == now.action_key {
+        true => Vec::new(),
+        false => key_changes(&then, now, changes.len() > 1),
+    };
+    Some(LockDiff::Changed {
+        name: now.name.clone(),
+        fields: changes,
+        reasons,
+    })
 }
 
-/// A readable diff: `[[engine]] NAME`, then `- key = "locked"` / `+ key = "now"` lines.
+/// What differs between two resolutions' recorded settings and inputs. `others` says whether
+/// a lock field besides the key (toolchain, target, timing cache) changed, which explains it.
+fn key_changes(then: &Resolution, now: &Resolution, others: bool) -> Vec<KeyChange> {
+    if then.settings.is_empty() && then.inputs.is_empty() {
+        return vec![KeyChange::NotRecorded];
+    }
+    let mut reasons = Vec::new();
+    for name in keys(&then.settings, &now.settings) {
+        let (old, new) = (then.settings.get(name), now.settings.get(name));
+        if old != new {
+            reasons.push(KeyChange::Setting {
+                name: name.clone(),
+                locked: old.cloned(),
+                now: new.cloned(),
+            });
+        }
+    }
+    for role in keys(&then.inputs, &now.inputs) {
+        let (old, new) = (then.inputs.get(role), now.inputs.get(role));
+        if old != new {
+            reasons.push(KeyChange::Input {
+                role: role.clone(),
+                locked: old.map(ToString::to_string),
+                now: new.map(ToString::to_string),
+            });
+        }
+    }
+    if reasons.is_empty() && !others {
+        reasons.push(KeyChange::DaemonSide);
+    }
+    reasons
+}
+
+/// The names of two maps, each once, in order.
+fn keys<'a, V>(a: &'a BTreeMap<String, V>, b: &'a BTreeMap<String, V>) -> Vec<&'a String> {
+    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A readable diff: `[[engine]] NAME`, then `- key = "locked"` / `+ key = "now"` lines, and
+/// for a changed action key the settings and inputs that changed it.
 pub fn render_diff(lock_file: &Path, diffs: &[LockDiff]) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
     let mut out = format!(
@@ -135,19 +317,81 @@ pub fn render_diff(lock_file: &Path, diffs: &[LockDiff]) -> String {
                 let key = old.action_key.to_string();
                 out.push_str(&format!("  - action_key = {}\n", quote(&key)));
             }
-            LockDiff::Changed(name, changes) => {
+            LockDiff::Changed {
+                name,
+                fields,
+                reasons,
+            } => {
                 out.push_str(&format!("  [[engine]] {name}\n"));
-                for (key, old, new) in changes {
+                for (key, old, new) in fields {
                     out.push_str(&format!(
                         "  - {key} = {}\n  + {key} = {}\n",
                         quote(old),
                         quote(new)
                     ));
                 }
+                if !reasons.is_empty() {
+                    out.push_str("    the key changed because:\n");
+                }
+                for reason in reasons {
+                    out.push_str(&format!("      {}\n", describe_change(reason)));
+                }
             }
         }
     }
     out
+}
+
+/// One manifest's diff as JSON objects, one per engine: `lock`, `engine`, `kind` (`missing`,
+/// `removed`, `changed`), the lock fields that differ and, for a changed key, `reasons`.
+pub fn diff_json(lock_file: &Path, diffs: &[LockDiff]) -> Vec<serde_json::Value> {
+    let lock = lock_file.display().to_string();
+    diffs
+        .iter()
+        .map(|diff| match diff {
+            LockDiff::Missing(now) => serde_json::json!({
+                "lock": lock, "engine": now.name, "kind": "missing",
+                "fields": [{ "field": "action_key", "locked": null, "now": now.action_key.to_string() }],
+                "reasons": [],
+            }),
+            LockDiff::Removed(old) => serde_json::json!({
+                "lock": lock, "engine": old.name, "kind": "removed",
+                "fields": [{ "field": "action_key", "locked": old.action_key.to_string(), "now": null }],
+                "reasons": [],
+            }),
+            LockDiff::Changed { name, fields, reasons } => serde_json::json!({
+                "lock": lock, "engine": name, "kind": "changed",
+                "fields": fields.iter().map(|(field, locked, now)| serde_json::json!({
+                    "field": field, "locked": locked, "now": now,
+                })).collect::<Vec<_>>(),
+                "reasons": reasons,
+            }),
+        })
+        .collect()
+}
+
+/// One reason, in words: `setting precision: "fp32" -> "fp16"`.
+fn describe_change(change: &KeyChange) -> String {
+    let value = |v: &Option<String>| match v {
+        Some(v) => toml::Value::String(v.clone()).to_string(),
+        None => "(not set)".to_string(),
+    };
+    match change {
+        KeyChange::Setting { name, locked, now } => {
+            format!("setting {name}: {} -> {}", value(locked), value(now))
+        }
+        KeyChange::Input { role, locked, now } => {
+            let file = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_string());
+            format!("input {role}: {} -> {}", file(locked), file(now))
+        }
+        KeyChange::NotRecorded => "unknown: this lock does not record the settings and inputs \
+             of its builds (an older trtfarm wrote it); `trtfarm submit` records them"
+            .to_string(),
+        KeyChange::DaemonSide => "the settings and input files are as locked: the daemon's \
+             part of the key changed (its builder program, the farm's salt or the key format), \
+             as after a trtfarm upgrade; `trtfarm verify` tells whether the engines still match"
+            .to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +410,8 @@ mod tests {
             timing_cache: None,
             action_key: ActionKey([key; 32]),
             engine: BlobDigest::of_bytes(name.as_bytes()),
+            inputs: BTreeMap::new(),
+            settings: BTreeMap::new(),
         }
     }
 
@@ -220,6 +466,9 @@ mod tests {
                  \x20 + toolchain.version = \"1.7.2.1\"\n\
                  \x20 - action_key = \"{}\"\n\
                  \x20 + action_key = \"{}\"\n\
+                 \x20   the key changed because:\n\
+                 \x20     unknown: this lock does not record the settings and inputs of its \
+                 builds (an older trtfarm wrote it); `trtfarm submit` records them\n\
                  \x20 [[engine]] int8: not in the lock\n\
                  \x20 + action_key = \"{}\"\n\
                  \x20 [[engine]] old: no longer in the manifest\n\
@@ -229,6 +478,76 @@ mod tests {
                 key("cc"),
                 key("dd")
             )
+        );
+    }
+
+    #[test]
+    fn a_changed_key_is_explained_by_the_settings_and_inputs_that_changed() {
+        let mut locked = entry("fp16", 0xaa);
+        locked.settings = [
+            ("precision".to_string(), "fp32".to_string()),
+            ("optimization_level".to_string(), "3".to_string()),
+        ]
+        .into();
+        locked.inputs = [("model".to_string(), BlobDigest::of_bytes(b"a"))].into();
+        let mut now = Resolution::of(&entry("fp16", 0xbb));
+        now.settings = [
+            ("precision".to_string(), "fp16".to_string()),
+            ("optimization_level".to_string(), "3".to_string()),
+            ("autocast.keep_fp32".to_string(), "[\"Resize\"]".to_string()),
+        ]
+        .into();
+        now.inputs = [("model".to_string(), BlobDigest::of_bytes(b"b"))].into();
+        let Some(LockDiff::Changed { reasons, .. }) = resolution_diff(Some(&locked), &now) else {
+            panic!("a changed key is a change");
+        };
+        assert_eq!(
+            reasons,
+            vec![
+                KeyChange::Setting {
+                    name: "autocast.keep_fp32".into(),
+                    locked: None,
+                    now: Some("[\"Resize\"]".into()),
+                },
+                KeyChange::Setting {
+                    name: "precision".into(),
+                    locked: Some("fp32".into()),
+                    now: Some("fp16".into()),
+                },
+                KeyChange::Input {
+                    role: "model".into(),
+                    locked: Some(BlobDigest::of_bytes(b"a").to_string()),
+                    now: Some(BlobDigest::of_bytes(b"b").to_string()),
+                },
+            ]
+        );
+        let text = render_diff(Path::new("engine.lock"), &[resolution_diff(Some(&locked), &now).unwrap()]);
+        assert!(text.contains("      setting precision: \"fp32\" -> \"fp16\"\n"), "{text}");
+        // Same settings and files, another key: the daemon's side changed.
+        now.settings = locked.settings.clone();
+        now.inputs = locked.inputs.clone();
+        let Some(LockDiff::Changed { reasons, .. }) = resolution_diff(Some(&locked), &now) else {
+            panic!("a changed key is a change");
+        };
+        assert_eq!(reasons, vec![KeyChange::DaemonSide]);
+    }
+
+    #[test]
+    fn settings_are_recorded_by_dotted_name_without_what_the_key_leaves_out() {
+        let text = "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\ntoolchain = \"tensorrt-rtx 1.7\"\ncompatibility.compute_capabilities = [\"8.9\"]\n[[profile]]\nname = \"p\"\ninputs.x = { min = [1, 3], opt = [2, 3], max = [4, 3] }\n[[engine]]\nname = \"fp16\"\nprecision = \"fp16\"\noutput = \"x.engine\"\n";
+        let manifest = manifest_schema::parse(text, Path::new("engine.toml")).unwrap();
+        let settings = key_settings(manifest.variant("fp16").unwrap());
+        assert_eq!(settings.get("precision").map(String::as_str), Some("fp16"));
+        assert_eq!(
+            settings.get("profiles.0.inputs.x.min").map(String::as_str),
+            Some("[1, 3]")
+        );
+        for left_out in ["name", "output", "build_timeout", "profiles.0.name"] {
+            assert!(!settings.contains_key(left_out), "{left_out}: {settings:?}");
+        }
+        assert!(
+            settings.keys().all(|k| !k.starts_with("settings.")),
+            "{settings:?}"
         );
     }
 }

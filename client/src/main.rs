@@ -7,6 +7,7 @@ mod connect;
 mod discover;
 mod local_daemon;
 mod progress;
+mod term;
 
 use std::process::ExitCode;
 
@@ -20,8 +21,10 @@ fn main() -> ExitCode {
     // SAFETY: restoring the default disposition of one signal, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    term::init(&cli.output);
     let result = match cli.command {
-        Command::Check { paths, json } => check::run(&paths, json),
+        Command::Check { paths, json } => check::run(&paths, json, &cli.daemon),
+        Command::Init(args) => commands::init::run(&args),
         Command::Completions { shell } => commands::docs::completions(shell).map(|()| true),
         Command::Man { dir } => commands::docs::man(&dir).map(|()| true),
         command => tokio::runtime::Builder::new_multi_thread()
@@ -31,7 +34,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(commands::run(&cli.daemon, command))),
     };
-    trtfarm_types::exit_code(result)
+    trtfarm_types::exit_code(result.map_err(connect::humanize))
 }
 
 /// Blocks SIGPIPE in the calling thread. The runtime's threads do the network I/O, and hyper's

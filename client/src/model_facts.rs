@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use manifest_schema::{ModelDim, ModelInput};
+use manifest_schema::{ModelDim, ModelInput, ModelNode};
 use serde::{Deserialize, Serialize};
 
 use crate::digest_cache::DigestCache;
@@ -103,6 +103,19 @@ pub fn remember(cache: &DigestCache, model: &Path, facts: &ModelFacts) -> bool {
         Ok(bytes) => cache.put_fact(&key(&model_digest), &bytes),
         Err(_) => false,
     }
+}
+
+/// Every node of `model` (subgraphs included) with its operator type, for the checks of
+/// `autocast.keep_fp32`. Read only when a manifest lists operators to keep, and not remembered:
+/// tensor data is skipped, so this costs one pass over the graph's structure.
+pub fn model_nodes(model: &Path) -> Result<Vec<ModelNode>, onnx_graph::OnnxError> {
+    Ok(onnx_graph::read_node_names(model)?
+        .into_iter()
+        .map(|node| ModelNode {
+            name: node.name,
+            op_type: node.op_type,
+        })
+        .collect())
 }
 
 /// The key of a model's facts. trtfarm's version is in it: a release that checks models

@@ -1,13 +1,13 @@
-//! Live progress on stderr: one line per engine variant (`manifest#variant  queued (position
-//! 3)`, `building: <phase> <step>/<steps>`, `cached`, `built 1.2 s`), redrawn in place on a
-//! terminal (indicatif) and printed as plain lines, only when they say something new,
-//! otherwise. Also following a job's event stream to its end.
+//! Live progress: what each engine variant's line says (`queued (position 3)`, `building:
+//! <phase> <step>/<steps>`, `cached`, `built 1.2 s`), TensorRT's nested phases, and following
+//! a job's event stream to its end. [`display`] draws the lines.
 
-use std::io::IsTerminal;
-use std::sync::Mutex;
+mod display;
+
+pub use display::{Display, Line};
+
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::job_event::Event;
 
@@ -26,7 +26,8 @@ pub enum LineState {
     Started,
     /// TensorRT reports progress in `phase`.
     Building {
-        /// The innermost phase TensorRT is in.
+        /// The phase TensorRT is in: the innermost, after its parent when it has one
+        /// (`Building engine › Determining refit engines`).
         phase: String,
         /// Steps done in it.
         step: i32,
@@ -49,7 +50,8 @@ pub fn describe(state: &LineState) -> String {
         LineState::Waiting => "waiting".into(),
         LineState::Queued(position) => format!("queued (position {position})"),
         LineState::Started => "building".into(),
-        LineState::Building { phase, step, steps } if *steps > 0 => {
+        // A phase of one step says nothing with `0/1`.
+        LineState::Building { phase, step, steps } if *steps > 1 => {
             format!("building: {phase} {step}/{steps}")
         }
         LineState::Building { phase, .. } => format!("building: {phase}"),
@@ -64,7 +66,7 @@ pub fn describe(state: &LineState) -> String {
 
 /// Plain (non-terminal) output prints a line only when this changes: once when queued, once
 /// when building starts (TensorRT's phases come and go many times a second), and the end.
-fn plain_stage(state: &LineState) -> &'static str {
+pub(crate) fn plain_stage(state: &LineState) -> &'static str {
     match state {
         LineState::Waiting => "waiting",
         LineState::Queued(_) => "queued",
@@ -73,116 +75,6 @@ fn plain_stage(state: &LineState) -> &'static str {
         | LineState::Built(_)
         | LineState::Submitted(_)
         | LineState::Failed(_) => "done",
-    }
-}
-
-/// The progress display of one command.
-pub struct Display {
-    multi: Option<MultiProgress>,
-}
-
-impl Display {
-    /// Redrawn lines when stderr is a terminal, plain lines otherwise.
-    pub fn new() -> Self {
-        let multi = std::io::stderr()
-            .is_terminal()
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Self { multi }
-    }
-
-    /// A new line for `label` (`manifest#variant`), saying "waiting".
-    pub fn line(&self, label: String) -> Line {
-        let bar = self.multi.as_ref().map(|multi| {
-            let bar = multi.add(ProgressBar::new_spinner());
-            bar.set_style(style("{spinner:.cyan} {prefix}  {wide_msg}"));
-            bar.set_prefix(label.clone());
-            bar.set_message(describe(&LineState::Waiting));
-            bar.enable_steady_tick(Duration::from_millis(120));
-            (multi.clone(), bar)
-        });
-        Line {
-            bar,
-            label,
-            last_plain: Mutex::new(""),
-        }
-    }
-
-    /// Runs `f` (which prints to stdout) with the live lines cleared, so the two do not mix.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.multi {
-            Some(multi) => multi.suspend(f),
-            None => f(),
-        }
-    }
-
-    /// Prints a message above the live lines (or as a plain line) on stderr.
-    pub fn note(&self, text: &str) {
-        match &self.multi {
-            Some(multi) => {
-                let _ = multi.println(text);
-            }
-            None => eprintln!("{text}"),
-        }
-    }
-}
-
-fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
-}
-
-/// One variant's line.
-pub struct Line {
-    /// On a terminal: the display it lives in, and its live bar.
-    bar: Option<(MultiProgress, ProgressBar)>,
-    label: String,
-    last_plain: Mutex<&'static str>,
-}
-
-impl Line {
-    /// Shows `state`.
-    pub fn show(&self, state: &LineState) {
-        match &self.bar {
-            Some((_, bar)) => bar.set_message(describe(state)),
-            None => self.print_plain(state),
-        }
-    }
-
-    /// Shows a final `state`: on a terminal the live bar goes and the final line scrolls up
-    /// above the bars still running.
-    pub fn finish(&self, state: &LineState) {
-        match &self.bar {
-            Some((multi, bar)) => {
-                bar.finish_and_clear();
-                multi.remove(bar);
-                let _ = multi.println(format!("  {}  {}", self.label, describe(state)));
-            }
-            None => self.print_plain(state),
-        }
-    }
-
-    fn print_plain(&self, state: &LineState) {
-        let stage = plain_stage(state);
-        let mut last = self.last_plain.lock().unwrap_or_else(|p| p.into_inner());
-        if *last != stage {
-            let text = match state {
-                LineState::Building { .. } => "building".to_string(),
-                other => describe(other),
-            };
-            eprintln!("{}  {text}", self.label);
-            *last = stage;
-        }
-    }
-}
-
-impl Drop for Line {
-    /// A line dropped unfinished (its task was replaced by a newer one) leaves no spinner behind.
-    fn drop(&mut self) {
-        if let Some((multi, bar)) = &self.bar
-            && !bar.is_finished()
-        {
-            bar.finish_and_clear();
-            multi.remove(bar);
-        }
     }
 }
 
@@ -225,15 +117,19 @@ impl PhaseTracker {
         }
     }
 
-    /// The innermost open phase, as a line state.
+    /// The innermost open phase, after its parent (TensorRT spends long stretches in a phase
+    /// of a single step, which alone reads as stuck), as a line state.
     pub fn current(&self) -> Option<LineState> {
-        self.open
-            .last()
-            .map(|(phase, step, steps)| LineState::Building {
-                phase: phase.clone(),
-                step: *step,
-                steps: *steps,
-            })
+        let (phase, step, steps) = self.open.last()?;
+        let phase = match self.open.len() {
+            0 | 1 => phase.clone(),
+            n => format!("{} › {phase}", self.open[n - 2].0),
+        };
+        Some(LineState::Building {
+            phase,
+            step: *step,
+            steps: *steps,
+        })
     }
 }
 
@@ -304,7 +200,8 @@ async fn watch_to_end(
             }
             Some(Event::Finished(result)) => return Ok(JobEnd::Finished(Box::new(result))),
             Some(Event::Failed(failure)) => return Ok(JobEnd::Failed(failure)),
-            Some(Event::Log(_)) | None => {}
+            Some(Event::Log(log)) => line.log(&log.severity, &log.text),
+            None => {}
         }
     }
     Err(WatchError::Lost(
@@ -367,15 +264,23 @@ mod tests {
         phases.apply(&event(Step, "Tactics", "", 7, 0));
         assert_eq!(
             describe(&phases.current().unwrap()),
-            "building: Tactics 7/20"
+            "building: Build › Tactics 7/20"
         );
         phases.apply(&event(PhaseFinish, "Tactics", "", 0, 0));
         phases.apply(&event(Step, "Build", "", 2, 0));
         assert_eq!(describe(&phases.current().unwrap()), "building: Build 2/4");
-        // A sibling started under the same parent replaces any deeper phase left open.
+        // A sibling started under the same parent replaces any deeper phase left open; a
+        // single-step phase shows no `0/1`.
         phases.apply(&event(PhaseStart, "Inner", "Build", 0, 1));
+        assert_eq!(
+            describe(&phases.current().unwrap()),
+            "building: Build › Inner"
+        );
         phases.apply(&event(PhaseStart, "Serialize", "Build", 0, 0));
-        assert_eq!(describe(&phases.current().unwrap()), "building: Serialize");
+        assert_eq!(
+            describe(&phases.current().unwrap()),
+            "building: Build › Serialize"
+        );
         phases.apply(&event(PhaseFinish, "Build", "", 0, 0));
         assert_eq!(phases.current(), None);
     }

@@ -161,6 +161,48 @@ pub async fn download_to_file<T: Transport>(
     }
 }
 
+/// Writes a blob to `out` (stdout, for `fetch -o -`), only after all of it has arrived and
+/// been verified: a reader of a pipe never gets part of a blob, or a damaged one. The verified
+/// copy waits in a temporary file, removed afterwards.
+pub async fn download_to_writer<T: Transport>(
+    client: &mut FarmClient<T>,
+    digest: &v1::Digest,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let verified = dir.join("blob");
+    let result = async {
+        download_to_file(client, digest, &verified).await?;
+        let mut file = std::fs::File::open(&verified)?;
+        std::io::copy(&mut file, out)?;
+        out.flush()?;
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// A new private directory under the system's temporary directory.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for attempt in 0..100u32 {
+        let dir = base.join(format!(
+            "trtfarm-fetch-{}-{attempt}",
+            std::process::id()
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(anyhow::Error::from(error)
+                    .context(format!("cannot create a directory in {}", base.display())));
+            }
+        }
+    }
+    anyhow::bail!("cannot create a temporary directory in {}", base.display())
+}
+
 /// The blob's file on this host, when the daemon says where it is.
 async fn locate<T: Transport>(client: &mut FarmClient<T>, digest: &v1::Digest) -> Option<PathBuf> {
     let request = v1::LocateBlobRequest {

@@ -142,6 +142,9 @@ fn serve(args: &trtfarmd::config::ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: the local daemon's log is a file, and
+        // journald and log collectors store the codes as text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     let config = trtfarmd::config::DaemonConfig::load(args)?;
     tokio::runtime::Builder::new_multi_thread()

@@ -266,7 +266,7 @@ fn the_cli_reads_its_token_from_a_private_file_and_says_when_it_is_missing() {
     let ran = run(&mut cli(&home, url, &["ls"])).expect_code(2, "no token");
     assert!(
         ran.stderr
-            .contains("UNAUTHENTICATED: this daemon requires a bearer token"),
+            .contains("not authenticated: this daemon requires a bearer token"),
         "{ran:#?}"
     );
     assert!(ran.stderr.contains("--token-file"), "{ran:#?}");
@@ -289,7 +289,7 @@ fn the_cli_reads_its_token_from_a_private_file_and_says_when_it_is_missing() {
     .expect_code(0, "remote status with a token");
     assert!(ran.stdout.contains("tensorrt-rtx"), "{ran:#?}");
     let ran = run(&mut cli(&home, url, &["daemon", "status"])).expect_code(1, "status, no token");
-    assert!(ran.stderr.contains("UNAUTHENTICATED"), "{ran:#?}");
+    assert!(ran.stderr.contains("not authenticated: "), "{ran:#?}");
 
     let wrong = write_file(&root.path().join("wrong"), UNKNOWN, 0o600);
     let ran = run(&mut cli(
@@ -300,7 +300,7 @@ fn the_cli_reads_its_token_from_a_private_file_and_says_when_it_is_missing() {
     .expect_code(2, "a wrong token");
     assert!(
         ran.stderr
-            .contains("UNAUTHENTICATED: the bearer token is not accepted"),
+            .contains("not authenticated: the bearer token is not accepted"),
         "{ran:#?}"
     );
     assert!(!ran.stderr.contains(UNKNOWN), "echoed: {ran:#?}");
@@ -433,7 +433,7 @@ async fn a_tls_daemon_serves_clients_that_trust_its_ca_and_no_plain_http_client(
     // TLS does not replace the token.
     let ran = run(&mut cli(&home, url, &["ls", "--tls-ca", path_str(&ca)]))
         .expect_code(2, "https without a token");
-    assert!(ran.stderr.contains("UNAUTHENTICATED"), "{ran:#?}");
+    assert!(ran.stderr.contains("not authenticated: "), "{ran:#?}");
 
     // Without the CA the certificate is not trusted (the platform's roots do not know it).
     let ran = run(&mut cli(

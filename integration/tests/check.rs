@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use integration::cli::{self, LocalDaemons, run, serve_processes};
+use integration::daemon::Daemon;
 use integration::{binary, examples_copy};
 
 fn trtfarm(args: &[&str], cwd: &Path) -> Output {
@@ -184,4 +186,129 @@ fn a_model_outside_the_project_needs_its_directory_in_trtfarm_input_roots() {
         text(&allowed.stdout),
         text(&allowed.stderr)
     );
+}
+
+/// The cnn-dynamic-batch example with `toolchain` replaced by `toolchain`, as a project of its
+/// own; returns its directory.
+fn classifier_project(examples: &Path, toolchain: &str) -> std::path::PathBuf {
+    let project = examples.join("cnn-dynamic-batch");
+    let manifest = project.join("engine.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "toolchain = \"tensorrt-rtx 1.7\"",
+        &format!("toolchain = \"{toolchain}\""),
+    );
+    assert!(text.contains(toolchain), "the example names its toolchain");
+    std::fs::write(&manifest, text).unwrap();
+    project
+}
+
+#[test]
+fn toolchains_are_checked_against_a_reachable_daemon_and_never_start_one() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("daemon");
+    let _cleanup = LocalDaemons::new(&dir);
+    let examples = examples_copy();
+    let project = classifier_project(examples.path(), "tensorrt-rtx 1.6");
+    let check = |extra: &[&str]| {
+        run(cli::trtfarm(home.path())
+            .args(["check", "engine.toml", "--daemon-dir"])
+            .arg(&dir)
+            .args(extra)
+            .current_dir(&project)
+            .env("NO_COLOR", "1"))
+    };
+
+    // No daemon runs: one note, no error, and none started.
+    let ran = check(&[]).expect_code(0, "nothing to check the toolchain against");
+    let notes: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("toolchains were not checked against a daemon"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{ran:#?}");
+    assert!(serve_processes(&dir).is_empty(), "check started no daemon");
+    let ran = check(&["--json"]).expect_code(0, "json, no daemon");
+    let document: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(document["daemon"]["checked"], false, "{document}");
+
+    // A daemon named with --daemon has 1.7 only: 1.6 is an error at the toolchain value.
+    let daemon = Daemon::start(&home.path().join("farm"), &[]);
+    let ran = check(&["--daemon", &daemon.endpoint]).expect_code(1, "1.6 is missing");
+    assert!(
+        ran.stderr.contains(&format!(
+            "error: toolchain `tensorrt-rtx 1.6` (for engine `fp32`) is not one the daemon at {} has",
+            daemon.endpoint
+        )) && ran.stderr.contains("engine.toml:12:13"),
+        "{ran:#?}"
+    );
+    assert!(
+        ran.stderr.contains("the daemon has `tensorrt-rtx 1.7.")
+            && ran
+                .stderr
+                .contains("write toolchain = \"tensorrt-rtx 1.7\""),
+        "{ran:#?}"
+    );
+    assert!(!ran.stderr.contains("not checked"), "{ran:#?}");
+    let ran = check(&["--json", "--daemon", &daemon.endpoint]).expect_code(1, "json");
+    let document: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(document["daemon"]["checked"], true, "{document}");
+    assert_eq!(document["daemon"]["endpoint"], daemon.endpoint.as_str());
+    let message = document["manifests"][0]["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("`tensorrt-rtx 1.6`"), "{document}");
+
+    // The private local daemon, once running, is asked without being named.
+    run(cli::trtfarm(home.path())
+        .args(["daemon", "start", "--daemon-dir"])
+        .arg(&dir))
+    .expect_code(0, "start the local daemon");
+    let ran = check(&[]).expect_code(1, "the local daemon lacks 1.6 too");
+    assert!(
+        ran.stderr.contains("is not one the daemon at unix:"),
+        "{ran:#?}"
+    );
+    std::fs::write(
+        project.join("engine.toml"),
+        std::fs::read_to_string(project.join("engine.toml"))
+            .unwrap()
+            .replace("tensorrt-rtx 1.6", "tensorrt-rtx 1.7"),
+    )
+    .unwrap();
+    check(&[]).expect_code(0, "1.7 is there");
+}
+
+#[test]
+fn a_keep_fp32_operator_the_model_lacks_fails_with_the_right_spelling() {
+    let examples = examples_copy();
+    let project = classifier_project(examples.path(), "tensorrt-rtx 1.7");
+    let manifest = project.join("engine.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let with_keep = |keep: &str| {
+        format!(
+            "{original}\n[[engine]]\nname = \"fp16\"\nprecision = \"fp16\"\n\
+             autocast.keep_fp32 = [{keep}]\n"
+        )
+    };
+
+    std::fs::write(&manifest, with_keep("\"conv\"")).unwrap();
+    let output = trtfarm(&["check", "engine.toml"], &project);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: `autocast.keep_fp32` lists `conv`, but model `classifier.onnx` has no \
+             operator of that type"
+        ) && stderr.contains("did you mean `Conv`?"),
+        "{stderr}"
+    );
+    let line = with_keep("\"conv\"").lines().count();
+    assert!(
+        stderr.contains(&format!("engine.toml:{line}:23")),
+        "{stderr}"
+    );
+
+    std::fs::write(&manifest, with_keep("\"Conv\"")).unwrap();
+    let output = trtfarm(&["check", "engine.toml"], &project);
+    assert!(output.status.success(), "{}", text(&output.stderr));
 }

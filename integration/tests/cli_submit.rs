@@ -166,6 +166,26 @@ fn submit_builds_locks_and_fetches_then_answers_from_the_cache_and_locked_catche
         "{refused:#?}"
     );
     assert!(refused.stderr.contains("+ action_key = \""), "{refused:#?}");
+    // Why: the lock recorded the settings, so the one that moved is named.
+    assert!(
+        refused
+            .stderr
+            .contains("setting optimization_level: \"3\" -> \"2\""),
+        "{refused:#?}"
+    );
+    let refused = farm
+        .trtfarm(dir, &["submit", "--locked", "--json", "cnn-dynamic-batch"])
+        .expect_code(1, "--locked --json after a change");
+    let document: serde_json::Value = serde_json::from_str(&refused.stdout)
+        .unwrap_or_else(|e| panic!("one JSON document ({e}): {refused:#?}"));
+    let diff = &document["lock_diff"][0];
+    assert_eq!(diff["engine"], "fp32", "{document:#}");
+    assert_eq!(diff["kind"], "changed", "{document:#}");
+    assert_eq!(
+        diff["reasons"][0],
+        serde_json::json!({"kind": "setting", "name": "optimization_level", "locked": "3", "now": "2"}),
+        "{document:#}"
+    );
     assert_eq!(farm.builds(), 1.0, "--locked built nothing");
     assert_eq!(
         std::fs::read_to_string(&lock).unwrap(),
@@ -207,8 +227,8 @@ fn reduced_precisions_build_from_converted_models_int8_without_qdq_fails_and_no_
     ] {
         assert!(line(variant).contains("  built "), "{variant}: {ran:#?}");
     }
+    assert!(line("int8-sm86").contains("  FAILED  "), "{ran:#?}");
     let int8 = ran.stdout.clone() + &ran.stderr;
-    assert!(int8.contains("int8-sm86  FAILED"), "{ran:#?}");
     assert!(
         int8.contains("QuantizeLinear") && int8.contains("modelopt"),
         "{ran:#?}"
@@ -378,16 +398,21 @@ fn a_model_with_external_data_builds_and_its_data_is_part_of_the_key() {
     assert_eq!(farm.builds(), 2.0);
 }
 
-/// Lines of a child's stderr, as they come.
-fn lines_of(stderr: std::process::ChildStderr) -> mpsc::Receiver<String> {
+/// Lines of a child's stdout (its reports) and stderr (its progress and notes), as they come.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
+    let forward = |stream: Box<dyn std::io::Read + Send>| {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+    };
+    forward(Box::new(child.stdout.take().unwrap()));
+    forward(Box::new(child.stderr.take().unwrap()));
     receiver
 }
 
@@ -429,11 +454,11 @@ fn watch_rebuilds_on_new_weights_and_not_on_a_touch() {
 
     let mut child = farm
         .command(dir, &["watch", "--debounce-ms", "200"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start trtfarm watch");
-    let lines = lines_of(child.stderr.take().unwrap());
+    let lines = lines_of(&mut child);
     let mut seen = Vec::new();
     let built = "engine.toml#fp32  built";
     let unchanged = "no content changed; nothing to rebuild";
@@ -500,11 +525,11 @@ fn watch_carries_on_after_its_local_daemon_is_killed() {
         .current_dir(dir)
         .args(["watch", "--debounce-ms", "200", "--daemon-dir"])
         .arg(&daemon_dir)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start trtfarm watch");
-    let lines = lines_of(child.stderr.take().unwrap());
+    let lines = lines_of(&mut child);
     let mut seen = Vec::new();
     let built = "engine.toml#fp32  built";
     wait_until(&lines, &mut seen, "the first build", |seen| {
@@ -529,4 +554,25 @@ fn watch_carries_on_after_its_local_daemon_is_killed() {
     // SAFETY: kill(2) on the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let _ = child.wait();
+}
+
+#[test]
+fn an_engine_without_an_output_goes_where_fetch_puts_it_and_submit_says_where() {
+    let farm = Farm::start();
+    let root = tempfile::tempdir().unwrap();
+    let manifest = integration::bench::tiny_project(root.path(), 7);
+    let ran = farm
+        .trtfarm(root.path(), &["submit", "tiny-7"])
+        .expect_code(0, "submit");
+    let engine = root.path().join("tiny-7/build/fp32.engine");
+    assert!(
+        ran.stdout.contains("-> tiny-7/build/fp32.engine"),
+        "{ran:#?}"
+    );
+    let locked = lock_value(&manifest, "fp32", "engine");
+    assert_eq!(file_digest(&engine), locked, "submit wrote the engine");
+    std::fs::remove_file(&engine).unwrap();
+    farm.trtfarm(root.path(), &["fetch", "tiny-7/engine.toml#fp32"])
+        .expect_code(0, "fetch");
+    assert_eq!(file_digest(&engine), locked, "fetch writes the same file");
 }

@@ -39,8 +39,22 @@ fn a_local_fetch_copies_the_file_and_a_damaged_one_is_still_refused() {
     assert_eq!(daemon.metric("trtfarm_blob_bytes_received_total"), 0.0);
     assert_eq!(daemon.metric("trtfarm_blob_bytes_sent_total"), 0.0);
 
+    // `-o -`: the verified bytes on stdout, and no file called `-`.
+    let to_stdout = |args: &[&str]| {
+        trtfarm(&home)
+            .args(args)
+            .args(["--daemon", &listen])
+            .current_dir(root.path())
+            .output()
+            .unwrap()
+    };
+    let piped = to_stdout(&["fetch", &text, "-o", "-"]);
+    assert!(piped.status.success(), "{piped:?}");
+    assert_eq!(piped.stdout, std::fs::read(&stored).unwrap());
+    assert!(!root.path().join("-").exists(), "no file named -");
+
     // A byte flipped in the store: the local copy does not verify, the stream path answers
-    // DATA_LOSS, nothing is written.
+    // corrupt data, nothing is written.
     let mut bytes = std::fs::read(&stored).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -48,8 +62,11 @@ fn a_local_fetch_copies_the_file_and_a_damaged_one_is_still_refused() {
     let refused = root.path().join("refused/model.engine");
     let ran =
         cli(&["fetch", &text, "-o", refused.to_str().unwrap()]).expect_code(2, "a damaged blob");
-    assert!(ran.stderr.contains("DATA_LOSS"), "{ran:#?}");
+    assert!(ran.stderr.contains("corrupt data: "), "{ran:#?}");
     assert!(!refused.exists(), "no output file");
+    let piped = to_stdout(&["fetch", &text, "-o", "-"]);
+    assert_eq!(piped.status.code(), Some(2), "{piped:?}");
+    assert!(piped.stdout.is_empty(), "not a byte of a damaged blob on stdout");
     assert_eq!(
         std::fs::read_dir(refused.parent().unwrap())
             .unwrap()

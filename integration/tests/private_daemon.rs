@@ -189,7 +189,7 @@ fn another_local_user_can_neither_reach_nor_use_the_auto_started_daemon() {
             run(&mut other.trtfarm(&theirs, &via_socket)),
             &format!("{what} through an opened socket"),
             &format!(
-                "PERMISSION_DENIED: this daemon is private to the user who started it (uid \
+                "permission denied: this daemon is private to the user who started it (uid \
                  0); you are uid {}",
                 other.uid
             ),

@@ -9,6 +9,7 @@ mod canonical;
 mod diagnostic;
 mod enums;
 mod inputs;
+mod keep_fp32_check;
 pub mod limits;
 mod model;
 mod model_inputs;
@@ -21,6 +22,7 @@ mod size;
 mod suggest;
 mod toml_error;
 mod toolchain;
+mod toolchain_check;
 mod validate;
 
 use std::path::Path;
@@ -32,18 +34,20 @@ pub use enums::{
     TimingCachePolicy, UnknownValue,
 };
 pub use inputs::{INPUT_ROOTS_ENV, extra_input_roots, hash_file};
+pub use keep_fp32_check::ModelNode;
 pub use model::{
     Autocast, Blake3Digest, BuildSettings, Compatibility, ComputeCapability, GpuSelector,
     GpuSelectorParseError, Manifest, MemoryPools, Model, PluginLibrary, Profile, ShapeRange,
     Variant, Weights,
 };
-pub use model_inputs::{ModelDim, ModelInput};
+pub use model_inputs::{ModelDim, ModelInput, suggested_profile};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};
 pub use schema::{json_schema, json_schema_text};
 pub use toolchain::{
     Comparator, RequiredVersion, ToolchainParseError, ToolchainRequirement, Version, VersionOp,
     VersionReq,
 };
+pub use toolchain_check::AvailableToolchain;
 pub use trtfarm_types::DigestError;
 
 use diagnostic::SourceFile;

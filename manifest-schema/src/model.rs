@@ -30,7 +30,19 @@ pub struct Manifest {
     /// Where each variant's profiles were written: `profile_spans[v][p]` belongs to
     /// `variants[v].profiles[p]`.
     pub(crate) profile_spans: Vec<Vec<ProfileSpans>>,
+    /// Where each variant's settings were written: `setting_spans[v]` belongs to `variants[v]`.
+    pub(crate) setting_spans: Vec<SettingSpans>,
     pub(crate) source: SourceFile,
+}
+
+/// Where one variant's settings were written (in `[defaults]` or its `[[engine]]`, whichever
+/// it takes them from), for checks against what only the daemon or the model knows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SettingSpans {
+    /// The `toolchain` value.
+    pub(crate) toolchain: Range<usize>,
+    /// Each `autocast.keep_fp32` entry, first place written.
+    pub(crate) keep_fp32: BTreeMap<String, Range<usize>>,
 }
 
 impl Manifest {
@@ -48,6 +60,16 @@ impl Manifest {
     /// The variant called `name`.
     pub fn variant(&self, name: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| v.name == name)
+    }
+
+    /// Where `variant`'s engine file goes: its `output`, else `build/<name>.engine` beside the
+    /// manifest. The one default `trtfarm submit`, `trtfarm fetch` and `trtfarmd build` share.
+    pub fn engine_file(&self, variant: &Variant) -> PathBuf {
+        variant.output.clone().unwrap_or_else(|| {
+            self.dir()
+                .join("build")
+                .join(format!("{}.engine", variant.name))
+        })
     }
 
     /// The manifest's source text.

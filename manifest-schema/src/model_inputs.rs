@@ -253,6 +253,8 @@ impl Manifest {
                     "every profile needs min, opt and max for each dynamic input; add `{}`{}",
                     profile_line(input, &known),
                     example_note(&[input], &known)
+                        .map(|note| format!("\n{note}"))
+                        .unwrap_or_default()
                 )),
             ));
         }
@@ -376,18 +378,33 @@ impl Manifest {
         };
         let none = HashMap::new();
         let mut hint = format!(
-            "TensorRT needs a profile with min, opt and max shapes for every dynamic input; add one, for example{}:\n{header}",
-            example_note(&dynamic, &none)
+            "TensorRT needs a profile with min, opt and max shapes for every dynamic input; add one, for example:\n{header}"
         );
         for input in &dynamic {
             hint.push('\n');
             hint.push_str(&profile_line(input, &none));
+        }
+        if let Some(note) = example_note(&dynamic, &none) {
+            hint.push('\n');
+            hint.push_str(&note);
         }
         out.push(
             self.source
                 .error(self.model.spans.path.clone(), message, Some(hint)),
         );
     }
+}
+
+/// The profile `trtfarm check` suggests for a model without one: for each input with a dynamic
+/// dimension (first of each name, in model order), that input and its ready-to-paste
+/// `inputs.<name> = { min = [...], opt = [...], max = [...] }` line, fixed sizes as they are and
+/// example sizes (1, 8, 32) for every dynamic dimension, so dimensions that share a name agree.
+pub fn suggested_profile(inputs: &[ModelInput]) -> Vec<(&ModelInput, String)> {
+    let none = HashMap::new();
+    ModelView::new(inputs)
+        .dynamic_inputs()
+        .map(|input| (input, profile_line(input, &none)))
+        .collect()
 }
 
 /// Sizes a profile already gives to named dimensions (first use wins), for suggestions that
@@ -412,8 +429,10 @@ fn known_sizes<'m>(
     known
 }
 
-/// " (the sizes of `N`, `?` are examples)" for the dynamic dimensions a suggestion invents.
-fn example_note(inputs: &[&ModelInput], known: &HashMap<&str, [i64; 3]>) -> String {
+/// Which sizes of a suggestion are invented (the dynamic dimensions nothing else determines):
+/// they are placeholders the user must choose, and a network that downsamples rejects most of
+/// them. `None` when the suggestion invents nothing.
+fn example_note(inputs: &[&ModelInput], known: &HashMap<&str, [i64; 3]>) -> Option<String> {
     let mut invented: Vec<String> = Vec::new();
     for input in inputs {
         for dim in input.dims.iter().flatten() {
@@ -424,11 +443,18 @@ fn example_note(inputs: &[&ModelInput], known: &HashMap<&str, [i64; 3]>) -> Stri
             }
         }
     }
-    if invented.is_empty() {
-        String::new()
-    } else {
-        format!(" (the sizes of {} are examples)", invented.join(", "))
-    }
+    (!invented.is_empty()).then(|| {
+        format!(
+            "the sizes of {} ({}, {} and {} as min, opt and max) are placeholders, not read from \
+             the model: replace them with the smallest, typical and largest sizes you will run \
+             (networks that downsample, such as detectors, usually need multiples of their \
+             stride, often 32)",
+            and_list(&invented),
+            EXAMPLE_SIZES[0],
+            EXAMPLE_SIZES[1],
+            EXAMPLE_SIZES[2]
+        )
+    })
 }
 
 /// `inputs.<name> = { min = [...], opt = [...], max = [...] }` for `input`: fixed sizes as they
@@ -532,6 +558,42 @@ mod tests {
         assert_eq!(and_list(&items(&["a"])), "a");
         assert_eq!(and_list(&items(&["a", "b"])), "a and b");
         assert_eq!(and_list(&items(&["a", "b", "c"])), "a, b and c");
+    }
+
+    #[test]
+    fn the_suggested_profile_covers_dynamic_inputs_only_with_shared_names_agreeing() {
+        let input = |name: &str, dims: Vec<ModelDim>| ModelInput {
+            name: name.into(),
+            dims: Some(dims),
+        };
+        let inputs = [
+            input(
+                "ids",
+                vec![ModelDim::Symbolic("batch".into()), ModelDim::Unknown],
+            ),
+            input("scale", vec![ModelDim::Fixed(4)]),
+            input(
+                "mask.0",
+                vec![ModelDim::Symbolic("batch".into()), ModelDim::Fixed(2)],
+            ),
+        ];
+        let lines: Vec<(&str, String)> = suggested_profile(&inputs)
+            .into_iter()
+            .map(|(input, line)| (input.name.as_str(), line))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    "ids",
+                    "inputs.ids = { min = [1, 1], opt = [8, 8], max = [32, 32] }".to_string()
+                ),
+                (
+                    "mask.0",
+                    "inputs.\"mask.0\" = { min = [1, 2], opt = [8, 2], max = [32, 2] }".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -8,11 +8,30 @@ use crate::autocast::{check_defaults_used, check_engine_applies};
 use crate::diagnostic::{Diagnostic, SourceFile, sort_and_dedup};
 use crate::limits::MAX_ENGINES;
 use crate::model::{
-    Blake3Digest, Manifest, Model, ModelSpans, PluginLibrary, Variant, manifest_dir,
+    Blake3Digest, Manifest, Model, ModelSpans, PluginLibrary, SettingSpans, Variant, manifest_dir,
 };
 use crate::profiles::{CheckedProfiles, ProfileSpans, profiles};
 use crate::raw::{Located, Overlay, RawEngine, RawManifest, RawModel, RawSettings};
 use crate::validate::{Checker, build_settings};
+
+/// Where the settings a variant resolved from (`[defaults]` overlaid with its engine's own)
+/// were written.
+fn spans_of(settings: &RawSettings) -> SettingSpans {
+    let mut keep_fp32 = std::collections::BTreeMap::new();
+    let entries = settings
+        .autocast
+        .as_ref()
+        .and_then(|a| a.keep_fp32.as_ref());
+    for entry in entries.map(|l| l.get().as_slice()).unwrap_or_default() {
+        keep_fp32
+            .entry(entry.get().clone())
+            .or_insert_with(|| entry.span());
+    }
+    SettingSpans {
+        toolchain: settings.toolchain.as_ref().map_or(0..0, Located::span),
+        keep_fp32,
+    }
+}
 
 /// The only `schema_version` this release reads.
 pub const SUPPORTED_SCHEMA_VERSION: u32 = 1;
@@ -36,6 +55,7 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
 
     let mut variants = Vec::new();
     let mut profile_spans = Vec::new();
+    let mut setting_spans = Vec::new();
     let engines = raw.engine.as_deref().unwrap_or_default();
     let mut any_engine_autocast = false;
     if engines.is_empty() {
@@ -50,6 +70,7 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
                 profiles: shared.profiles,
             });
             profile_spans.push(shared.spans);
+            setting_spans.push(spans_of(&defaults));
         }
     }
     if let Some(first_over) = engines.get(MAX_ENGINES) {
@@ -85,6 +106,7 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
         if let Some((variant, spans)) = variant {
             variants.push(variant);
             profile_spans.push(spans);
+            setting_spans.push(spans_of(&defaults.overlay(&engine.get().settings())));
         }
     }
 
@@ -102,6 +124,7 @@ pub(crate) fn resolve(raw: RawManifest, source: SourceFile) -> Result<Manifest, 
             model,
             variants,
             profile_spans,
+            setting_spans,
             source,
         }),
         // Unreachable in practice: a `None` above always comes with a diagnostic.

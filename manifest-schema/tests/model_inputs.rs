@@ -213,7 +213,10 @@ fn dynamic_inputs_without_any_profile_are_reported_at_the_model_path() {
             "model `m.onnx` has dynamic inputs `images` `[N, 3, H, W]` and `mask` `[N, ?]`",
             "the manifest has no optimization profile",
         ],
-        &["(the sizes of `N`, `H`, `W`, `?` are examples)", snippet],
+        &[
+            "the sizes of `N`, `H`, `W` and `?` (1, 8 and 32 as min, opt and max) are placeholders",
+            snippet,
+        ],
     );
     assert!(!d.hint.unwrap_or_default().contains("scale"));
 

@@ -7,6 +7,7 @@
 //! it names. Every value is parsed into its type on reading, so a malformed digest is reported
 //! with its line, not later by whoever uses it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,15 @@ pub struct LockedEngine {
     pub action_key: ActionKey,
     /// The engine plan.
     pub engine: BlobDigest,
+    /// The files that went into the action key, by role: `model`, `external-data:<path>`,
+    /// `plugin:<index>`. With `settings`, what lets `submit --locked` say why a key changed.
+    /// Empty in locks written before trtfarm recorded it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, BlobDigest>,
+    /// Every build setting that is part of the engine's identity, by dotted name
+    /// (`precision`, `profiles.0.inputs.images.min`), its value as text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// The toolchain an engine was built with, as the lock records it.
@@ -205,6 +215,27 @@ impl Lock {
                 quote(&e.action_key),
                 quote(&e.engine)
             ));
+            // A bare key where TOML allows one, quoted otherwise (dots would nest tables).
+            let key = |k: &str| {
+                let bare = !k.is_empty()
+                    && (k.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                match bare {
+                    true => k.to_string(),
+                    false => quote(&k),
+                }
+            };
+            if !e.inputs.is_empty() {
+                out.push_str("\n[engine.inputs]\n");
+                for (role, digest) in &e.inputs {
+                    out.push_str(&format!("{} = {}\n", key(role), quote(digest)));
+                }
+            }
+            if !e.settings.is_empty() {
+                out.push_str("\n[engine.settings]\n");
+                for (name, value) in &e.settings {
+                    out.push_str(&format!("{} = {}\n", key(name), quote(value)));
+                }
+            }
         }
         out
     }
@@ -249,6 +280,8 @@ mod tests {
                 hash: [0xcd; 32],
                 size: 1234,
             },
+            inputs: BTreeMap::new(),
+            settings: BTreeMap::new(),
         }
     }
 
@@ -270,6 +303,12 @@ mod tests {
             size: 99,
         });
         recorded.target = "NVIDIA H100 \"SXM\"/9.0".into();
+        recorded.inputs = [("model".to_string(), BlobDigest::of_bytes(b"onnx"))].into();
+        recorded.settings = [
+            ("precision".to_string(), "fp16".to_string()),
+            ("profiles.0.inputs.x.min".to_string(), "[1, 3]".to_string()),
+        ]
+        .into();
         let lock = Lock::default().updated(&[recorded, entry("a", 0x11)], &["a", "b-enterprise"]);
         lock.write_file(&path).unwrap();
 
@@ -284,6 +323,11 @@ mod tests {
         assert!(text.contains(&format!("action_key = \"{}\"", "11".repeat(32))));
         assert!(text.contains(&format!("engine = \"blake3:{}/1234\"", "cd".repeat(32))));
         assert_eq!(text.matches("timing_cache").count(), 1, "absent for RTX");
+        assert!(
+            text.contains("[engine.settings]\nprecision = \"fp16\"\n\"profiles.0.inputs.x.min\" = \"[1, 3]\"\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("[engine.inputs]").count(), 1, "only where recorded");
         let read = Lock::read_file(&path).unwrap().unwrap();
         assert_eq!(read, lock);
         assert_eq!(read.engine("a").unwrap().action_key, ActionKey([0x11; 32]));

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use trtfarm::lock::{lock_path, read_lock};
-use trtfarm::transfer::download_to_file;
+use trtfarm::transfer::{download_to_file, download_to_writer};
 use trtfarm_proto::v1;
 use trtfarm_types::BlobDigest;
 
@@ -42,10 +42,21 @@ pub async fn run(daemon: &DaemonArgs, args: &FetchArgs) -> anyhow::Result<bool> 
     };
     let mut client = connect(daemon).await?;
     let name = digest.to_string();
-    download_to_file(&mut client, &v1::Digest::from(digest), &output)
-        .await
-        .map_err(|error| rpc_error(format_args!("cannot fetch {name}"), error))?;
-    println!("{name} -> {}", output.display());
+    let wanted = v1::Digest::from(digest);
+    let fetched = if output == Path::new("-") {
+        download_to_writer(&mut client, &wanted, &mut std::io::stdout()).await
+    } else {
+        download_to_file(&mut client, &wanted, &output).await
+    };
+    fetched.map_err(|error| rpc_error(format_args!("cannot fetch {name}"), error))?;
+    // With the blob on stdout, where it went goes to stderr.
+    if output == Path::new("-") {
+        if crate::term::get().verbosity > crate::term::Verbosity::Quiet {
+            eprintln!("{name} -> stdout");
+        }
+    } else {
+        println!("{name} -> {}", output.display());
+    }
     Ok(true)
 }
 
@@ -102,8 +113,7 @@ fn locked_digest(manifest: &Path, engine: &str) -> anyhow::Result<BlobDigest> {
     Ok(entry.engine)
 }
 
-/// Where `engine` goes by default: its `output` in the manifest, else `build/<engine>.engine`
-/// beside the manifest (as `trtfarmd build` does).
+/// Where `engine` goes by default: its file, as `submit` writes it.
 fn engine_output(manifest: &Path, engine: &str) -> anyhow::Result<PathBuf> {
     let parsed = manifest_schema::load(manifest).map_err(|errors| {
         anyhow::anyhow!("{errors}\n(give the output file with -o to fetch without the manifest)")
@@ -111,10 +121,7 @@ fn engine_output(manifest: &Path, engine: &str) -> anyhow::Result<PathBuf> {
     let variant = parsed
         .variant(engine)
         .with_context(|| format!("{} has no engine `{engine}`", manifest.display()))?;
-    Ok(variant
-        .output
-        .clone()
-        .unwrap_or_else(|| parsed.dir().join("build").join(format!("{engine}.engine"))))
+    Ok(parsed.engine_file(variant))
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ struct InputJson {
 struct EngineJson {
     /// Its `[[engine]] name`.
     name: String,
-    /// Its `output`, if the manifest gives one.
-    output: Option<PathBuf>,
+    /// Its engine file (its `output`, else `build/<name>.engine` beside the manifest).
+    output: PathBuf,
 }
 
 /// The whole `--json` document.
@@ -98,7 +98,7 @@ fn manifest_inputs(path: &Path, cache: &DigestCache) -> anyhow::Result<ManifestI
             .iter()
             .map(|v| EngineJson {
                 name: v.name.clone(),
-                output: v.output.clone(),
+                output: manifest.engine_file(v),
             })
             .collect(),
     })

@@ -10,12 +10,18 @@ use crate::cli::DaemonArgs;
 use crate::connect::{FarmConnection, Losses, Reconnect, connect, is_connection_loss, rpc_error};
 use trtfarm::transfer::download_to_file;
 
-/// `status JOB`: the job's state, identity, times, queue place, and result or failure. Exits 0
-/// whatever the job's state.
-pub async fn status(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
+mod json;
+
+/// `status JOB`: the job's state, identity, times, queue place, and result or failure (text, or
+/// one JSON object). Exits 0 whatever the job's state.
+pub async fn status(daemon: &DaemonArgs, job: u64, as_json: bool) -> anyhow::Result<bool> {
     let mut client = connect(daemon).await?;
     let job = get_job(&mut client, job).await?;
-    print!("{}", describe(&job, SystemTime::now()));
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json::job_json(&job))?);
+    } else {
+        print!("{}", describe(&job, SystemTime::now()));
+    }
     Ok(true)
 }
 
@@ -51,10 +57,15 @@ pub async fn logs(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// `cancel JOB`. Exits 1 when the job had already ended.
+/// `cancel JOB`. Cancelling a cancelled job succeeds (what was asked for holds); exits 1 when
+/// the job had already succeeded or failed.
 pub async fn cancel(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
     let mut client = connect(daemon).await?;
     let before = get_job(&mut client, job).await?;
+    if state_of(&before) == v1::JobState::Cancelled {
+        println!("job {job} was already cancelled");
+        return Ok(true);
+    }
     if is_final(state_of(&before)) {
         println!(
             "job {job} had already {}; nothing to cancel",
@@ -82,8 +93,8 @@ pub async fn cancel(daemon: &DaemonArgs, job: u64) -> anyhow::Result<bool> {
     }
 }
 
-/// `ls`: the newest `limit` jobs as a table.
-pub async fn list(daemon: &DaemonArgs, limit: u32) -> anyhow::Result<bool> {
+/// `ls`: the newest `limit` jobs as a table, or a JSON array.
+pub async fn list(daemon: &DaemonArgs, limit: u32, as_json: bool) -> anyhow::Result<bool> {
     let mut client = connect(daemon).await?;
     let jobs = client
         .list_jobs(v1::ListJobsRequest { limit })
@@ -91,6 +102,11 @@ pub async fn list(daemon: &DaemonArgs, limit: u32) -> anyhow::Result<bool> {
         .map_err(|status| rpc_error("cannot list jobs", status.into()))?
         .into_inner()
         .jobs;
+    if as_json {
+        let jobs: Vec<_> = jobs.iter().map(json::job_json).collect();
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(true);
+    }
     print!("{}", table(&jobs, SystemTime::now()));
     Ok(true)
 }

@@ -5,7 +5,9 @@ pub mod docs;
 pub mod export;
 pub mod farm;
 pub mod fetch;
+pub mod init;
 pub mod inputs;
+pub mod inspect;
 pub mod jobs;
 pub mod submit;
 pub mod timing_cache;
@@ -31,15 +33,16 @@ pub async fn run(daemon: &DaemonArgs, command: Command) -> anyhow::Result<bool> 
     match command {
         Command::Submit(args) => submit::run(daemon, &args).await,
         Command::Fetch(args) => fetch::run(daemon, &args).await,
+        Command::Inspect(args) => inspect::run(daemon, &args).await,
         Command::Export(args) => export::run(daemon, &args).await,
         // No daemon: a listing of local files, run here because it needs no runtime either way.
         Command::Inputs { paths, json } => inputs::run(&paths, json),
         Command::Watch(args) => watch::run(daemon, &args).await,
         Command::Verify { paths, json } => verify::run(daemon, &paths, json).await,
-        Command::Status { job } => jobs::status(daemon, job).await,
+        Command::Status { job, json } => jobs::status(daemon, job, json).await,
         Command::Logs { job } => jobs::logs(daemon, job).await,
         Command::Cancel { job } => jobs::cancel(daemon, job).await,
-        Command::Ls { limit } => jobs::list(daemon, limit).await,
+        Command::Ls { limit, json } => jobs::list(daemon, limit, json).await,
         Command::Daemon { action } => daemon::run(daemon, &action).await,
         Command::Farm { json } => farm::run(daemon, json).await,
         Command::TimingCache { action } => match action {
@@ -48,7 +51,10 @@ pub async fn run(daemon: &DaemonArgs, command: Command) -> anyhow::Result<bool> 
                 timing_cache::show(daemon, &digest, json).await
             }
         },
-        Command::Check { .. } | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Check { .. }
+        | Command::Init(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled without a runtime in main")
         }
     }

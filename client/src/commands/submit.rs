@@ -9,8 +9,8 @@ use anyhow::Context;
 use futures::StreamExt;
 use trtfarm::digest_cache::DigestCache;
 use trtfarm::lock::{
-    LockDiff, LockedEngine, Resolution, lock_path, locked_toolchain, read_lock, render_diff,
-    resolution_diff,
+    LockDiff, LockedEngine, Resolution, diff_json, key_files, key_settings, lock_path, locked_toolchain,
+    read_lock, render_diff, resolution_diff,
 };
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::submit_response::Outcome as Answer;
@@ -29,7 +29,7 @@ mod report;
 
 use outputs::{check_engine_against_lock, fetch_output, record_locks};
 pub use prepare::{Prepared, label, load_and_list, prepare_all, request, select, upload_missing};
-pub use report::print_report;
+pub use report::{print_report, print_timed_report};
 
 /// Jobs followed at once; more wait for a slot (the daemon queues builds anyway).
 const IN_FLIGHT: usize = 64;
@@ -127,6 +127,9 @@ impl Outcome {
                 .with_context(context)?,
             action_key: self.action_key.parse().with_context(context)?,
             engine: engine.to_blob_digest().with_context(context)?,
+            // Filled in from the manifest by whoever records the lock (see `key_inputs`).
+            inputs: Default::default(),
+            settings: Default::default(),
         }))
     }
 
@@ -167,38 +170,45 @@ pub async fn run(daemon: &DaemonArgs, args: &SubmitArgs) -> anyhow::Result<bool>
     if args.locked {
         upload_missing(&mut session.client.clone(), &prepared).await?;
         let diffs = lock_diffs(&session, &prepared, &selected).await?;
-        if !diffs.is_empty() {
-            for diff in &diffs {
+        if !diffs.text.is_empty() {
+            for diff in &diffs.text {
                 eprint!("{diff}");
             }
             eprintln!(
                 "error: --locked: nothing was built; run `trtfarm submit` to update the lock"
             );
             if args.json {
-                report::print_json(&[], &diffs)?;
+                report::print_json(&[], &diffs.json)?;
             }
             return Ok(false);
         }
     }
+    let started = std::time::Instant::now();
     let outcomes = build(&session, &prepared, &selected, &options).await?;
     if let Some((path, text)) = &depfile {
         depfile::write_if_changed(path, text)?;
     }
-    session
-        .display
-        .suspend(|| print_report(&outcomes, args.json))
+    print_timed_report(&outcomes, args.json, Some(started.elapsed()))
 }
 
-/// Dry-runs every selected variant and compares it with `engine.lock`; the rendered diffs of
-/// the manifests that differ.
+/// What `--locked` found: per manifest that differs, its diff as text (for people) and as JSON
+/// objects (for `--json`).
+#[derive(Debug, Default)]
+struct LockReport {
+    text: Vec<String>,
+    json: Vec<serde_json::Value>,
+}
+
+/// Dry-runs every selected variant and compares it with `engine.lock`.
 async fn lock_diffs(
     session: &Session,
     prepared: &[Prepared],
     selected: &[(usize, String)],
-) -> anyhow::Result<Vec<String>> {
-    let mut rendered = Vec::new();
+) -> anyhow::Result<LockReport> {
+    let mut report = LockReport::default();
     for (index, p) in prepared.iter().enumerate() {
         let lock = read_lock(&p.path)?.unwrap_or_default();
+        let lock_file = lock_path(Path::new(&p.label));
         let mut diffs = Vec::new();
         for (_, name) in selected.iter().filter(|(i, _)| *i == index) {
             let mut req = request(p, name, &Options::default());
@@ -206,29 +216,39 @@ async fn lock_diffs(
             let answer = match session.client.clone().submit(req).await {
                 Ok(answer) => answer.into_inner(),
                 Err(status) => {
-                    let why = describe_status(&status).replace('\n', "\n    ");
-                    rendered.push(format!("{}#{name}: cannot resolve: {why}\n", p.label));
+                    let why = describe_status(&status);
+                    report.text.push(format!(
+                        "{}#{name}: cannot resolve: {}\n",
+                        p.label,
+                        why.replace('\n', "\n    ")
+                    ));
+                    report.json.push(serde_json::json!({
+                        "lock": lock_file.display().to_string(), "engine": name,
+                        "kind": "unresolved", "error": why, "fields": [], "reasons": [],
+                    }));
                     continue;
                 }
             };
-            let now =
-                Resolution {
-                    name: name.clone(),
-                    toolchain: locked_toolchain(&answer.toolchain.unwrap_or_default())?,
-                    target: answer.target,
-                    // The cache a `locked` build would be held to; a `record` build's pin moves only
-                    // when it records, so until then the locked one stands.
-                    timing_cache: match &answer.timing_cache {
-                        Some(digest) => Some(digest.to_blob_digest().with_context(|| {
-                            format!("the daemon's dry run of {}#{name}", p.label)
-                        })?),
-                        None => lock.engine(name).and_then(|e| e.timing_cache),
-                    },
-                    action_key: answer
-                        .action_key
-                        .parse()
-                        .with_context(|| format!("the daemon's dry run of {}#{name}", p.label))?,
-                };
+            let (inputs, settings) = key_inputs(p, name);
+            let now = Resolution {
+                name: name.clone(),
+                inputs,
+                settings,
+                toolchain: locked_toolchain(&answer.toolchain.unwrap_or_default())?,
+                target: answer.target,
+                // The cache a `locked` build would be held to; a `record` build's pin moves only
+                // when it records, so until then the locked one stands.
+                timing_cache: match &answer.timing_cache {
+                    Some(digest) => Some(digest.to_blob_digest().with_context(|| {
+                        format!("the daemon's dry run of {}#{name}", p.label)
+                    })?),
+                    None => lock.engine(name).and_then(|e| e.timing_cache),
+                },
+                action_key: answer
+                    .action_key
+                    .parse()
+                    .with_context(|| format!("the daemon's dry run of {}#{name}", p.label))?,
+            };
             diffs.extend(resolution_diff(lock.engine(name), &now));
         }
         for stale in &lock.engines {
@@ -237,10 +257,23 @@ async fn lock_diffs(
             }
         }
         if !diffs.is_empty() {
-            rendered.push(render_diff(&lock_path(Path::new(&p.label)), &diffs));
+            report.text.push(render_diff(&lock_file, &diffs));
+            report.json.extend(diff_json(&lock_file, &diffs));
         }
     }
-    Ok(rendered)
+    Ok(report)
+}
+
+/// What went into `variant`'s action key from its manifest and files, as the lock records it.
+pub fn key_inputs(
+    p: &Prepared,
+    variant: &str,
+) -> (
+    std::collections::BTreeMap<String, trtfarm_types::BlobDigest>,
+    std::collections::BTreeMap<String, String>,
+) {
+    let settings = p.manifest.variant(variant).map(key_settings);
+    (key_files(&p.inputs), settings.unwrap_or_default())
 }
 
 /// Uploads, submits and follows `selected`, then fetches engines and records (or, locked,
@@ -258,13 +291,16 @@ pub async fn build(
         let mut again = session.reconnect.again(&mut Losses::default(), say).await?;
         upload_missing(&mut again, prepared).await?;
     }
+    let lines = session.display.lines(
+        (selected.iter())
+            .map(|(index, name)| format!("{}#{name}", prepared[*index].label))
+            .collect(),
+    );
     // Collected first: a stream over a borrowing closure is not `Send` enough for `watch`'s tasks.
     let tasks: Vec<_> = selected
         .iter()
-        .map(|(index, name)| {
-            let line = session
-                .display
-                .line(format!("{}#{name}", prepared[*index].label));
+        .zip(lines)
+        .map(|((index, name), line)| {
             let req = request(&prepared[*index], name, options);
             let outcome = blank_outcome(*index, &prepared[*index].label, name);
             run_variant(session, req, line, outcome, options.no_wait)
@@ -274,6 +310,7 @@ pub async fn build(
         .buffered(IN_FLIGHT)
         .collect()
         .await;
+    session.display.finish_round();
     if options.no_wait {
         return Ok(outcomes);
     }
@@ -357,7 +394,9 @@ pub async fn run_variant(
         }
         Some(Answer::Job(job)) => job,
         None => {
-            outcome.fail("the daemon answered with neither a result nor a job".into());
+            let why = "the daemon answered with neither a result nor a job";
+            line.finish(&LineState::Failed(why.into()));
+            outcome.fail(why.into());
             return outcome;
         }
     };

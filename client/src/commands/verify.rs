@@ -81,11 +81,13 @@ pub async fn run(daemon: &DaemonArgs, paths: &[PathBuf], json: bool) -> anyhow::
         skip_cache: true,
         ..Options::default()
     };
-    let tasks = rebuilds.iter().map(|(index, locked)| {
+    let lines = session.display.lines(
+        (rebuilds.iter())
+            .map(|(index, locked)| format!("{}#{} (rebuild)", prepared[*index].label, locked.name))
+            .collect(),
+    );
+    let tasks = rebuilds.iter().zip(lines).map(|((index, locked), line)| {
         let p = &prepared[*index];
-        let line = session
-            .display
-            .line(format!("{}#{} (rebuild)", p.label, locked.name));
         let req = request(p, &locked.name, &options);
         run_variant(
             &session,
@@ -96,6 +98,7 @@ pub async fn run(daemon: &DaemonArgs, paths: &[PathBuf], json: bool) -> anyhow::
         )
     });
     let outcomes = futures::future::join_all(tasks).await;
+    session.display.finish_round();
     for ((index, locked), outcome) in rebuilds.iter().zip(outcomes) {
         let p = &prepared[*index];
         let mut v = verdict(p, &locked.name, "failed", Some(locked));

@@ -18,7 +18,7 @@ use trtfarm_build_protocol::{
 use super::builder_process::{
     BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome, run_builder,
 };
-use super::failure_hint::autocast_failure_hint;
+use super::failure_hint::build_failure_message;
 use super::prepare::{ModelToBuild, Preparation, prepare_model};
 use crate::ingest::request::MODEL_NAME;
 use crate::ingest::variant_config::build_config_for_prepared_model;
@@ -185,13 +185,11 @@ impl LocalBuild<'_> {
                 Ok(*done)
             }
             BuilderOutcome::BuildFailed { message } => {
-                let hint = matches!(preparation, Preparation::Autocast(_))
-                    .then(|| autocast_failure_hint(&message, &model))
-                    .flatten();
-                match hint {
-                    Some(hint) => anyhow::bail!("{message}\n{hint}"),
-                    None => anyhow::bail!("{message}"),
-                }
+                let converted = matches!(preparation, Preparation::Autocast(_));
+                anyhow::bail!(
+                    "{}",
+                    build_failure_message(&message, self.variant, &model, converted)
+                )
             }
             BuilderOutcome::Crashed { description } => {
                 anyhow::bail!("the builder crashed: {description}")
@@ -401,13 +399,9 @@ fn select<'m>(manifest: &'m Manifest, names: &[String]) -> anyhow::Result<Vec<&'
 }
 
 fn plan_path(manifest: &Manifest, variant: &Variant, out_dir: Option<&Path>) -> PathBuf {
-    match (out_dir, &variant.output) {
-        (Some(dir), _) => dir.join(format!("{}.engine", variant.name)),
-        (None, Some(output)) => output.clone(),
-        (None, None) => manifest
-            .dir()
-            .join("build")
-            .join(format!("{}.engine", variant.name)),
+    match out_dir {
+        Some(dir) => dir.join(format!("{}.engine", variant.name)),
+        None => manifest.engine_file(variant),
     }
 }
 

@@ -4,13 +4,15 @@
 //!   step with its own key, run in the daemon, never in the builder.
 //! - `builder_process`: one `trtfarm-builder` process per build, in a fixed-length build root,
 //!   with a fixed argv, environment and stack limit and no address-space randomisation.
-//! - `failure_hint`: what a reduced-precision build that TensorRT rejects should change.
+//! - `failure_hint` and `failure_message`: a failed build's message, TensorRT's error said once,
+//!   and what to change (an operator kept in fp32, a profile's sizes).
 //! - `run` and `farm_prepare`: the farm running one build: scratch directory, the prepare step
 //!   shared through the store, the builder in its slot, then `publish`.
 //! - `local`: `trtfarmd build`, the same two steps for one manifest, without queue or store.
 
 pub mod builder_process;
 pub mod failure_hint;
+mod failure_message;
 mod farm_prepare;
 pub mod local;
 pub mod prepare;

@@ -12,8 +12,8 @@ use trtfarm_proto::v1;
 
 use crate::build::builder_process::usage::Usage;
 use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
-use crate::build::failure_hint::{autocast_failure_hint, locked_timing_cache_hint};
-use crate::ingest::request::PreparedBuild;
+use crate::build::failure_hint::{build_failure_message, locked_timing_cache_hint};
+use crate::ingest::request::{MODEL_NAME, PreparedBuild};
 use crate::metrics::Outcome as MetricOutcome;
 use crate::publish::{BuildOutputs, Slot};
 use crate::schedule::queue::{BuildId, Resource};
@@ -151,26 +151,20 @@ impl Farm {
                 }
             }
             BuilderOutcome::BuildFailed { message } => {
+                let model = scratch.join(INPUTS_DIR).join(match &converted {
+                    Some(model) => model.model.name.as_str(),
+                    None => MODEL_NAME,
+                });
+                let shaped = tokio::task::spawn_blocking({
+                    let (message, variant) = (message.clone(), prepared.variant.clone());
+                    let is_converted = converted.is_some();
+                    move || build_failure_message(&message, &variant, &model, is_converted)
+                })
+                .await
+                .unwrap_or(message);
                 let message = match locked_timing_cache_hint(prepared) {
-                    Some(hint) => format!("{message}\n{hint}"),
-                    None => message,
-                };
-                let message = match &converted {
-                    Some(model) => {
-                        let converted_model = scratch.join(INPUTS_DIR).join(&model.model.name);
-                        let hint = tokio::task::spawn_blocking({
-                            let message = message.clone();
-                            move || autocast_failure_hint(&message, &converted_model)
-                        })
-                        .await
-                        .ok()
-                        .flatten();
-                        match hint {
-                            Some(hint) => format!("{message}\n{hint}"),
-                            None => message,
-                        }
-                    }
-                    None => message,
+                    Some(hint) => format!("{shaped}\n{hint}"),
+                    None => shaped,
                 };
                 failure(v1::FailureKind::Build, message, report.log_tail)
             }

@@ -27,7 +27,8 @@ pub(super) fn check_engine_against_lock(p: &Prepared, outcome: &mut Outcome) -> 
 }
 
 /// Where a variant's engine goes: `DIR/<manifest dir>/<variant>.engine` with `--out DIR`, else
-/// the variant's `output`, else nowhere.
+/// its file (see [`manifest_schema::Manifest::engine_file`]); `None` for a variant the manifest
+/// does not have.
 pub fn destination(p: &Prepared, variant: &str, out: Option<&Path>) -> Option<PathBuf> {
     match out {
         Some(dir) => {
@@ -41,7 +42,7 @@ pub fn destination(p: &Prepared, variant: &str, out: Option<&Path>) -> Option<Pa
                 .collect();
             Some(dir.join(safe).join(format!("{variant}.engine")))
         }
-        None => p.manifest.variant(variant)?.output.clone(),
+        None => Some(p.manifest.engine_file(p.manifest.variant(variant)?)),
     }
 }
 
@@ -81,12 +82,15 @@ pub(super) async fn fetch_output(
 /// theirs, others stay, entries of variants the manifest no longer has go.
 pub(super) fn record_locks(prepared: &[Prepared], outcomes: &[Outcome]) -> anyhow::Result<()> {
     for (index, p) in prepared.iter().enumerate() {
-        let built: Vec<LockedEngine> = outcomes
+        let mut built: Vec<LockedEngine> = outcomes
             .iter()
             .filter(|o| o.manifest == index && o.status != Status::Failed)
             .map(Outcome::locked_engine)
             .filter_map(Result::transpose)
             .collect::<anyhow::Result<_>>()?;
+        for entry in &mut built {
+            (entry.inputs, entry.settings) = super::key_inputs(p, &entry.name);
+        }
         if built.is_empty() {
             continue;
         }
@@ -128,7 +132,11 @@ mod tests {
             destination(&p, "fp32", None),
             Some(PathBuf::from("models/cnn/build/m.engine"))
         );
-        assert_eq!(destination(&p, "bare", None), None);
+        assert_eq!(
+            destination(&p, "bare", None),
+            Some(PathBuf::from("models/cnn/build/bare.engine"))
+        );
+        assert_eq!(destination(&p, "gone", None), None);
         assert_eq!(
             destination(&p, "bare", Some(Path::new("out"))),
             Some(PathBuf::from("out/models/cnn/bare.engine"))

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::{Outcome, Status};
+use crate::term::{Style, Verbosity, paint, pad, width};
 
 /// One variant in the `--json` document.
 #[derive(Debug, Serialize)]
@@ -39,7 +40,8 @@ struct ToolchainJson<'a> {
 struct Document<'a> {
     ok: bool,
     variants: Vec<VariantJson<'a>>,
-    lock_diff: &'a [String],
+    /// With `--locked`: one object per engine that differs from `engine.lock`.
+    lock_diff: &'a [serde_json::Value],
 }
 
 fn status_name(status: Status) -> &'static str {
@@ -57,8 +59,8 @@ fn build_millis(outcome: &Outcome) -> Option<u64> {
         .then(|| (result.finished_at_ms - result.started_at_ms).max(0) as u64)
 }
 
-/// Prints the `--json` document for `outcomes` and the rendered lock diffs.
-pub fn print_json(outcomes: &[Outcome], lock_diff: &[String]) -> anyhow::Result<()> {
+/// Prints the `--json` document for `outcomes` and the lock diffs.
+pub fn print_json(outcomes: &[Outcome], lock_diff: &[serde_json::Value]) -> anyhow::Result<()> {
     let variants = outcomes
         .iter()
         .map(|o| {
@@ -100,62 +102,191 @@ pub fn print_json(outcomes: &[Outcome], lock_diff: &[String]) -> anyhow::Result<
 
 /// Prints the outcomes (human lines or `--json`); returns whether every variant succeeded.
 pub fn print_report(outcomes: &[Outcome], json: bool) -> anyhow::Result<bool> {
+    print_timed_report(outcomes, json, None)
+}
+
+/// [`print_report`], with how long the round took in the summary line.
+pub fn print_timed_report(
+    outcomes: &[Outcome],
+    json: bool,
+    took: Option<std::time::Duration>,
+) -> anyhow::Result<bool> {
     let ok = outcomes.iter().all(|o| o.status != Status::Failed);
     if json {
         print_json(outcomes, &[])?;
         return Ok(ok);
     }
-    for outcome in outcomes {
-        println!("{}", human_line(outcome));
-        if outcome.status == Status::Failed && !outcome.log_tail.is_empty() {
-            eprintln!("  last lines of the build log:");
-            for line in &outcome.log_tail {
-                eprintln!("  | {line}");
-            }
-        }
-    }
-    let count = |status| outcomes.iter().filter(|o| o.status == status).count();
-    if outcomes.len() > 1 {
-        println!(
-            "{} variants: {} built, {} cached, {} queued, {} failed",
-            outcomes.len(),
-            count(Status::Built),
-            count(Status::Cached),
-            count(Status::Queued),
-            count(Status::Failed)
-        );
-    }
+    let term = crate::term::get();
+    let how = Render {
+        short_digests: term.stdout_is_terminal,
+        color: term.color_stdout,
+        whole_logs: term.verbosity == Verbosity::Verbose,
+    };
+    print!("{}", render_report(outcomes, &how, took));
     Ok(ok)
 }
 
-/// `manifest#variant  built 0.8 s  blake3:<hex>/<size> (1.2 MiB)  layers: fp16 40, fp32 3  -> path`.
-fn human_line(o: &Outcome) -> String {
-    let name = format!("{}#{}", o.label, o.variant);
-    let engine = o.result.as_ref().and_then(|r| r.engine.as_ref());
-    let status = match (o.status, build_millis(o)) {
-        (Status::Failed, _) => {
-            let message = o.failure.as_deref().unwrap_or("failed");
-            return format!("{name}  FAILED: {}", message.replace('\n', "\n    "));
+/// How the human report is drawn.
+#[derive(Debug, Clone, Copy, Default)]
+struct Render {
+    /// `blake3:<12 hex>` instead of the whole digest (a terminal; the lock and `--json` keep
+    /// them whole).
+    short_digests: bool,
+    color: bool,
+    /// Every log line a failure carries, not the last few.
+    whole_logs: bool,
+}
+
+/// Log lines a failure shows without `-v`.
+const LOG_TAIL_LINES: usize = 12;
+
+/// The report: one aligned line per variant, a failure's detail under its line (said once:
+/// what failed, why, the end of its log, where to see all of it), then a summary line when there
+/// are several variants.
+fn render_report(
+    outcomes: &[Outcome],
+    how: &Render,
+    took: Option<std::time::Duration>,
+) -> String {
+    let mut rows: Vec<Vec<String>> = outcomes.iter().map(|o| columns(o, how)).collect();
+    // A column no row fills (no layer counts, nothing written) takes no room.
+    let empty: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
+        .filter(|c| rows.iter().all(|r| r.get(*c).is_none_or(String::is_empty)))
+        .collect();
+    for row in &mut rows {
+        for c in empty.iter().rev() {
+            if *c < row.len() {
+                row.remove(*c);
+            }
         }
-        (Status::Queued, _) => return format!("{name}  queued as job {}", o.job_id.unwrap_or(0)),
-        (Status::Cached, _) => "cached".to_string(),
-        (Status::Built, millis) => format!("built {:.1} s", millis.unwrap_or(0) as f64 / 1000.0),
-    };
-    let mut line = format!("{name}  {status}");
-    if let Some(engine) = engine {
-        line.push_str(&format!(
-            "  {} ({})",
-            engine,
-            render_human_size(engine.size_bytes)
+    }
+    let widths: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
+        .map(|c| {
+            (rows.iter().filter_map(|r| r.get(c)))
+                .map(|cell| width(cell))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (outcome, row) in outcomes.iter().zip(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                if c + 1 == row.len() {
+                    cell.clone()
+                } else {
+                    pad(cell, widths[c])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+        if outcome.status == Status::Failed {
+            out.push_str(&failure_detail(outcome, how));
+        }
+    }
+    if outcomes.len() > 1 {
+        let count = |status| outcomes.iter().filter(|o| o.status == status).count();
+        let mut parts = Vec::new();
+        for (status, word, style) in [
+            (Status::Built, "built", Style::Good),
+            (Status::Cached, "cached", Style::Calm),
+            (Status::Queued, "queued", Style::Notice),
+            (Status::Failed, "failed", Style::Bad),
+        ] {
+            if count(status) > 0 {
+                parts.push(paint(&format!("{} {word}", count(status)), style, how.color));
+            }
+        }
+        let took = took
+            .map(|t| format!(" in {:.1} s", t.as_secs_f64()))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} engines: {}{took}\n",
+            outcomes.len(),
+            parts.join(", ")
         ));
     }
-    if let Some(layers) = o.result.as_ref().and_then(|r| r.precision_summary()) {
-        line.push_str(&format!("  layers: {layers}"));
+    out
+}
+
+/// A variant's cells: name, status, build time, engine digest, size, layers, destination.
+fn columns(o: &Outcome, how: &Render) -> Vec<String> {
+    let name = format!("{}#{}", o.label, o.variant);
+    let (status, style) = match o.status {
+        Status::Built => ("built", Style::Good),
+        Status::Cached => ("cached", Style::Calm),
+        Status::Queued => ("queued", Style::Notice),
+        Status::Failed => ("FAILED", Style::Bad),
+    };
+    let status = paint(status, style, how.color);
+    match o.status {
+        Status::Failed => {
+            let why = o.failure.as_deref().unwrap_or("failed");
+            return vec![name, status, why.lines().next().unwrap_or("").to_string()];
+        }
+        Status::Queued => {
+            return vec![name, format!("{status} as job {}", o.job_id.unwrap_or(0))];
+        }
+        Status::Built | Status::Cached => {}
     }
-    if let Some(output) = &o.output {
-        line.push_str(&format!("  -> {}", output.display()));
+    let time = build_millis(o)
+        .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    let engine = o.result.as_ref().and_then(|r| r.engine.as_ref());
+    let digest = engine
+        .map(|d| match how.short_digests {
+            true => format!("blake3:{}", &d.blake3[..d.blake3.len().min(12)]),
+            false => d.to_string(),
+        })
+        .unwrap_or_default();
+    let size = engine
+        .map(|d| render_human_size(d.size_bytes))
+        .unwrap_or_default();
+    let layers = (o.result.as_ref())
+        .and_then(|r| r.precision_summary())
+        .map(|l| format!("layers: {l}"))
+        .unwrap_or_default();
+    let output = (o.output.as_ref())
+        .map(|p| format!("-> {}", p.display()))
+        .unwrap_or_default();
+    vec![
+        name,
+        status,
+        time,
+        paint(&digest, Style::Dim, how.color),
+        size,
+        layers,
+        output,
+    ]
+}
+
+/// Under a failed variant's line: the rest of its message, the end of its build log, and
+/// where to read the whole log.
+fn failure_detail(o: &Outcome, how: &Render) -> String {
+    let mut out = String::new();
+    let message = o.failure.as_deref().unwrap_or_default();
+    for line in message.lines().skip(1) {
+        out.push_str(&format!("    {line}\n"));
     }
-    line
+    if !o.log_tail.is_empty() {
+        let skip = match how.whole_logs {
+            true => 0,
+            false => o.log_tail.len().saturating_sub(LOG_TAIL_LINES),
+        };
+        out.push_str("    last lines of the build log:\n");
+        for line in &o.log_tail[skip..] {
+            out.push_str(&format!("    | {line}\n"));
+        }
+    }
+    if let Some(job) = o.job_id {
+        out.push_str(&format!(
+            "    the whole log: `trtfarm logs {job}`; the job: `trtfarm status {job}`\n"
+        ));
+    }
+    out
 }
 
 /// `812 B`, `120.6 KiB`, `1.3 MiB`, `2.0 GiB`.
@@ -178,45 +309,85 @@ mod tests {
     use super::*;
     use trtfarm_proto::v1;
 
-    #[test]
-    fn a_line_per_variant_says_digest_size_time_and_destination() {
-        let digest = v1::Digest {
-            blake3: "ab".repeat(32),
-            size_bytes: 123_456,
-        };
-        let mut outcome = super::super::blank_outcome(0, "cnn/engine.toml", "fp32");
+    fn built(label: &str, variant: &str, millis: i64) -> Outcome {
+        let mut outcome = super::super::blank_outcome(0, label, variant);
         outcome.status = Status::Built;
         outcome.result = Some(v1::ActionResult {
-            engine: Some(digest),
+            engine: Some(v1::Digest {
+                blake3: "ab".repeat(32),
+                size_bytes: 123_456,
+            }),
             started_at_ms: 1_000,
-            finished_at_ms: 2_250,
+            finished_at_ms: 1_000 + millis,
             ..v1::ActionResult::default()
         });
+        outcome
+    }
+
+    #[test]
+    fn a_line_per_variant_says_digest_size_time_and_destination() {
+        let mut outcome = built("cnn/engine.toml", "fp32", 1_250);
         outcome.output = Some("cnn/build/a.engine".into());
+        let full = Render::default();
         assert_eq!(
-            human_line(&outcome),
+            render_report(std::slice::from_ref(&outcome), &full, None),
             format!(
-                "cnn/engine.toml#fp32  built 1.2 s  blake3:{}/123456 (120.6 KiB)  -> cnn/build/a.engine",
+                "cnn/engine.toml#fp32  built  1.2 s  blake3:{}/123456  120.6 KiB  -> cnn/build/a.engine\n",
                 "ab".repeat(32)
             )
         );
         if let Some(result) = outcome.result.as_mut() {
             result.layers_by_precision = [("fp16".to_string(), 40), ("fp32".to_string(), 3)].into();
         }
-        assert!(
-            human_line(&outcome)
-                .ends_with("(120.6 KiB)  layers: fp16 40, fp32 3  -> cnn/build/a.engine"),
-            "{}",
-            human_line(&outcome)
-        );
-        outcome.status = Status::Cached;
-        assert!(human_line(&outcome).starts_with("cnn/engine.toml#fp32  cached  blake3:"));
-        outcome.fail("precision fp16 is not supported yet".into());
+        let short = Render {
+            short_digests: true,
+            ..Render::default()
+        };
         assert_eq!(
-            human_line(&outcome),
-            "cnn/engine.toml#fp32  FAILED: precision fp16 is not supported yet"
+            render_report(std::slice::from_ref(&outcome), &short, None),
+            format!(
+                "cnn/engine.toml#fp32  built  1.2 s  blake3:{}  120.6 KiB  layers: fp16 40, fp32 3  -> cnn/build/a.engine\n",
+                "ab".repeat(6)
+            )
         );
         assert_eq!(render_human_size(812), "812 B");
         assert_eq!(render_human_size(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn columns_line_up_and_a_summary_counts_the_variants() {
+        let long = built("models/detector/engine.toml", "fp16", 3_400);
+        let mut cached = built("cnn/engine.toml", "fp32", 0);
+        cached.status = Status::Cached;
+        let report = render_report(
+            &[long, cached],
+            &Render::default(),
+            Some(std::time::Duration::from_millis(4_200)),
+        );
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 3, "{report}");
+        let column = |line: &str, word: &str| line.find(word).unwrap();
+        assert_eq!(column(lines[0], "built"), column(lines[1], "cached"));
+        assert_eq!(column(lines[0], "blake3:"), column(lines[1], "blake3:"));
+        assert_eq!(lines[2], "2 engines: 1 built, 1 cached in 4.2 s");
+    }
+
+    #[test]
+    fn a_failure_is_said_once_with_its_log_and_where_to_read_more() {
+        let mut failed = super::super::blank_outcome(0, "det/engine.toml", "bf16");
+        failed.fail("TensorRT refused the network\nhint: keep ConvTranspose in fp32".into());
+        failed.job_id = Some(12);
+        failed.log_tail = (1..=20).map(|n| format!("line {n}")).collect();
+        let report = render_report(&[failed.clone()], &Render::default(), None);
+        assert_eq!(report.matches("TensorRT refused the network").count(), 1);
+        assert!(report.starts_with("det/engine.toml#bf16  FAILED  TensorRT refused"));
+        assert!(report.contains("    hint: keep ConvTranspose in fp32\n"), "{report}");
+        assert!(report.contains("| line 20\n") && !report.contains("| line 8\n"));
+        assert!(report.contains("`trtfarm logs 12`"), "{report}");
+        let whole = Render {
+            whole_logs: true,
+            ..Render::default()
+        };
+        assert!(render_report(&[failed], &whole, None).contains("| line 1\n"));
     }
 }

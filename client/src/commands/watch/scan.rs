@@ -1,32 +1,22 @@
-//! `trtfarm watch`: rebuild when a manifest, its model, the model's external data or a plugin
-//! changes, until Ctrl-C.
+//! What the watched manifests are now: find them, validate them, digest their inputs (through
+//! the digest cache, which hashes only files whose size, mtime or inode moved), and decide what
+//! changed since the last submission ([`to_resubmit`]) and which file events matter
+//! ([`is_relevant`]).
 //!
-//! File events (notify, debounced) only say *that* something may have changed. Each relevant
-//! batch (or a watcher error or overflow, which loses events) triggers a full rescan: find the
-//! manifests, validate them and digest their inputs through the digest cache, which hashes only
-//! files whose size, mtime or inode moved. [`to_resubmit`] then compares manifest text and input
-//! digests with what was last submitted, so touching a file rebuilds nothing. Events on our own
-//! outputs (engines, `engine.lock`, temporary files) are not inputs and are ignored.
+//! A manifest that stops validating (a broken model, a model that went missing) keeps the
+//! inputs it had at its last good scan among the watched files: otherwise restoring the old
+//! model, the very fix, would go unnoticed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use notify_debouncer_full::notify::{Event, EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-use tokio::signal::unix::{SignalKind, signal};
+use notify_debouncer_full::notify::{Event, EventKind, RecursiveMode};
 use trtfarm::digest_cache::DigestCache;
 use trtfarm::inputs::digest_inputs;
 use trtfarm_proto::v1;
 
-use super::submit::{
-    Options, Prepared, Session, build, label, load_and_list, print_report, select,
-};
-use crate::cli::{DaemonArgs, WatchArgs};
-use crate::connect::connect;
+use super::super::submit::{Prepared, label, load_and_list};
 use crate::discover::{MANIFEST_FILE_NAME, find_manifests};
-use crate::progress::Display;
 
 /// What a manifest was when it was last submitted (or found invalid).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,103 +54,34 @@ pub fn is_relevant(event: &Event, known: &HashSet<PathBuf>) -> bool {
     if event.need_rescan() {
         return true;
     }
-    !matches!(event.kind, EventKind::Access(_))
-        && event.paths.iter().any(|path| {
-            known.contains(path) || path.file_name().is_some_and(|n| n == MANIFEST_FILE_NAME)
-        })
+    !matches!(event.kind, EventKind::Access(_)) && event.paths.iter().any(|p| is_watched(p, known))
+}
+
+/// Whether `path` is a manifest or an input we know of (or a new manifest).
+pub fn is_watched(path: &Path, known: &HashSet<PathBuf>) -> bool {
+    known.contains(path) || path.file_name().is_some_and(|n| n == MANIFEST_FILE_NAME)
 }
 
 /// One full scan of the watched manifests.
-struct Scan {
-    prepared: BTreeMap<PathBuf, Prepared>,
-    fingerprints: BTreeMap<PathBuf, Fingerprint>,
+#[derive(Default)]
+pub struct Scan {
+    /// The manifests that validate, ready to submit.
+    pub prepared: BTreeMap<PathBuf, Prepared>,
+    /// Every manifest found, valid or not.
+    pub fingerprints: BTreeMap<PathBuf, Fingerprint>,
     /// Manifests and inputs, as absolute paths in canonical directories (how events name them).
-    known: HashSet<PathBuf>,
+    pub known: HashSet<PathBuf>,
     /// Directories to watch.
-    dirs: BTreeMap<PathBuf, RecursiveMode>,
+    pub dirs: BTreeMap<PathBuf, RecursiveMode>,
+    /// Each manifest's input files at its last scan that listed them (carried over while the
+    /// manifest does not validate).
+    pub inputs: BTreeMap<PathBuf, Vec<PathBuf>>,
 }
 
-/// Runs `trtfarm watch` until Ctrl-C (or SIGTERM).
-pub async fn run(daemon: &DaemonArgs, args: &WatchArgs) -> anyhow::Result<bool> {
-    let roots = if args.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        args.paths.clone()
-    };
-    find_manifests(&roots)?; // fail now, not silently later, when there is nothing to watch
-    let session = Session {
-        client: connect(daemon).await?,
-        cache: Arc::new(DigestCache::open_default()),
-        display: Arc::new(Display::new()),
-        reconnect: crate::connect::Reconnect::new(daemon),
-    };
-    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
-    let mut debouncer = new_debouncer(
-        Duration::from_millis(args.debounce_ms),
-        None,
-        move |batch| {
-            let _ = sender.send(batch);
-        },
-    )?;
-    let mut watched = BTreeMap::new();
-    let mut submitted = BTreeMap::new();
-    let mut running: HashMap<PathBuf, tokio::task::JoinHandle<()>> = HashMap::new();
-
-    // Created once, so a Ctrl-C that arrives during a rescan is kept, not lost.
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut scan = rescan(&roots, &session.cache);
-    sync_watches(&mut debouncer, &mut watched, &scan.dirs);
-    act(&session, &scan, &mut submitted, &mut running);
-    session.display.note(&format!(
-        "watching {} manifests and {} files for changes; Ctrl-C to stop",
-        scan.fingerprints.len(),
-        scan.known.len()
-    ));
-    loop {
-        let batch = tokio::select! {
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
-            batch = events.recv() => batch,
-        };
-        let Some(batch) = batch else { break };
-        let mut relevant = matters(&batch, &scan.known);
-        while let Ok(more) = events.try_recv() {
-            relevant |= matters(&more, &scan.known);
-        }
-        if !relevant {
-            continue;
-        }
-        scan = rescan(&roots, &session.cache);
-        sync_watches(&mut debouncer, &mut watched, &scan.dirs);
-        if !act(&session, &scan, &mut submitted, &mut running) {
-            session
-                .display
-                .note("watch: no content changed; nothing to rebuild");
-        }
-    }
-    for task in running.values() {
-        task.abort();
-    }
-    Ok(true)
-}
-
-/// Whether a debounced batch may change a build; a watcher error or an overflow always may.
-fn matters(batch: &DebounceEventResult, known: &HashSet<PathBuf>) -> bool {
-    match batch {
-        Err(_) => true,
-        Ok(events) => events.iter().any(|e| is_relevant(e, known)),
-    }
-}
-
-/// Finds, validates and digests every manifest under `roots`.
-fn rescan(roots: &[PathBuf], cache: &DigestCache) -> Scan {
-    let mut scan = Scan {
-        prepared: BTreeMap::new(),
-        fingerprints: BTreeMap::new(),
-        known: HashSet::new(),
-        dirs: BTreeMap::new(),
-    };
+/// Finds, validates and digests every manifest under `roots`; `previous` lends the inputs of
+/// manifests that no longer validate.
+pub fn rescan(roots: &[PathBuf], cache: &DigestCache, previous: &Scan) -> Scan {
+    let mut scan = Scan::default();
     for root in roots {
         if let Ok(dir) = std::fs::canonicalize(root) {
             match dir.is_dir() {
@@ -172,11 +93,22 @@ fn rescan(roots: &[PathBuf], cache: &DigestCache) -> Scan {
     for path in find_manifests(roots).unwrap_or_default() {
         remember(&mut scan, &path);
         let fingerprint = match load_and_list(&path, cache) {
-            Err(rendered) => Fingerprint::Invalid(rendered),
+            Err(rendered) => {
+                // Still watch what it read last time: putting that file back is the fix.
+                for input in previous.inputs.get(&path).into_iter().flatten() {
+                    remember(&mut scan, input);
+                }
+                if let Some(inputs) = previous.inputs.get(&path) {
+                    scan.inputs.insert(path.clone(), inputs.clone());
+                }
+                Fingerprint::Invalid(rendered)
+            }
             Ok((manifest, local, learned)) => {
-                local
-                    .iter()
-                    .for_each(|input| remember(&mut scan, &input.local));
+                for input in &local {
+                    remember(&mut scan, &input.local);
+                }
+                let listed = local.iter().map(|input| input.local.clone()).collect();
+                scan.inputs.insert(path.clone(), listed);
                 match digest_inputs(cache, &[&local]) {
                     Err(error) => {
                         Fingerprint::Invalid(format!("{}: error: {error:#}\n", path.display()))
@@ -194,10 +126,9 @@ fn rescan(roots: &[PathBuf], cache: &DigestCache) -> Scan {
                             toml: manifest.source_text().to_string(),
                             inputs: inputs.clone(),
                         };
-                        let label = label(&path);
                         let prepared = Prepared {
                             path: path.clone(),
-                            label,
+                            label: label(&path),
                             manifest,
                             local,
                             inputs,
@@ -237,79 +168,6 @@ fn parent(path: &Path) -> PathBuf {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf()
-}
-
-/// Watches the directories `wanted` names and stops watching the others.
-fn sync_watches(
-    debouncer: &mut Debouncer<RecommendedWatcher, RecommendedCache>,
-    watched: &mut BTreeMap<PathBuf, RecursiveMode>,
-    wanted: &BTreeMap<PathBuf, RecursiveMode>,
-) {
-    watched.retain(|dir, mode| {
-        let keep = wanted.get(dir) == Some(mode);
-        if !keep {
-            let _ = debouncer.unwatch(dir);
-        }
-        keep
-    });
-    for (dir, mode) in wanted {
-        if !watched.contains_key(dir) {
-            match debouncer.watch(dir, *mode) {
-                Ok(()) => {
-                    watched.insert(dir.clone(), *mode);
-                }
-                Err(error) => eprintln!("warning: cannot watch {}: {error}", dir.display()),
-            }
-        }
-    }
-}
-
-/// Prints new diagnostics and submits what changed (replacing a build of the same manifest
-/// still being followed). Returns whether it did either.
-fn act(
-    session: &Session,
-    scan: &Scan,
-    submitted: &mut BTreeMap<PathBuf, Fingerprint>,
-    running: &mut HashMap<PathBuf, tokio::task::JoinHandle<()>>,
-) -> bool {
-    submitted.retain(|path, _| scan.fingerprints.contains_key(path));
-    let mut acted = false;
-    for (path, fingerprint) in &scan.fingerprints {
-        if let Fingerprint::Invalid(rendered) = fingerprint
-            && submitted.get(path) != Some(fingerprint)
-        {
-            eprint!("{rendered}");
-            submitted.insert(path.clone(), fingerprint.clone());
-            acted = true;
-        }
-    }
-    for path in to_resubmit(submitted, &scan.fingerprints) {
-        let (Some(prepared), Some(fingerprint)) =
-            (scan.prepared.get(&path), scan.fingerprints.get(&path))
-        else {
-            continue;
-        };
-        submitted.insert(path.clone(), fingerprint.clone());
-        acted = true;
-        if let Some(previous) = running.remove(&path) {
-            previous.abort();
-        }
-        let session = session.clone();
-        let prepared = vec![prepared.clone()];
-        let task = tokio::spawn(async move {
-            let run = async {
-                let selected = select(&prepared, &[])?;
-                let outcomes = build(&session, &prepared, &selected, &Options::default()).await?;
-                session.display.suspend(|| print_report(&outcomes, false))
-            };
-            if let Err(error) = run.await {
-                eprintln!("error: {}: {error:#}", prepared[0].label);
-            }
-        });
-        running.insert(path, task);
-    }
-    running.retain(|_, task| !task.is_finished());
-    acted
 }
 
 #[cfg(test)]
@@ -433,5 +291,78 @@ mod tests {
         // Lost events: rescan whatever they were about.
         let overflow = Event::new(EventKind::Other).set_flag(Flag::Rescan);
         assert!(is_relevant(&overflow, &known));
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+    use onnx_graph::{DataType, GraphBuilder, ModelBuilder, dims};
+
+    /// A valid project: a one-ReLU model and a manifest with one engine.
+    fn project(dir: &Path) -> (PathBuf, PathBuf) {
+        let mut g = GraphBuilder::new("tiny", 1);
+        let x = g.input("images", DataType::Float, dims!["N", 3, 8, 8]);
+        let y = g.relu(&x);
+        g.output("out", &y, DataType::Float, dims!["N", 3, 8, 8]);
+        let model = dir.join("model.onnx");
+        ModelBuilder::new(g).write(&model).unwrap();
+        let manifest = dir.join("engine.toml");
+        std::fs::write(
+            &manifest,
+            "schema_version = 1\n[model]\npath = \"model.onnx\"\n[defaults]\ntoolchain = \
+             \"tensorrt-rtx 1.7\"\n[defaults.compatibility]\ncompute_capabilities = \
+             [\"8.9\"]\n[[profile]]\ninputs.images = { min = [1, 3, 8, 8], opt = \
+             [1, 3, 8, 8], max = [2, 3, 8, 8] }\n[[engine]]\nname = \"fp32\"\n",
+        )
+        .unwrap();
+        (manifest, model)
+    }
+
+    #[test]
+    fn a_broken_model_stays_watched_so_restoring_it_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let (manifest, model) = project(&root);
+        let backup = root.join("backup.onnx");
+        std::fs::copy(&model, &backup).unwrap();
+        let cache = DigestCache::disabled();
+        let roots = [root.clone()];
+
+        let good = rescan(&roots, &cache, &Scan::default());
+        assert!(
+            matches!(good.fingerprints[&manifest], Fingerprint::Valid { .. }),
+            "{:?}",
+            good.fingerprints[&manifest]
+        );
+        assert!(good.known.contains(&model));
+
+        // The model is replaced by bytes that are no model: the manifest no longer validates.
+        std::fs::write(&model, b"not an onnx model").unwrap();
+        let broken = rescan(&roots, &cache, &good);
+        assert!(matches!(
+            broken.fingerprints[&manifest],
+            Fingerprint::Invalid(_)
+        ));
+        let restore = Event::new(EventKind::Modify(
+            notify_debouncer_full::notify::event::ModifyKind::Any,
+        ))
+        .add_path(model.clone());
+        assert!(
+            is_relevant(&restore, &broken.known),
+            "putting the old model back must trigger a rescan"
+        );
+        // And it stays watched however many scans it stays broken.
+        assert!(rescan(&roots, &cache, &broken).known.contains(&model));
+
+        // Restored: valid again, with the first scan's fingerprint, so it is submitted again.
+        std::fs::copy(&backup, &model).unwrap();
+        let restored = rescan(&roots, &cache, &broken);
+        assert_eq!(
+            restored.fingerprints[&manifest],
+            good.fingerprints[&manifest]
+        );
+        let submitted: BTreeMap<_, _> = broken.fingerprints.clone();
+        assert_eq!(to_resubmit(&submitted, &restored.fingerprints), [manifest]);
     }
 }

@@ -1,0 +1,117 @@
+//! The text of a failed build as the user reads it: TensorRT's error said once.
+//!
+//! The builder reports `TensorRT: <what failed>: <TensorRT's last error>` followed by
+//! `last TensorRT messages:` and the last warnings and errors TensorRT logged, which repeat that
+//! error (the head may even hold it cut short). TensorRT-RTX on a host without a CUDA driver also
+//! logs "CUDA driver version is insufficient" on its way out of every build, failed or not: next
+//! to a real error it is noise. Both stay in the full build log.
+
+/// The line that introduces TensorRT's last messages in a builder failure.
+const TAIL_HEADER: &str = "last TensorRT messages:";
+
+/// TensorRT-RTX's words when it finds no usable CUDA driver.
+const NO_DRIVER: &str = "CUDA driver version is insufficient";
+
+/// A head shorter than this is not matched as a cut-short copy of a tail line.
+const MIN_PREFIX: usize = 20;
+
+/// `message` with every repeated TensorRT line said once (the longest copy kept) and the
+/// missing-driver line left out when another error explains the failure.
+pub fn shape(message: &str) -> String {
+    let (head, tail) = match message.split_once(&format!("\n{TAIL_HEADER}\n")) {
+        Some((head, tail)) => (head.to_owned(), tail),
+        None => (message.to_owned(), ""),
+    };
+    let mut head = head;
+    let mut kept: Vec<&str> = Vec::new();
+    for line in tail.lines() {
+        let text = tail_text(line);
+        if text.is_empty() || head.contains(text) || kept.iter().any(|k| tail_text(k) == text) {
+            continue;
+        }
+        // The head holds TensorRT's error after the last "failed: ", possibly cut short.
+        if let Some((_, said)) = head.rsplit_once("failed: ")
+            && said.len() >= MIN_PREFIX
+            && text.starts_with(said.trim_end_matches([',', ' ']))
+        {
+            head = format!("{}{text}", &head[..head.len() - said.len()]);
+            continue;
+        }
+        kept.push(line);
+    }
+    let explained = head
+        .lines()
+        .chain(kept.iter().copied())
+        .any(|l| !l.contains(NO_DRIVER));
+    if explained {
+        head = head
+            .lines()
+            .filter(|l| !l.contains(NO_DRIVER))
+            .collect::<Vec<_>>()
+            .join("\n");
+        kept.retain(|l| !l.contains(NO_DRIVER));
+    }
+    if kept.is_empty() {
+        return head;
+    }
+    format!("{head}\n{TAIL_HEADER}\n{}", kept.join("\n"))
+}
+
+/// A tail line's text without its indent and `[severity]`.
+fn tail_text(line: &str) -> &str {
+    let line = line.trim_start();
+    match line
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((severity, text)) if !severity.contains(' ') => text,
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the builder reported for a bf16 PP-OCRv4 detector (TensorRT-RTX 1.7, no GPU),
+    /// shortened: the head cuts Myelin's text short, the tail repeats it whole and adds the
+    /// missing-driver line.
+    const MYELIN: &str = "TensorRT: buildSerializedNetworkToStream failed: IBuilder::buildSerializedNetworkToStream: Error Code 1: Myelin ([type.cpp:186: infer_type] Could not infer output types for operation: 12950: deconv: p2o.ConvTranspose.1-(bf16[1,24]), p2o.ConvTranspose.0 filterWeightsBFloat16<entry>,
+last TensorRT messages:
+  [error] IBuilder::buildSerializedNetworkToStream: Error Code 1: Myelin ([type.cpp:186: infer_type] Could not infer output types for operation: 12950: deconv: p2o.ConvTranspose.1-(bf16[1,24]), p2o.ConvTranspose.0 filterWeightsBFloat16<entry>, __mye12951p)
+  [error] [checkMacros.cpp::catchCudaError::250] Error Code 1: Cuda Runtime (In catchCudaError at /_src/common/dispatch/checkMacros.cpp:250 (cudaError 35: CUDA driver version is insufficient for CUDA runtime version))";
+
+    #[test]
+    fn a_repeated_error_is_said_once_in_full_without_the_driver_line() {
+        let shaped = shape(MYELIN);
+        assert_eq!(
+            shaped.matches("Could not infer output types").count(),
+            1,
+            "{shaped}"
+        );
+        assert!(
+            shaped.ends_with("<entry>, __mye12951p)"),
+            "the whole text: {shaped}"
+        );
+        assert!(!shaped.contains("CUDA driver"), "{shaped}");
+        assert!(!shaped.contains(TAIL_HEADER), "{shaped}");
+        assert!(shaped.starts_with("TensorRT: buildSerializedNetworkToStream failed: "));
+    }
+
+    #[test]
+    fn other_messages_stay_once_each_and_the_driver_line_stays_when_it_is_all_there_is() {
+        let message = "TensorRT: build failed: out of memory\nlast TensorRT messages:\n  \
+                       [warning] tactic 7 skipped\n  [warning] tactic 7 skipped\n  [error] out of memory";
+        assert_eq!(
+            shape(message),
+            "TensorRT: build failed: out of memory\nlast TensorRT messages:\n  [warning] tactic 7 skipped"
+        );
+        let alone = "TensorRT: createInferBuilder failed: cudaError 35: CUDA driver version is \
+                     insufficient for CUDA runtime version";
+        assert_eq!(shape(alone), alone);
+        assert_eq!(
+            shape("the ONNX parser rejected the model"),
+            "the ONNX parser rejected the model"
+        );
+    }
+}
