@@ -368,10 +368,7 @@ mod tests {
         assert_eq!(format!("{error:#}"), "fetch x: no blob");
         for code in 0..=16 {
             let text = describe_status(&Status::new(Code::from(code), ""));
-            assert!(
-                !text.contains('_') && !text.is_empty(),
-                "{code}: {text}"
-            );
+            assert!(!text.contains('_') && !text.is_empty(), "{code}: {text}");
         }
     }
 }

@@ -347,10 +347,15 @@ async fn start(dir: &Path) -> anyhow::Result<Running> {
         {
             match handshake(&info.endpoint).await {
                 Ok((client, capabilities)) => {
-                    eprintln!(
-                        "trtfarm: started the local daemon (pid {pid}, {})",
-                        info.endpoint
-                    );
+                    if crate::term::get().verbosity > crate::term::Verbosity::Quiet {
+                        eprintln!(
+                            "trtfarm: started the local daemon (pid {pid}, {})",
+                            info.endpoint
+                        );
+                    }
+                    // Reaped whenever it exits: a client that runs for days (`watch`) and
+                    // restarts its daemon must not collect zombies.
+                    std::thread::spawn(move || child.wait());
                     return Ok(Running {
                         info,
                         capabilities,

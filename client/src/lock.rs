@@ -521,8 +521,14 @@ mod tests {
                 },
             ]
         );
-        let text = render_diff(Path::new("engine.lock"), &[resolution_diff(Some(&locked), &now).unwrap()]);
-        assert!(text.contains("      setting precision: \"fp32\" -> \"fp16\"\n"), "{text}");
+        let text = render_diff(
+            Path::new("engine.lock"),
+            &[resolution_diff(Some(&locked), &now).unwrap()],
+        );
+        assert!(
+            text.contains("      setting precision: \"fp32\" -> \"fp16\"\n"),
+            "{text}"
+        );
         // Same settings and files, another key: the daemon's side changed.
         now.settings = locked.settings.clone();
         now.inputs = locked.inputs.clone();

@@ -123,6 +123,10 @@ pub fn width(text: &str) -> usize {
     columns
 }
 
+/// Width of the label column of `label  value` listings (`status`, `inspect`): the longest
+/// label they print, and a space.
+pub const LABEL_WIDTH: usize = "timing cache loaded".len() + 1;
+
 /// `text` padded with spaces to `columns` wide (colour codes take no room).
 pub fn pad(text: &str, columns: usize) -> String {
     let missing = columns.saturating_sub(width(text));

@@ -187,10 +187,7 @@ pub async fn download_to_writer<T: Transport>(
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::temp_dir();
     for attempt in 0..100u32 {
-        let dir = base.join(format!(
-            "trtfarm-fetch-{}-{attempt}",
-            std::process::id()
-        ));
+        let dir = base.join(format!("trtfarm-fetch-{}-{attempt}", std::process::id()));
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,

@@ -144,7 +144,10 @@ fn serve(args: &trtfarmd::config::ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal: the local daemon's log is a file, and
         // journald and log collectors store the codes as text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let config = trtfarmd::config::DaemonConfig::load(args)?;
     tokio::runtime::Builder::new_multi_thread()

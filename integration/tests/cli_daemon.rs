@@ -120,7 +120,10 @@ fn clients_racing_on_an_empty_directory_start_one_daemon() {
     assert_eq!(serve_processes(&dir), vec![pid], "exactly one daemon");
     let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
     assert_eq!(log.matches(" starts ").count(), 1, "one start: {log}");
-    assert!(!log.contains('\x1b'), "no colour codes in a log file: {log}");
+    assert!(
+        !log.contains('\x1b'),
+        "no colour codes in a log file: {log}"
+    );
 }
 
 #[test]
@@ -375,7 +378,9 @@ async fn queued_jobs_are_listed_inspected_followed_and_cancelled() {
     let ran = remote(&home, &daemon, &["ls", "--json"]).expect_code(0, "ls --json");
     let listed: Vec<serde_json::Value> = serde_json::from_str(&ran.stdout).expect("ls --json");
     assert!(
-        listed.iter().any(|job| job["id"].to_string() == ids[0]),
+        listed
+            .iter()
+            .any(|job| job["id"].as_u64() == ids[0].parse().ok()),
         "{ran:#?}"
     );
     let ran = remote(&home, &daemon, &["status", &ids[0]]).expect_code(0, "cancelled status");

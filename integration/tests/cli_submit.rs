@@ -463,7 +463,7 @@ fn watch_rebuilds_on_new_weights_and_not_on_a_touch() {
     let built = "engine.toml#fp32  built";
     let unchanged = "no content changed; nothing to rebuild";
     wait_until(&lines, &mut seen, "the first build", |seen| {
-        count(seen, built) == 1 && count(seen, "watching 1 manifests") == 1
+        count(seen, built) == 1 && count(seen, "watching 1 manifest and") == 1
     });
     assert_eq!(farm.builds(), 1.0);
 

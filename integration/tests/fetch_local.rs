@@ -66,7 +66,10 @@ fn a_local_fetch_copies_the_file_and_a_damaged_one_is_still_refused() {
     assert!(!refused.exists(), "no output file");
     let piped = to_stdout(&["fetch", &text, "-o", "-"]);
     assert_eq!(piped.status.code(), Some(2), "{piped:?}");
-    assert!(piped.stdout.is_empty(), "not a byte of a damaged blob on stdout");
+    assert!(
+        piped.stdout.is_empty(),
+        "not a byte of a damaged blob on stdout"
+    );
     assert_eq!(
         std::fs::read_dir(refused.parent().unwrap())
             .unwrap()

@@ -1,7 +1,7 @@
 //! The `engine.toml` manifest: parsing, validation with located errors, resolution of defaults
 //! into engine variants, the canonical encoding that feeds the action key, and the JSON Schema.
 //!
-//! The format is specified in the manifest reference of the repository's README.md. Data flows `raw` (serde types, as written) →
+//! The format is specified in the manifest reference, docs/manifest.md. Data flows `raw` (serde types, as written) →
 //! `resolve`/`validate`/`profiles` (checks, defaults) → `model` (the typed result).
 
 mod autocast;

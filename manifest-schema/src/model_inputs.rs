@@ -3,7 +3,7 @@
 //! This crate does not read ONNX: the caller reads the model's inputs with another crate,
 //! converts them to [`ModelInput`]s and calls [`Manifest::check_against_model`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
 
 use crate::diagnostic::{Diagnostic, sort_and_dedup};
@@ -75,8 +75,22 @@ impl fmt::Display for ModelDim {
 /// `min`, `opt`, `max`: the order of [`InputSpans::shapes`] and of the values below.
 const WHICH: [&str; 3] = ["min", "opt", "max"];
 
-/// Sizes suggested for a dynamic dimension nothing else determines, as min, opt and max.
-const EXAMPLE_SIZES: [i64; 3] = [1, 8, 32];
+/// Sizes suggested for a dynamic first dimension nothing else determines (a batch, most
+/// often), as min, opt and max.
+const EXAMPLE_BATCH: [i64; 3] = [1, 8, 32];
+
+/// Sizes suggested for any other dynamic dimension (an image side, a sequence length): multiples
+/// of 32, the stride of most networks that downsample, so that the suggestion builds as it is
+/// for more models than not.
+const EXAMPLE_SIZES: [i64; 3] = [32, 256, 1024];
+
+/// The example sizes for a dynamic dimension at `position` in its input's shape.
+fn example_sizes(position: usize) -> [i64; 3] {
+    match position {
+        0 => EXAMPLE_BATCH,
+        _ => EXAMPLE_SIZES,
+    }
+}
 
 /// Model inputs listed in full in a hint; beyond this, "and N more".
 const LISTED_INPUTS: usize = 10;
@@ -123,6 +137,12 @@ impl<'m> ModelView<'m> {
 
     fn dynamic_inputs(&self) -> impl Iterator<Item = &'m ModelInput> + '_ {
         self.inputs.iter().copied().filter(|i| i.is_dynamic())
+    }
+
+    /// The model input a name the model lacks most likely means, when one is close.
+    fn closest_input(&self, name: &str) -> Option<&'m str> {
+        let names: Vec<&'m str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+        did_you_mean(name, &names)
     }
 
     /// Hint for a profile input the model lacks.
@@ -190,11 +210,16 @@ impl Manifest {
         let name = &profile.name;
         // Inputs whose shapes have the model's rank, for the shared-name check.
         let mut given: HashMap<&str, Given<'_>> = HashMap::new();
+        // Model inputs the profile seems to mean under a misspelt name.
+        let mut misspelt: HashSet<&str> = HashSet::new();
         for (input_name, range) in &profile.inputs {
             let Some(input_spans) = spans.input.get(input_name) else {
                 continue;
             };
             let Some(input) = model.by_name.get(input_name.as_str()) else {
+                if let Some(meant) = model.closest_input(input_name) {
+                    misspelt.insert(meant);
+                }
                 out.push(self.source.error(
                     input_spans.key.clone(),
                     format!(
@@ -217,7 +242,7 @@ impl Manifest {
                     ),
                     Some(format!(
                         "min, opt and max need {rank} dimensions each, for example `{}`",
-                        profile_line(input, &HashMap::new())
+                        profile_line(input, &with_examples(&[input], &HashMap::new()))
                     )),
                 ));
                 continue;
@@ -237,8 +262,10 @@ impl Manifest {
         }
 
         let known = known_sizes(model, &given);
+        let examples = with_examples(&model.dynamic_inputs().collect::<Vec<_>>(), &known);
         for input in model.dynamic_inputs() {
-            if profile.inputs.contains_key(&input.name) {
+            // A misspelt name already has its error, with the rename as the fix.
+            if profile.inputs.contains_key(&input.name) || misspelt.contains(input.name.as_str()) {
                 continue;
             }
             let dims = input.dims.as_deref().unwrap_or_default();
@@ -251,7 +278,7 @@ impl Manifest {
                 ),
                 Some(format!(
                     "every profile needs min, opt and max for each dynamic input; add `{}`{}",
-                    profile_line(input, &known),
+                    profile_line(input, &examples),
                     example_note(&[input], &known)
                         .map(|note| format!("\n{note}"))
                         .unwrap_or_default()
@@ -377,12 +404,13 @@ impl Manifest {
             )
         };
         let none = HashMap::new();
+        let examples = with_examples(&dynamic, &none);
         let mut hint = format!(
             "TensorRT needs a profile with min, opt and max shapes for every dynamic input; add one, for example:\n{header}"
         );
         for input in &dynamic {
             hint.push('\n');
-            hint.push_str(&profile_line(input, &none));
+            hint.push_str(&profile_line(input, &examples));
         }
         if let Some(note) = example_note(&dynamic, &none) {
             hint.push('\n');
@@ -398,13 +426,34 @@ impl Manifest {
 /// The profile `trtfarm check` suggests for a model without one: for each input with a dynamic
 /// dimension (first of each name, in model order), that input and its ready-to-paste
 /// `inputs.<name> = { min = [...], opt = [...], max = [...] }` line, fixed sizes as they are and
-/// example sizes (1, 8, 32) for every dynamic dimension, so dimensions that share a name agree.
+/// example sizes for every dynamic dimension (see [`example_sizes`]), so dimensions that share a
+/// name agree.
 pub fn suggested_profile(inputs: &[ModelInput]) -> Vec<(&ModelInput, String)> {
-    let none = HashMap::new();
-    ModelView::new(inputs)
-        .dynamic_inputs()
-        .map(|input| (input, profile_line(input, &none)))
+    let view = ModelView::new(inputs);
+    let dynamic: Vec<&ModelInput> = view.dynamic_inputs().collect();
+    let examples = with_examples(&dynamic, &HashMap::new());
+    dynamic
+        .into_iter()
+        .map(|input| (input, profile_line(input, &examples)))
         .collect()
+}
+
+/// `known` with example sizes added for every other named dynamic dimension of `inputs`, chosen
+/// by where the name first appears (a first dimension is most often a batch), so that one name
+/// gets one size in every input of a suggestion.
+fn with_examples<'m>(
+    inputs: &[&'m ModelInput],
+    known: &HashMap<&'m str, [i64; 3]>,
+) -> HashMap<&'m str, [i64; 3]> {
+    let mut sizes = known.clone();
+    for input in inputs {
+        for (position, dim) in input.dims.iter().flatten().enumerate() {
+            if let (true, Some(symbol)) = (dim.is_dynamic(), dim.symbol()) {
+                sizes.entry(symbol).or_insert(example_sizes(position));
+            }
+        }
+    }
+    sizes
 }
 
 /// Sizes a profile already gives to named dimensions (first use wins), for suggestions that
@@ -445,31 +494,31 @@ fn example_note(inputs: &[&ModelInput], known: &HashMap<&str, [i64; 3]>) -> Opti
     }
     (!invented.is_empty()).then(|| {
         format!(
-            "the sizes of {} ({}, {} and {} as min, opt and max) are placeholders, not read from \
-             the model: replace them with the smallest, typical and largest sizes you will run \
-             (networks that downsample, such as detectors, usually need multiples of their \
-             stride, often 32)",
+            "the sizes of {} ({:?} as min, opt and max for a first dimension, {:?} for others) \
+             are placeholders, not read from the model: replace them with the smallest, typical \
+             and largest sizes you will run (networks that downsample, such as detectors, \
+             usually need multiples of their stride, often 32)",
             and_list(&invented),
-            EXAMPLE_SIZES[0],
-            EXAMPLE_SIZES[1],
-            EXAMPLE_SIZES[2]
+            EXAMPLE_BATCH,
+            EXAMPLE_SIZES
         )
     })
 }
 
 /// `inputs.<name> = { min = [...], opt = [...], max = [...] }` for `input`: fixed sizes as they
-/// are, named dimensions as `known` gives them, other dynamic ones [`EXAMPLE_SIZES`].
+/// are, named dimensions as `known` gives them, other dynamic ones [`example_sizes`].
 fn profile_line(input: &ModelInput, known: &HashMap<&str, [i64; 3]>) -> String {
     let dims = input.dims.as_deref().unwrap_or_default();
     let shape = |w: usize| -> String {
         let sizes: Vec<String> = dims
             .iter()
-            .map(|dim| match dim {
+            .enumerate()
+            .map(|(position, dim)| match dim {
                 ModelDim::Fixed(size) => size.to_string(),
                 _ => dim
                     .symbol()
                     .and_then(|s| known.get(s))
-                    .map_or(EXAMPLE_SIZES[w], |sizes| sizes[w])
+                    .map_or(example_sizes(position)[w], |sizes| sizes[w])
                     .to_string(),
             })
             .collect();
@@ -586,7 +635,7 @@ mod tests {
             [
                 (
                     "ids",
-                    "inputs.ids = { min = [1, 1], opt = [8, 8], max = [32, 32] }".to_string()
+                    "inputs.ids = { min = [1, 32], opt = [8, 256], max = [32, 1024] }".to_string()
                 ),
                 (
                     "mask.0",

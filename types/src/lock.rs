@@ -327,7 +327,11 @@ mod tests {
             text.contains("[engine.settings]\nprecision = \"fp16\"\n\"profiles.0.inputs.x.min\" = \"[1, 3]\"\n"),
             "{text}"
         );
-        assert_eq!(text.matches("[engine.inputs]").count(), 1, "only where recorded");
+        assert_eq!(
+            text.matches("[engine.inputs]").count(),
+            1,
+            "only where recorded"
+        );
         let read = Lock::read_file(&path).unwrap().unwrap();
         assert_eq!(read, lock);
         assert_eq!(read.engine("a").unwrap().action_key, ActionKey([0x11; 32]));

@@ -280,7 +280,7 @@ pub fn render(model_path: &str, inputs: &[GraphInput]) -> String {
     let _ = writeln!(
         out,
         "# The TensorRT engines to build from {}, written by `trtfarm init`.\n\
-         # Every key is described in the manifest reference (README.md of trtfarm). For completion\n\
+         # Every key is described in trtfarm's manifest reference (docs/manifest.md). For completion\n\
          # and checking in an editor, make the first line\n\
          # `#:schema <path-to-trtfarm>/manifest-schema/engine.schema.json`.\n\
          schema_version = 1\n",
@@ -435,7 +435,7 @@ mod tests {
         assert!(text.contains("#   ids: FLOAT [batch, seq]"), "{text}");
         assert!(
             text.contains(&format!(
-                "inputs.ids = {{ min = [1, 1], opt = [8, 8], max = [32, 32] }}  # {PLACEHOLDER_NOTE}"
+                "inputs.ids = {{ min = [1, 32], opt = [8, 256], max = [32, 1024] }}  # {PLACEHOLDER_NOTE}"
             )),
             "{text}"
         );

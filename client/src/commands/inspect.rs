@@ -10,17 +10,16 @@ use serde::Serialize;
 use serde_json::Value;
 use trtfarm::digest_cache::DigestCache;
 use trtfarm::lock::{LockedEngine, lock_path, read_lock};
-use trtfarm::transfer::download_to_file;
+use trtfarm::transfer::download_to_writer;
 use trtfarm_proto::v1;
 use trtfarm_types::BlobDigest;
 
+use super::engine_ref::{EngineRef, locked_entry, parse_engine_ref};
 use super::jobs::time_of;
 use crate::cli::{DaemonArgs, InspectArgs};
 use crate::connect::{FarmConnection, connect, rpc_error};
 use crate::discover::find_manifests;
-
-/// Width of the label column: the longest label and a space.
-const LABEL_WIDTH: usize = "timing cache loaded".len() + 1;
+use crate::term::LABEL_WIDTH;
 
 /// The most of a provenance statement read into memory (real ones are a few KiB).
 const MAX_PROVENANCE_BYTES: u64 = 4 << 20;
@@ -178,28 +177,17 @@ pub async fn run(daemon: &DaemonArgs, args: &InspectArgs) -> anyhow::Result<bool
     Ok(true)
 }
 
-/// Reads the argument: an existing file first (a path may contain `#`), then a digest, then
+/// Reads the argument: an existing file first (a path may contain `#`), then a digest or
 /// `MANIFEST#ENGINE`.
 fn parse_wanted(text: &str) -> anyhow::Result<Wanted> {
     if Path::new(text).is_file() {
         return Ok(Wanted::File(PathBuf::from(text)));
     }
-    if text.starts_with("blake3:") {
-        return text.parse().map(Wanted::Digest).map_err(|error: trtfarm_types::DigestError| {
-            anyhow::anyhow!(
-                "`{text}` is not a digest ({}): expected blake3:<64 hex digits>/<size in bytes>",
-                error.problem
-            )
-        });
-    }
-    match text.rsplit_once('#') {
-        Some((manifest, engine)) if !manifest.is_empty() && !engine.is_empty() => {
-            Ok(Wanted::Locked {
-                manifest: PathBuf::from(manifest),
-                engine: engine.to_string(),
-            })
-        }
-        _ => anyhow::bail!(
+    match parse_engine_ref(text) {
+        Ok(EngineRef::Digest(digest)) => Ok(Wanted::Digest(digest)),
+        Ok(EngineRef::Locked { manifest, engine }) => Ok(Wanted::Locked { manifest, engine }),
+        Err(error) if text.starts_with("blake3:") => Err(error),
+        Err(_) => anyhow::bail!(
             "`{text}` is not an engine file (no such file), a digest \
              (blake3:<64 hex digits>/<size>) or MANIFEST#ENGINE"
         ),
@@ -232,34 +220,6 @@ fn resolve(wanted: &Wanted) -> anyhow::Result<(BlobDigest, Option<PathBuf>, Vec<
         Wanted::Digest(digest) => {
             let locks = locks_naming(digest, &digest.to_string())?;
             Ok((*digest, None, locks))
-        }
-    }
-}
-
-/// The entry `engine.lock` beside `manifest` has for `engine`.
-fn locked_entry(manifest: &Path, engine: &str) -> anyhow::Result<LockedEngine> {
-    let lock_file = lock_path(manifest);
-    let lock = read_lock(manifest)?.with_context(|| {
-        format!(
-            "there is no {} to resolve {}#{engine}: build it first with `trtfarm submit {}`",
-            lock_file.display(),
-            manifest.display(),
-            manifest.display()
-        )
-    })?;
-    match lock.engine(engine) {
-        Some(entry) => Ok(entry.clone()),
-        None => {
-            let names: Vec<&str> = lock.engines.iter().map(|e| e.name.as_str()).collect();
-            anyhow::bail!(
-                "{} has no engine `{engine}` (it has: {})",
-                lock_file.display(),
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            )
         }
     }
 }
@@ -317,15 +277,10 @@ async fn fetch_provenance(
         "it is {} bytes, more than a provenance statement ever is",
         digest.size_bytes
     );
-    let tmp = std::env::temp_dir().join(format!(
-        "trtfarm-provenance-{}-{}",
-        std::process::id(),
-        digest.blake3
-    ));
-    let downloaded = download_to_file(client, digest, &tmp).await;
-    let bytes = downloaded.and_then(|()| Ok(std::fs::read(&tmp)?));
-    let _ = std::fs::remove_file(&tmp);
-    let bytes = bytes.map_err(|error| rpc_error("cannot download it", error))?;
+    let mut bytes = Vec::new();
+    download_to_writer(client, digest, &mut bytes)
+        .await
+        .map_err(|error| rpc_error("cannot download it", error))?;
     serde_json::from_slice(&bytes).context("it is not JSON")
 }
 

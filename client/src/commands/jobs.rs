@@ -8,6 +8,7 @@ use trtfarm_proto::v1::job_event::Event;
 
 use crate::cli::DaemonArgs;
 use crate::connect::{FarmConnection, Losses, Reconnect, connect, is_connection_loss, rpc_error};
+use crate::term::LABEL_WIDTH;
 use trtfarm::transfer::download_to_file;
 
 mod json;
@@ -235,9 +236,6 @@ pub(super) fn age(since: SystemTime, now: SystemTime) -> String {
 fn engine_name(job: &v1::Job) -> String {
     format!("{}#{}", job.manifest_path, job.variant)
 }
-
-/// Width of `status`'s label column: its longest label and a space.
-const LABEL_WIDTH: usize = "timing cache loaded".len() + 1;
 
 /// The text `status` prints.
 fn describe(job: &v1::Job, now: SystemTime) -> String {

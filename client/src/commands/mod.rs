@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod docs;
+mod engine_ref;
 pub mod export;
 pub mod farm;
 pub mod fetch;

@@ -9,8 +9,8 @@ use anyhow::Context;
 use futures::StreamExt;
 use trtfarm::digest_cache::DigestCache;
 use trtfarm::lock::{
-    LockDiff, LockedEngine, Resolution, diff_json, key_files, key_settings, lock_path, locked_toolchain,
-    read_lock, render_diff, resolution_diff,
+    LockDiff, LockedEngine, Resolution, diff_json, key_files, key_settings, lock_path,
+    locked_toolchain, read_lock, render_diff, resolution_diff,
 };
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::submit_response::Outcome as Answer;
@@ -45,6 +45,27 @@ pub struct Session {
     pub display: Arc<Display>,
     /// How to reach the daemon again when it goes away mid-job.
     pub reconnect: Reconnect,
+    /// The jobs being followed now.
+    pub following: Following,
+}
+
+/// The jobs a command is following (id → `manifest#variant`), so that it can cancel exactly its
+/// own when it is stopped (`watch` on Ctrl-C).
+#[derive(Debug, Clone, Default)]
+pub struct Following(Arc<std::sync::Mutex<std::collections::BTreeMap<u64, String>>>);
+
+impl Following {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The jobs followed now, oldest id first.
+    pub fn jobs(&self) -> Vec<(u64, String)> {
+        self.set()
+            .iter()
+            .map(|(id, label)| (*id, label.clone()))
+            .collect()
+    }
 }
 
 /// How variants are submitted.
@@ -159,6 +180,7 @@ pub async fn run(daemon: &DaemonArgs, args: &SubmitArgs) -> anyhow::Result<bool>
         cache,
         display: Arc::new(Display::new()),
         reconnect: Reconnect::new(daemon),
+        following: Following::default(),
     };
     let options = Options {
         priority: args.priority,
@@ -230,25 +252,26 @@ async fn lock_diffs(
                 }
             };
             let (inputs, settings) = key_inputs(p, name);
-            let now = Resolution {
-                name: name.clone(),
-                inputs,
-                settings,
-                toolchain: locked_toolchain(&answer.toolchain.unwrap_or_default())?,
-                target: answer.target,
-                // The cache a `locked` build would be held to; a `record` build's pin moves only
-                // when it records, so until then the locked one stands.
-                timing_cache: match &answer.timing_cache {
-                    Some(digest) => Some(digest.to_blob_digest().with_context(|| {
-                        format!("the daemon's dry run of {}#{name}", p.label)
-                    })?),
-                    None => lock.engine(name).and_then(|e| e.timing_cache),
-                },
-                action_key: answer
-                    .action_key
-                    .parse()
-                    .with_context(|| format!("the daemon's dry run of {}#{name}", p.label))?,
-            };
+            let now =
+                Resolution {
+                    name: name.clone(),
+                    inputs,
+                    settings,
+                    toolchain: locked_toolchain(&answer.toolchain.unwrap_or_default())?,
+                    target: answer.target,
+                    // The cache a `locked` build would be held to; a `record` build's pin moves only
+                    // when it records, so until then the locked one stands.
+                    timing_cache: match &answer.timing_cache {
+                        Some(digest) => Some(digest.to_blob_digest().with_context(|| {
+                            format!("the daemon's dry run of {}#{name}", p.label)
+                        })?),
+                        None => lock.engine(name).and_then(|e| e.timing_cache),
+                    },
+                    action_key: answer
+                        .action_key
+                        .parse()
+                        .with_context(|| format!("the daemon's dry run of {}#{name}", p.label))?,
+                };
             diffs.extend(resolution_diff(lock.engine(name), &now));
         }
         for stale in &lock.engines {
@@ -406,15 +429,18 @@ pub async fn run_variant(
         line.finish(&LineState::Submitted(job.id));
         return outcome;
     }
-    match follow_job(
+    let label = format!("{}#{}", outcome.label, outcome.variant);
+    session.following.set().insert(job.id, label);
+    let ended = follow_job(
         &mut client,
         job.id,
         &line,
         &session.reconnect,
         &session.display,
     )
-    .await
-    {
+    .await;
+    session.following.set().remove(&job.id);
+    match ended {
         Ok(JobEnd::Finished(result)) => {
             let millis = (result.finished_at_ms - result.started_at_ms).max(0) as u64;
             line.finish(&LineState::Built(std::time::Duration::from_millis(millis)));

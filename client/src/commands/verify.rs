@@ -52,6 +52,7 @@ pub async fn run(daemon: &DaemonArgs, paths: &[PathBuf], json: bool) -> anyhow::
         cache,
         display: Arc::new(Display::new()),
         reconnect: crate::connect::Reconnect::new(daemon),
+        following: Default::default(),
     };
     upload_missing(&mut session.client.clone(), &prepared).await?;
     let mut verdicts = Vec::new();

@@ -159,7 +159,11 @@ impl Display {
         if let Some(multi) = &self.multi {
             let _ = multi.clear();
         }
-        round.started.take().map(|t| t.elapsed()).unwrap_or_default()
+        round
+            .started
+            .take()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
     }
 
     /// Runs `f` (which prints to stdout) with the live lines cleared, so the two do not mix.

@@ -57,6 +57,23 @@ pub fn shape(message: &str) -> String {
     format!("{head}\n{TAIL_HEADER}\n{}", kept.join("\n"))
 }
 
+/// The build log's last lines as a failure shows them under `message`: lines whose text the
+/// message already says left out, and the missing-driver line too when the message holds a
+/// real error. The full log keeps everything.
+pub fn shape_log_tail(message: &str, tail: Vec<String>) -> Vec<String> {
+    let explained = message
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.contains(NO_DRIVER));
+    tail.into_iter()
+        .filter(|line| {
+            let text = tail_text(line);
+            let said = text.len() >= MIN_PREFIX && message.contains(text);
+            let noise = explained && line.contains(NO_DRIVER);
+            !said && !noise
+        })
+        .collect()
+}
+
 /// A tail line's text without its indent and `[severity]`.
 fn tail_text(line: &str) -> &str {
     let line = line.trim_start();
@@ -112,6 +129,21 @@ last TensorRT messages:
         assert_eq!(
             shape("the ONNX parser rejected the model"),
             "the ONNX parser rejected the model"
+        );
+    }
+
+    #[test]
+    fn the_log_tail_leaves_out_what_the_message_says() {
+        let message = shape(MYELIN);
+        let tail: Vec<String> = MYELIN
+            .lines()
+            .skip(2)
+            .map(|l| l.trim().to_string())
+            .chain(["[info] serialized 0 bytes".to_string()])
+            .collect();
+        assert_eq!(
+            shape_log_tail(&message, tail),
+            vec!["[info] serialized 0 bytes".to_string()]
         );
     }
 }

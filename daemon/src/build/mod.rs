@@ -12,7 +12,7 @@
 
 pub mod builder_process;
 pub mod failure_hint;
-mod failure_message;
+pub(crate) mod failure_message;
 mod farm_prepare;
 pub mod local;
 pub mod prepare;

@@ -13,6 +13,7 @@ use trtfarm_proto::v1;
 use crate::build::builder_process::usage::Usage;
 use crate::build::builder_process::{BuildRoot, BuilderCommand, BuilderEvent, BuilderOutcome};
 use crate::build::failure_hint::{build_failure_message, locked_timing_cache_hint};
+use crate::build::failure_message::shape_log_tail;
 use crate::ingest::request::{MODEL_NAME, PreparedBuild};
 use crate::metrics::Outcome as MetricOutcome;
 use crate::publish::{BuildOutputs, Slot};
@@ -166,7 +167,8 @@ impl Farm {
                     Some(hint) => format!("{shaped}\n{hint}"),
                     None => shaped,
                 };
-                failure(v1::FailureKind::Build, message, report.log_tail)
+                let tail = shape_log_tail(&message, report.log_tail);
+                failure(v1::FailureKind::Build, message, tail)
             }
             BuilderOutcome::Crashed { description } => failure(
                 v1::FailureKind::WorkerCrashed,

@@ -62,7 +62,11 @@ impl Farm {
         self.db
             .get(id)
             .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| Status::not_found(format!("no job {id} (`trtfarm ls` lists the jobs this daemon knows)")))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no job {id} (`trtfarm ls` lists the jobs this daemon knows)"
+                ))
+            })
     }
 
     pub(super) fn job_snapshot(&self, state: &FarmState, id: u64) -> Option<v1::Job> {

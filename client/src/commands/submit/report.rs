@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::{Outcome, Status};
-use crate::term::{Style, Verbosity, paint, pad, width};
+use crate::term::{Style, Verbosity, pad, paint, width};
 
 /// One variant in the `--json` document.
 #[derive(Debug, Serialize)]
@@ -143,11 +143,7 @@ const LOG_TAIL_LINES: usize = 12;
 /// The report: one aligned line per variant, a failure's detail under its line (said once:
 /// what failed, why, the end of its log, where to see all of it), then a summary line when there
 /// are several variants.
-fn render_report(
-    outcomes: &[Outcome],
-    how: &Render,
-    took: Option<std::time::Duration>,
-) -> String {
+fn render_report(outcomes: &[Outcome], how: &Render, took: Option<std::time::Duration>) -> String {
     let mut rows: Vec<Vec<String>> = outcomes.iter().map(|o| columns(o, how)).collect();
     // A column no row fills (no layer counts, nothing written) takes no room.
     let empty: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
@@ -197,7 +193,11 @@ fn render_report(
             (Status::Failed, "failed", Style::Bad),
         ] {
             if count(status) > 0 {
-                parts.push(paint(&format!("{} {word}", count(status)), style, how.color));
+                parts.push(paint(
+                    &format!("{} {word}", count(status)),
+                    style,
+                    how.color,
+                ));
             }
         }
         let took = took
@@ -381,7 +381,10 @@ mod tests {
         let report = render_report(&[failed.clone()], &Render::default(), None);
         assert_eq!(report.matches("TensorRT refused the network").count(), 1);
         assert!(report.starts_with("det/engine.toml#bf16  FAILED  TensorRT refused"));
-        assert!(report.contains("    hint: keep ConvTranspose in fp32\n"), "{report}");
+        assert!(
+            report.contains("    hint: keep ConvTranspose in fp32\n"),
+            "{report}"
+        );
         assert!(report.contains("| line 20\n") && !report.contains("| line 8\n"));
         assert!(report.contains("`trtfarm logs 12`"), "{report}");
         let whole = Render {

@@ -5,7 +5,6 @@
 //! (the next change tries again) instead of a transport error per variant.
 //! Also finding and cancelling this watch's jobs when it is stopped.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use trtfarm_proto::v1;
@@ -16,9 +15,6 @@ use crate::local_daemon::{self, Probe};
 
 /// How long a remote daemon may take to answer the check before a rebuild.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Recent jobs looked through for this watch's running ones.
-const RECENT_JOBS: u32 = 500;
 
 /// The daemon of this watch and the connection to it.
 pub struct Link {
@@ -48,10 +44,10 @@ impl Link {
                 let cannot = |error: anyhow::Error| {
                     format!("cannot start the local daemon: {:#}", humanize(error))
                 };
-                match local_daemon::probe(&dir).await.map_err(cannot)? {
-                    Probe::Answering(running) if running.started || is_ours(&running) => {
-                        running.client
-                    }
+                let found = local_daemon::probe(&dir).await.map_err(cannot)?;
+                let reuse = found.decision() == local_daemon::Decision::Reuse;
+                match found {
+                    Probe::Answering(running) if reuse => running.client,
                     _ => {
                         if self.client.is_some() {
                             say("the local daemon went away; starting it again");
@@ -95,17 +91,6 @@ impl Link {
     }
 }
 
-/// Whether a daemon that answered is one to use as it is (our version, private).
-fn is_ours(running: &local_daemon::Running) -> bool {
-    let probe = Probe::Answering(Box::new(local_daemon::Running {
-        info: running.info.clone(),
-        capabilities: running.capabilities.clone(),
-        client: running.client.clone(),
-        started: false,
-    }));
-    probe.decision() == local_daemon::Decision::Reuse
-}
-
 /// Whether the daemon behind `client` answers a capabilities call in time.
 async fn answers(mut client: FarmConnection) -> bool {
     let call = client.get_capabilities(v1::GetCapabilitiesRequest {});
@@ -123,78 +108,21 @@ fn one_line(chain: &str) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
-/// A job this watch submitted that has not ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unfinished {
-    /// The job.
-    pub id: u64,
-    /// `manifest#variant`.
-    pub label: String,
-}
-
-/// Of `jobs`, those queued or running that this watch submitted: for one of `manifests` (the
-/// labels of builds it is following), from `client` (the name its requests carry), no earlier
-/// than `since_ms` (when its oldest running rebuild began).
-pub fn unfinished_of_ours(
-    jobs: &[v1::Job],
-    manifests: &HashSet<String>,
-    client: &str,
-    since_ms: i64,
-) -> Vec<Unfinished> {
-    jobs.iter()
-        .filter(|job| {
-            matches!(
-                v1::JobState::try_from(job.state),
-                Ok(v1::JobState::Queued | v1::JobState::Running)
-            ) && manifests.contains(&job.manifest_path)
-                && job.client == client
-                && job.submitted_at_ms >= since_ms
-        })
-        .map(|job| Unfinished {
-            id: job.id,
-            label: format!("{}#{}", job.manifest_path, job.variant),
-        })
-        .collect()
-}
-
-/// Cancels the unfinished jobs of this watch (see [`unfinished_of_ours`]) and says so, one
-/// line each, through `say`.
-pub async fn cancel_ours(
-    client: &mut FarmConnection,
-    manifests: &HashSet<String>,
-    client_name: &str,
-    since_ms: i64,
-    say: impl Fn(&str),
-) {
-    let jobs = match client
-        .list_jobs(v1::ListJobsRequest { limit: RECENT_JOBS })
-        .await
-    {
-        Ok(answer) => answer.into_inner().jobs,
-        Err(status) => {
-            say(&format!(
-                "cannot list the daemon's jobs to cancel this watch's builds: {}",
-                describe_status(&status)
-            ));
-            return;
-        }
-    };
-    let ours = unfinished_of_ours(&jobs, manifests, client_name, since_ms);
-    if ours.is_empty() {
+/// Cancels `jobs` (id, `manifest#variant`: the ones this watch follows) and says so, one line
+/// each, through `say`.
+pub async fn cancel_jobs(client: &mut FarmConnection, jobs: &[(u64, String)], say: impl Fn(&str)) {
+    if jobs.is_empty() {
         say("no build of this watch was still queued or running");
     }
-    for job in ours {
+    for (id, label) in jobs {
         match client
-            .cancel_job(v1::CancelJobRequest { job_id: job.id })
+            .cancel_job(v1::CancelJobRequest { job_id: *id })
             .await
         {
-            Ok(_) => say(&format!("cancelled job {} ({})", job.id, job.label)),
+            Ok(_) => say(&format!("cancelled job {id} ({label})")),
             Err(status) => say(&format!(
-                "cannot cancel job {} ({}): {}; cancel it with `trtfarm cancel {}`",
-                job.id,
-                job.label,
-                describe_status(&status),
-                job.id
+                "cannot cancel job {id} ({label}): {}; cancel it with `trtfarm cancel {id}`",
+                describe_status(&status)
             )),
         }
     }
@@ -203,47 +131,6 @@ pub async fn cancel_ours(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn job(id: u64, state: v1::JobState, manifest: &str, client: &str, at: i64) -> v1::Job {
-        v1::Job {
-            id,
-            state: state as i32,
-            manifest_path: manifest.into(),
-            variant: "fp16".into(),
-            client: client.into(),
-            submitted_at_ms: at,
-            ..v1::Job::default()
-        }
-    }
-
-    #[test]
-    fn only_this_watchs_unfinished_jobs_are_cancelled() {
-        use v1::JobState::{Queued, Running, Succeeded};
-        let me = "trtfarm 0.1.0 on host";
-        let jobs = [
-            job(1, Running, "det/engine.toml", me, 1000),
-            job(2, Queued, "det/engine.toml", me, 1500),
-            job(3, Succeeded, "det/engine.toml", me, 1500),
-            job(4, Running, "other/engine.toml", me, 1500),
-            job(5, Running, "det/engine.toml", "a CI runner", 1500),
-            job(6, Running, "det/engine.toml", me, 10),
-        ];
-        let manifests = HashSet::from(["det/engine.toml".to_string()]);
-        let ours = unfinished_of_ours(&jobs, &manifests, me, 900);
-        assert_eq!(
-            ours,
-            [
-                Unfinished {
-                    id: 1,
-                    label: "det/engine.toml#fp16".into()
-                },
-                Unfinished {
-                    id: 2,
-                    label: "det/engine.toml#fp16".into()
-                },
-            ]
-        );
-    }
 
     #[test]
     fn transport_errors_read_as_one_line_with_each_cause_once() {

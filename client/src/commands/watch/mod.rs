@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
@@ -27,18 +27,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use trtfarm::digest_cache::DigestCache;
 
-use super::submit::{Options, Session, Status, build, print_report, request, select};
+use super::submit::{Following, Options, Session, Status, build, print_report, select};
 use crate::cli::{DaemonArgs, WatchArgs};
 use crate::connect::{Reconnect, humanize};
 use crate::discover::find_manifests;
 use crate::progress::Display;
-use link::{Link, cancel_ours};
+use link::{Link, cancel_jobs};
 use messages::{Health, Trigger, clock, header, manifests, recovery, relative_names, summary};
 use scan::{Fingerprint, Scan, is_relevant, is_watched, rescan, to_resubmit};
-
-/// How much earlier than its rebuild a job may seem to have been submitted (the daemon's clock
-/// is not ours) and still count as this watch's when cancelling.
-const CLOCK_SLACK_MS: i64 = 5_000;
 
 /// How one manifest's rebuild ended.
 enum Ended {
@@ -60,7 +56,6 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
     serial: u64,
     label: String,
-    since_ms: i64,
 }
 
 /// Everything the loop keeps between events.
@@ -75,8 +70,8 @@ struct Watch {
     running: HashMap<PathBuf, Running>,
     serial: u64,
     failed_this_round: usize,
-    /// The client name this watch's requests carry (to find its jobs when cancelling).
-    client_name: Option<String>,
+    /// The jobs its rebuilds are following (to cancel them when it is stopped).
+    following: Following,
     done: mpsc::UnboundedSender<Finished>,
 }
 
@@ -90,7 +85,7 @@ pub async fn run(daemon: &DaemonArgs, args: &WatchArgs) -> anyhow::Result<bool> 
     find_manifests(&roots)?; // fail now, not silently later, when there is nothing to watch
     let mut link = Link::new(daemon);
     // Reach the daemon once now: a wrong URL or token is an error at start, not a line later.
-    link.ready().await.map_err(anyhow::Error::msg)?;
+    link.ready(|_| {}).await.map_err(anyhow::Error::msg)?;
     let (done, mut finished) = mpsc::unbounded_channel();
     let mut watch = Watch {
         link,
@@ -103,7 +98,7 @@ pub async fn run(daemon: &DaemonArgs, args: &WatchArgs) -> anyhow::Result<bool> 
         running: HashMap::new(),
         serial: 0,
         failed_this_round: 0,
-        client_name: None,
+        following: Following::default(),
         done,
     };
     let (sender, mut events) = mpsc::unbounded_channel::<DebounceEventResult>();
@@ -227,7 +222,12 @@ impl Watch {
             self.failed_this_round += 1;
         }
         if !resubmit.is_empty() {
-            match self.link.ready().await {
+            let display = self.display.clone();
+            match self
+                .link
+                .ready(|line| display.note(&format!("[{}] {line}", clock())))
+                .await
+            {
                 Ok(client) => self.submit(scan, &resubmit, client),
                 Err(why) => {
                     // Nothing recorded as submitted: the next change (even a touch) tries again.
@@ -255,6 +255,7 @@ impl Watch {
             cache: self.cache.clone(),
             display: self.display.clone(),
             reconnect: self.reconnect.clone(),
+            following: self.following.clone(),
         };
         for path in paths {
             let (Some(prepared), Some(fingerprint)) =
@@ -268,11 +269,6 @@ impl Watch {
             {
                 self.display.note(&news);
                 self.health.insert(path.clone(), Health::Good);
-            }
-            if let Some(variant) = prepared.manifest.variants().first() {
-                self.client_name.get_or_insert_with(|| {
-                    request(prepared, &variant.name, &Options::default()).client
-                });
             }
             self.submitted.insert(path.clone(), fingerprint.clone());
             if let Some(previous) = self.running.remove(path) {
@@ -310,7 +306,6 @@ impl Watch {
                     task,
                     serial,
                     label,
-                    since_ms: now_ms() - CLOCK_SLACK_MS,
                 },
             );
         }
@@ -370,8 +365,7 @@ impl Watch {
             self.display.note("stopped watching");
             return Ok(true);
         }
-        let labels: HashSet<String> = self.running.values().map(|r| r.label.clone()).collect();
-        let since_ms = self.running.values().map(|r| r.since_ms).min().unwrap_or(0);
+        let jobs = self.following.jobs();
         for running in self.running.values() {
             running.task.abort();
         }
@@ -380,14 +374,11 @@ impl Watch {
             "stopping: cancelling the builds of this watch (Ctrl-C again to leave them running)"
         );
         let cancel = async {
-            match (self.link.current(), &self.client_name) {
-                (Some(mut client), Some(name)) => {
-                    cancel_ours(&mut client, &labels, name, since_ms, |line| {
-                        eprintln!("{line}")
-                    })
-                    .await
+            match self.link.current() {
+                Some(mut client) => {
+                    cancel_jobs(&mut client, &jobs, |line| eprintln!("{line}")).await
                 }
-                _ => eprintln!("no connection to the daemon: nothing was cancelled"),
+                None => eprintln!("no connection to the daemon: nothing was cancelled"),
             }
         };
         tokio::select! {
@@ -396,13 +387,6 @@ impl Watch {
         }
         std::process::exit(code)
     }
-}
-
-/// Now, in Unix milliseconds (the unit of the daemon's job times).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Watches the directories `wanted` names and stops watching the others.
