@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// trtfarm: declarative, cached, reproducible TensorRT engine builds.
 #[derive(Debug, Parser)]
-#[command(name = "trtfarm", version, about, propagate_version = true)]
+#[command(name = "trtfarm", version, propagate_version = true)]
 pub struct Cli {
     /// How much to print, and in colour or not.
     #[command(flatten)]
@@ -85,6 +85,9 @@ pub struct DaemonArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write an `engine.toml` for an ONNX model that `trtfarm check` accepts: the model's
+    /// inputs, a profile for its dynamic ones (placeholder sizes to set), fp32 and fp16 engines.
+    Init(InitArgs),
     /// Validate engine.toml manifests without building anything.
     ///
     /// Each PATH is a manifest file or a directory searched recursively for `engine.toml`
@@ -100,16 +103,13 @@ pub enum Command {
     /// Build every engine variant of the manifests (cached), write `engine.lock`, and write
     /// each engine to its file (its `output`, else `build/<engine>.engine` beside the manifest).
     Submit(SubmitArgs),
-    /// Write an `engine.toml` for an ONNX model that `trtfarm check` accepts: the model's
-    /// inputs, a profile for its dynamic ones (placeholder sizes to set), fp32 and fp16 engines.
-    Init(InitArgs),
-    /// Show what an engine is: its lock entry, how the daemon built it (toolchain, host, layer
-    /// precisions, by-products), its provenance and its profiles.
-    Inspect(InspectArgs),
     /// Stream a blob (an engine, a log, ...) by digest, verify it, write it atomically.
     Fetch(FetchArgs),
     /// Rebuild whenever a manifest, its model, external data or plugins change.
     Watch(WatchArgs),
+    /// Show what an engine is: its lock entry, how the daemon built it (toolchain, host, layer
+    /// precisions, by-products), its provenance and its profiles.
+    Inspect(InspectArgs),
     /// Rebuild each locked variant bypassing the cache and report whether it matches the lock.
     Verify {
         /// Manifests or directories (default: the current directory).

@@ -75,6 +75,9 @@ pub struct Display {
 struct Round {
     tally: Tally,
     summary: Option<ProgressBar>,
+    /// Every line's bar, kept until the round ends: a finished line stays on screen, showing
+    /// how its variant ended, until the report replaces them all.
+    bars: Vec<ProgressBar>,
     started: Option<Instant>,
 }
 
@@ -89,10 +92,19 @@ impl Display {
     pub fn new() -> Self {
         let term = term::get();
         let live = term.verbosity > Verbosity::Quiet && term.stderr_is_terminal;
+        Self::drawing(
+            live.then(ProgressDrawTarget::stderr),
+            term.verbosity,
+            term.color_stderr,
+        )
+    }
+
+    /// A display that redraws into `target` (none: plain lines).
+    fn drawing(target: Option<ProgressDrawTarget>, verbosity: Verbosity, color: bool) -> Self {
         Self {
-            multi: live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
-            verbosity: term.verbosity,
-            color: term.color_stderr,
+            multi: target.map(MultiProgress::with_draw_target),
+            verbosity,
+            color,
             round: Arc::default(),
         }
     }
@@ -101,37 +113,43 @@ impl Display {
     /// saying "waiting", and on a terminal a summary line under them.
     pub fn lines(&self, labels: Vec<String>) -> Vec<Line> {
         let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-        let mut round = self.round.lock().unwrap_or_else(|p| p.into_inner());
-        round.tally = Tally {
-            total: labels.len(),
-            ..Tally::default()
-        };
-        round.started = Some(Instant::now());
-        let lines = labels
-            .into_iter()
-            .map(|label| self.new_line(label, width))
-            .collect();
-        if let Some(multi) = &self.multi
-            && round.tally.total > 1
         {
-            let summary = multi.add(ProgressBar::new_spinner());
-            summary.set_style(style("  {msg}  {elapsed}"));
-            summary.set_message(round.tally.render(self.color));
-            summary.enable_steady_tick(Duration::from_millis(500));
-            if let Some(old) = round.summary.replace(summary) {
+            let mut round = self.round.lock().unwrap_or_else(|p| p.into_inner());
+            round.tally = Tally {
+                total: labels.len(),
+                ..Tally::default()
+            };
+            round.started = Some(Instant::now());
+            let summary = match &self.multi {
+                Some(multi) if round.tally.total > 1 => {
+                    let summary = multi.add(ProgressBar::new_spinner());
+                    summary.set_style(style("  {msg}  {elapsed}"));
+                    summary.set_message(round.tally.render(self.color));
+                    summary.enable_steady_tick(Duration::from_millis(500));
+                    Some(summary)
+                }
+                _ => None,
+            };
+            if let Some(old) = std::mem::replace(&mut round.summary, summary) {
                 old.finish_and_clear();
             }
         }
-        lines
+        // Each new line locks the round for a moment itself.
+        labels
+            .into_iter()
+            .map(|label| self.new_line(label, width))
+            .collect()
     }
 
     fn new_line(&self, label: String, width: usize) -> Line {
         let padded = format!("{label:<width$}");
         let bar = self.multi.as_ref().map(|multi| {
-            let bar = match &self.round.lock().unwrap_or_else(|p| p.into_inner()).summary {
+            let mut round = self.round.lock().unwrap_or_else(|p| p.into_inner());
+            let bar = match &round.summary {
                 Some(summary) => multi.insert_before(summary, ProgressBar::new_spinner()),
                 None => multi.add(ProgressBar::new_spinner()),
             };
+            round.bars.push(bar.clone());
             bar.set_style(style("{spinner:.cyan} {prefix}  {elapsed:>4}  {wide_msg}"));
             bar.set_prefix(padded.clone());
             bar.set_message(describe(&LineState::Waiting));
@@ -153,11 +171,12 @@ impl Display {
     /// how each variant ended. How long the round took.
     pub fn finish_round(&self) -> Duration {
         let mut round = self.round.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(summary) = round.summary.take() {
-            summary.finish_and_clear();
-        }
-        if let Some(multi) = &self.multi {
-            let _ = multi.clear();
+        let bars = std::mem::take(&mut round.bars);
+        for bar in bars.iter().chain(round.summary.take().as_ref()) {
+            bar.finish_and_clear();
+            if let Some(multi) = &self.multi {
+                multi.remove(bar);
+            }
         }
         round
             .started
@@ -317,5 +336,22 @@ mod tests {
         assert_eq!(tally.render(false), "[3/5] 1 built, 2 cached");
         tally.count(&LineState::Failed("no".into()));
         assert_eq!(tally.render(false), "[4/5] 1 built, 2 cached, 1 failed");
+    }
+
+    #[test]
+    fn a_live_round_draws_ends_and_clears_without_waiting_on_itself() {
+        let display =
+            Display::drawing(Some(ProgressDrawTarget::hidden()), Verbosity::Normal, false);
+        for _ in 0..2 {
+            let lines = display.lines(vec!["a/engine.toml#fp32".into(), "b#fp16".into()]);
+            lines[0].show(&LineState::Queued(1));
+            lines[0].finish(&LineState::Cached);
+            lines[1].finish(&LineState::Failed("no".into()));
+            let round = display.round.lock().unwrap().tally;
+            assert_eq!((round.done(), round.cached, round.failed), (2, 1, 1));
+            drop(lines);
+            display.finish_round();
+            assert!(display.round.lock().unwrap().bars.is_empty());
+        }
     }
 }

@@ -74,16 +74,21 @@ pub fn shape_log_tail(message: &str, tail: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// A tail line's text without its indent and `[severity]`.
+/// A line's text without its indent and severity: `[error] text` (the builder's report) or
+/// `error: text` (the build log).
 fn tail_text(line: &str) -> &str {
     let line = line.trim_start();
-    match line
-        .strip_prefix('[')
-        .and_then(|rest| rest.split_once("] "))
+    if let Some((severity, text)) = line.strip_prefix('[').and_then(|r| r.split_once("] "))
+        && !severity.contains(' ')
     {
-        Some((severity, text)) if !severity.contains(' ') => text,
-        _ => line,
+        return text;
     }
+    for severity in ["error: ", "warning: ", "info: ", "verbose: ", "worker: "] {
+        if let Some(text) = line.strip_prefix(severity) {
+            return text;
+        }
+    }
+    line
 }
 
 #[cfg(test)]
@@ -141,6 +146,15 @@ last TensorRT messages:
             .map(|l| l.trim().to_string())
             .chain(["[info] serialized 0 bytes".to_string()])
             .collect();
+        // The build log's own form says the same.
+        let logged: Vec<String> = tail
+            .iter()
+            .map(|l| l.replacen("[error] ", "error: ", 1))
+            .collect();
+        assert_eq!(
+            shape_log_tail(&message, logged),
+            vec!["[info] serialized 0 bytes".to_string()]
+        );
         assert_eq!(
             shape_log_tail(&message, tail),
             vec!["[info] serialized 0 bytes".to_string()]

@@ -42,7 +42,14 @@ pub fn destination(p: &Prepared, variant: &str, out: Option<&Path>) -> Option<Pa
                 .collect();
             Some(dir.join(safe).join(format!("{variant}.engine")))
         }
-        None => Some(p.manifest.engine_file(p.manifest.variant(variant)?)),
+        None => {
+            let file = p.manifest.engine_file(p.manifest.variant(variant)?);
+            // `build/fp16.engine`, not `./build/fp16.engine`, for a manifest found here.
+            Some(match file.strip_prefix(".") {
+                Ok(inside) => inside.to_path_buf(),
+                Err(_) => file,
+            })
+        }
     }
 }
 

@@ -144,37 +144,26 @@ const LOG_TAIL_LINES: usize = 12;
 /// what failed, why, the end of its log, where to see all of it), then a summary line when there
 /// are several variants.
 fn render_report(outcomes: &[Outcome], how: &Render, took: Option<std::time::Duration>) -> String {
-    let mut rows: Vec<Vec<String>> = outcomes.iter().map(|o| columns(o, how)).collect();
-    // A column no row fills (no layer counts, nothing written) takes no room.
-    let empty: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
-        .filter(|c| rows.iter().all(|r| r.get(*c).is_none_or(String::is_empty)))
-        .collect();
-    for row in &mut rows {
-        for c in empty.iter().rev() {
-            if *c < row.len() {
-                row.remove(*c);
-            }
-        }
-    }
+    let rows: Vec<Vec<String>> = outcomes.iter().map(|o| columns(o, how)).collect();
+    // A row's last cell (where the engine went, or why it failed) runs on: it sets no width.
     let widths: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
         .map(|c| {
-            (rows.iter().filter_map(|r| r.get(c)))
-                .map(|cell| width(cell))
-                .max()
-                .unwrap_or(0)
+            (rows
+                .iter()
+                .filter(|r| c + 1 < r.len())
+                .map(|r| width(&r[c])))
+            .max()
+            .unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
     for (outcome, row) in outcomes.iter().zip(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| {
-                if c + 1 == row.len() {
-                    cell.clone()
-                } else {
-                    pad(cell, widths[c])
-                }
+        // A column no row fills (no build times, no layer counts) takes no room.
+        let cells: Vec<String> = (row.iter().enumerate())
+            .filter(|(c, _)| c + 1 == row.len() || widths[*c] > 0)
+            .map(|(c, cell)| match c + 1 == row.len() {
+                true => cell.clone(),
+                false => pad(cell, widths[c]),
             })
             .collect();
         out.push_str(cells.join("  ").trim_end());
@@ -225,7 +214,8 @@ fn columns(o: &Outcome, how: &Render) -> Vec<String> {
     match o.status {
         Status::Failed => {
             let why = o.failure.as_deref().unwrap_or("failed");
-            return vec![name, status, why.lines().next().unwrap_or("").to_string()];
+            let first = why.lines().next().unwrap_or("");
+            return vec![name, status, shorten(first, how.short_digests)];
         }
         Status::Queued => {
             return vec![name, format!("{status} as job {}", o.job_id.unwrap_or(0))];
@@ -263,6 +253,26 @@ fn columns(o: &Outcome, how: &Render) -> Vec<String> {
     ]
 }
 
+/// Characters of a failure's first line shown on a terminal; TensorRT's own errors can run to
+/// hundreds (the whole text is in `--json`, `trtfarm status` and the log).
+const FIRST_LINE_CHARS: usize = 240;
+
+/// `text`, cut to [`FIRST_LINE_CHARS`] with an ellipsis when `cut` (a terminal) and longer.
+fn shorten(text: &str, cut: bool) -> String {
+    match text.char_indices().nth(FIRST_LINE_CHARS) {
+        Some((end, _)) if cut => format!("{}…", &text[..end]),
+        _ => text.to_string(),
+    }
+}
+
+/// Whether a build-log line is worth showing under a failure without `-v`: TensorRT's errors
+/// and warnings, and the worker's own lines, not its informational chatter.
+fn worth_showing(line: &str) -> bool {
+    !["info: ", "verbose: ", "[info] ", "[verbose] "]
+        .iter()
+        .any(|prefix| line.trim_start().starts_with(prefix))
+}
+
 /// Under a failed variant's line: the rest of its message, the end of its build log, and
 /// where to read the whole log.
 fn failure_detail(o: &Outcome, how: &Render) -> String {
@@ -271,13 +281,16 @@ fn failure_detail(o: &Outcome, how: &Render) -> String {
     for line in message.lines().skip(1) {
         out.push_str(&format!("    {line}\n"));
     }
-    if !o.log_tail.is_empty() {
+    let shown: Vec<&String> = (o.log_tail.iter())
+        .filter(|line| how.whole_logs || worth_showing(line))
+        .collect();
+    if !shown.is_empty() {
         let skip = match how.whole_logs {
             true => 0,
-            false => o.log_tail.len().saturating_sub(LOG_TAIL_LINES),
+            false => shown.len().saturating_sub(LOG_TAIL_LINES),
         };
         out.push_str("    last lines of the build log:\n");
-        for line in &o.log_tail[skip..] {
+        for line in &shown[skip..] {
             out.push_str(&format!("    | {line}\n"));
         }
     }
@@ -378,6 +391,7 @@ mod tests {
         failed.fail("TensorRT refused the network\nhint: keep ConvTranspose in fp32".into());
         failed.job_id = Some(12);
         failed.log_tail = (1..=20).map(|n| format!("line {n}")).collect();
+        failed.log_tail.push("info: Opset version: 12".into());
         let report = render_report(&[failed.clone()], &Render::default(), None);
         assert_eq!(report.matches("TensorRT refused the network").count(), 1);
         assert!(report.starts_with("det/engine.toml#bf16  FAILED  TensorRT refused"));
@@ -391,6 +405,23 @@ mod tests {
             whole_logs: true,
             ..Render::default()
         };
-        assert!(render_report(&[failed], &whole, None).contains("| line 1\n"));
+        assert!(
+            !report.contains("Opset"),
+            "informational lines only with -v: {report}"
+        );
+        let everything = render_report(std::slice::from_ref(&failed), &whole, None);
+        assert!(everything.contains("| line 1\n") && everything.contains("Opset"));
+        // On a terminal an endless first line is cut; the rest of the report lines up.
+        failed.failure = Some("x".repeat(1000));
+        let mut cached = built("a/engine.toml", "fp32", 0);
+        cached.status = Status::Cached;
+        let short = Render {
+            short_digests: true,
+            ..Render::default()
+        };
+        let report = render_report(&[failed, cached], &short, None);
+        assert!(report.contains(&format!("{}…", "x".repeat(FIRST_LINE_CHARS))));
+        let cached_line = report.lines().find(|l| l.contains("cached")).unwrap();
+        assert!(cached_line.len() < 80, "{cached_line}");
     }
 }
