@@ -305,7 +305,7 @@ fn configuring_stops_with_trtfarms_diagnostics_when_the_manifest_does_not_check(
 }
 
 #[test]
-fn submit_refuses_a_depfile_for_an_engine_without_a_file_before_contacting_a_daemon() {
+fn no_depfile_is_written_when_nothing_was_built() {
     let dir = tempfile::tempdir().unwrap();
     deep_cnn(dir.path(), 1, 4, 16, 1);
     std::fs::write(
@@ -313,7 +313,8 @@ fn submit_refuses_a_depfile_for_an_engine_without_a_file_before_contacting_a_dae
         integration::models::images_manifest("deep.onnx", 16, &[("fp32", 3)]),
     )
     .unwrap();
-    // A daemon address where nothing listens: the refusal comes first.
+    // A daemon address where nothing listens: the build tool must see a failure and no
+    // dependency file claiming an engine that was never written.
     let refused = run(integration::cli::trtfarm(&dir.path().join("home"))
         .current_dir(dir.path())
         .args([
@@ -327,9 +328,12 @@ fn submit_refuses_a_depfile_for_an_engine_without_a_file_before_contacting_a_dae
     assert!(
         refused
             .stderr
-            .contains("engine `fp32` of engine.toml has no `output`")
-            && refused.stderr.contains("--out DIR"),
+            .contains("cannot reach the daemon at http://127.0.0.1:9")
+            && refused
+                .stderr
+                .contains("hint: is `trtfarmd serve` running there"),
         "{refused:#?}"
     );
+    assert!(!refused.stderr.contains("tonic"), "{refused:#?}");
     assert!(!dir.path().join("e.d").exists());
 }

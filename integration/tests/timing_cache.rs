@@ -229,10 +229,13 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
         .await
         .expect_code(1, "level 0");
     assert!(
-        refused.stderr.contains("optimization_level = 0"),
+        (refused.stdout.clone() + &refused.stderr).contains("optimization_level = 0"),
         "{refused:#?}"
     );
-    assert!(refused.stderr.contains("zero/engine.toml"), "{refused:#?}");
+    assert!(
+        (refused.stdout.clone() + &refused.stderr).contains("zero/engine.toml"),
+        "{refused:#?}"
+    );
 
     // A pin the registry does not know.
     write_manifest(&d, "locked", 3);
@@ -246,7 +249,10 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
     let refused = cli(home.path(), &daemon, &["submit", path(&d)])
         .await
         .expect_code(1, "unknown pin");
-    assert!(refused.stderr.contains("does not know"), "{refused:#?}");
+    assert!(
+        (refused.stdout.clone() + &refused.stderr).contains("does not know"),
+        "{refused:#?}"
+    );
 
     // A cache of another scope (recorded at optimization level 3, pinned by a level-4 build).
     write_manifest(&d, "locked", 4);
@@ -254,7 +260,10 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
     let refused = cli(home.path(), &daemon, &["submit", path(&d)])
         .await
         .expect_code(1, "another scope");
-    assert!(refused.stderr.contains("never merged"), "{refused:#?}");
+    assert!(
+        (refused.stdout.clone() + &refused.stderr).contains("never merged"),
+        "{refused:#?}"
+    );
     assert_eq!(
         daemon.builds().len(),
         builds_before,
