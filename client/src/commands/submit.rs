@@ -68,6 +68,52 @@ impl Following {
     }
 }
 
+/// Cancels `jobs` (id, `manifest#variant`: the ones a stopped command was following) and says
+/// so, one line each, through `say`.
+pub async fn cancel_jobs(client: &mut FarmConnection, jobs: &[(u64, String)], say: impl Fn(&str)) {
+    if jobs.is_empty() {
+        say("no build of this command was still queued or running");
+    }
+    for (id, label) in jobs {
+        match client
+            .cancel_job(v1::CancelJobRequest { job_id: *id })
+            .await
+        {
+            Ok(_) => say(&format!("cancelled job {id} ({label})")),
+            Err(status) => say(&format!(
+                "cannot cancel job {id} ({label}): {}; cancel it with `trtfarm cancel {id}`",
+                describe_status(&status)
+            )),
+        }
+    }
+}
+
+/// Runs `work` until it ends or the user interrupts (Ctrl-C, SIGTERM): then cancels the jobs
+/// `session` follows, says which, and exits 130 (143 for SIGTERM). A second interrupt while
+/// cancelling exits at once and leaves them running.
+async fn cancel_on_interrupt<T>(
+    session: &Session,
+    work: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let code = tokio::select! {
+        done = work => return Ok(done),
+        _ = interrupt.recv() => 130,
+        _ = terminate.recv() => 143,
+    };
+    session.display.finish_round();
+    let jobs = session.following.jobs();
+    eprintln!("stopping: cancelling this command's builds (Ctrl-C again to leave them running)");
+    let mut client = session.client.clone();
+    tokio::select! {
+        _ = cancel_jobs(&mut client, &jobs, |line| eprintln!("{line}")) => {}
+        _ = interrupt.recv() => eprintln!("builds left running"),
+    }
+    std::process::exit(code)
+}
+
 /// How variants are submitted.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -206,7 +252,11 @@ pub async fn run(daemon: &DaemonArgs, args: &SubmitArgs) -> anyhow::Result<bool>
         }
     }
     let started = std::time::Instant::now();
-    let outcomes = build(&session, &prepared, &selected, &options).await?;
+    let building = build(&session, &prepared, &selected, &options);
+    let outcomes = match options.no_wait {
+        true => building.await?,
+        false => cancel_on_interrupt(&session, building).await??,
+    };
     if let Some((path, text)) = &depfile {
         depfile::write_if_changed(path, text)?;
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use trtfarm_proto::v1;
 
 use crate::cli::DaemonArgs;
-use crate::connect::{FarmConnection, connect_remote, describe_status, humanize, local_dir};
+use crate::connect::{FarmConnection, connect_remote, humanize, local_dir};
 use crate::local_daemon::{self, Probe};
 
 /// How long a remote daemon may take to answer the check before a rebuild.
@@ -106,26 +106,6 @@ fn one_line(chain: &str) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
-}
-
-/// Cancels `jobs` (id, `manifest#variant`: the ones this watch follows) and says so, one line
-/// each, through `say`.
-pub async fn cancel_jobs(client: &mut FarmConnection, jobs: &[(u64, String)], say: impl Fn(&str)) {
-    if jobs.is_empty() {
-        say("no build of this watch was still queued or running");
-    }
-    for (id, label) in jobs {
-        match client
-            .cancel_job(v1::CancelJobRequest { job_id: *id })
-            .await
-        {
-            Ok(_) => say(&format!("cancelled job {id} ({label})")),
-            Err(status) => say(&format!(
-                "cannot cancel job {id} ({label}): {}; cancel it with `trtfarm cancel {id}`",
-                describe_status(&status)
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -27,12 +27,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use trtfarm::digest_cache::DigestCache;
 
-use super::submit::{Following, Options, Session, Status, build, print_report, select};
+use super::submit::{
+    Following, Options, Session, Status, build, cancel_jobs, print_report, select,
+};
 use crate::cli::{DaemonArgs, WatchArgs};
 use crate::connect::{Reconnect, humanize};
 use crate::discover::find_manifests;
 use crate::progress::Display;
-use link::{Link, cancel_jobs};
+use link::Link;
 use messages::{Health, Trigger, clock, header, manifests, recovery, relative_names, summary};
 use scan::{Fingerprint, Scan, is_relevant, is_watched, rescan, to_resubmit};
 
