@@ -7,7 +7,9 @@ use trtfarm_proto::v1;
 use trtfarm_proto::v1::job_event::Event;
 
 use crate::cli::DaemonArgs;
-use crate::connect::{FarmConnection, Losses, Reconnect, connect, is_connection_loss, rpc_error};
+use crate::connect::{
+    FarmConnection, Losses, Reconnect, connect, describe_status, is_connection_loss, rpc_error,
+};
 use crate::term::LABEL_WIDTH;
 use trtfarm::transfer::download_to_file;
 
@@ -138,7 +140,8 @@ async fn follow(
                 return Err(rpc_error(format_args!("watching job {job}"), status.into()));
             }
         };
-        let say = |what: &str| eprintln!("trtfarm: job {job}: {}: {what}", status.message());
+        let say =
+            |what: &str| eprintln!("trtfarm: job {job}: {}: {what}", describe_status(&status));
         *client = reconnect.again(&mut losses, say).await?;
     }
 }

@@ -272,9 +272,15 @@ pub fn prepare(
         .get_matching(requirement)
         .map_err(Status::failed_precondition)?;
     if !requirement.matches(&available.identity.version) {
+        let version = &available.identity.version;
         return Err(Status::failed_precondition(format!(
-            "engine `{}` asks for `{requirement}`, but this daemon has {} {}",
-            variant.name, available.identity.flavour, available.identity.version
+            "engine `{}` asks for `{requirement}`, but this daemon has {} {version}: write \
+             toolchain = \"{} {}.{}\" to build here (`trtfarm check` shows the line)",
+            variant.name,
+            available.identity.flavour,
+            available.identity.flavour,
+            version.major,
+            version.minor
         )));
     }
     let (target, gpu_candidates) = match requirement.flavour {
