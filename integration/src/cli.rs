@@ -163,3 +163,22 @@ impl Drop for LocalDaemons {
         }
     }
 }
+
+/// Waits until the local daemon of `daemon_dir` runs a builder, and returns that daemon's pid;
+/// panics after `patience` (a hang guard, not a timing assertion).
+pub fn wait_for_local_build(daemon_dir: &Path, patience: Duration) -> u32 {
+    let deadline = Instant::now() + patience;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no builder started under the daemon of {}",
+            daemon_dir.display()
+        );
+        if let Ok(Some(info)) = trtfarm_proto::local::DaemonInfo::read(daemon_dir)
+            && !crate::daemon::builders_of(info.pid).is_empty()
+        {
+            return info.pid;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -3,10 +3,9 @@
 //! engine.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use integration::cli::{LocalDaemons, alive, run, trtfarm};
-use integration::daemon::builders_of;
+use integration::cli::{LocalDaemons, alive, run, trtfarm, wait_for_local_build};
 use integration::models::slow_project;
 use trtfarm_proto::local::DaemonInfo;
 
@@ -31,18 +30,9 @@ fn a_submit_survives_its_local_daemon_being_killed_mid_build() {
         .expect("start trtfarm submit");
 
     // Kill the daemon as soon as its builder runs.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let killed = loop {
-        assert!(Instant::now() < deadline, "no builder started");
-        if let Ok(Some(info)) = DaemonInfo::read(&dir)
-            && !builders_of(info.pid).is_empty()
-        {
-            // SAFETY: kill(2) on the daemon this test's client started for its own directory.
-            unsafe { libc::kill(info.pid as i32, libc::SIGKILL) };
-            break info.pid;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let killed = wait_for_local_build(&dir, Duration::from_secs(120));
+    // SAFETY: kill(2) on the daemon this test's client started for its own directory.
+    unsafe { libc::kill(killed as i32, libc::SIGKILL) };
     let output = submit.wait_with_output().expect("wait for trtfarm submit");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -4,12 +4,10 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use integration::cli::{LocalDaemons, run, trtfarm, user_environment};
-use integration::daemon::builders_of;
+use integration::cli::{LocalDaemons, run, trtfarm, user_environment, wait_for_local_build};
 use integration::models::{deep_cnn, images_manifest, slow_project};
-use trtfarm_proto::local::DaemonInfo;
 
 /// Longest a test waits for a build to start (a hang guard, not a timing assertion).
 const PATIENCE: Duration = Duration::from_secs(240);
@@ -151,16 +149,7 @@ fn ctrl_c_during_submit_cancels_its_job_and_says_so() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start trtfarm submit");
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(Instant::now() < deadline, "no build started");
-        if let Ok(Some(info)) = DaemonInfo::read(&daemon_dir)
-            && !builders_of(info.pid).is_empty()
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_local_build(&daemon_dir, PATIENCE);
     // SAFETY: kill(2) on the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();

@@ -8,10 +8,8 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use integration::cli::{LocalDaemons, run, trtfarm};
-use integration::daemon::builders_of;
+use integration::cli::{LocalDaemons, run, trtfarm, wait_for_local_build};
 use integration::models::{deep_cnn, images_manifest, slow_project};
-use trtfarm_proto::local::DaemonInfo;
 
 /// Longest a test waits for watch to say something (a hang guard, not a timing assertion).
 const PATIENCE: Duration = Duration::from_secs(240);
@@ -173,20 +171,7 @@ fn ctrl_c_during_a_build_cancels_its_job_and_says_so() {
     let mut watch = Watching::start(home.path(), &project);
 
     // Ctrl-C as soon as the daemon's builder runs.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "no build started: {}",
-            watch.said()
-        );
-        if let Ok(Some(info)) = DaemonInfo::read(&daemon_dir)
-            && !builders_of(info.pid).is_empty()
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_local_build(&daemon_dir, PATIENCE);
     watch.signal(libc::SIGINT);
     assert_eq!(watch.exit_code(), Some(130), "{}", watch.said());
     let said = watch.said();
