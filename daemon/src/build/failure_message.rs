@@ -57,6 +57,19 @@ pub fn shape(message: &str) -> String {
     format!("{head}\n{TAIL_HEADER}\n{}", kept.join("\n"))
 }
 
+/// Why a result has no layer JSON, as the user reads it: on a host without a usable CUDA
+/// driver TensorRT's long "driver version is insufficient" error becomes what it means; any
+/// other reason is TensorRT's text as it is.
+pub fn layer_info_unavailable(error: &str) -> String {
+    if error.contains(NO_DRIVER) {
+        return format!(
+            "the engine inspector needs a GPU this TensorRT can use, and this host has none \
+             ({NO_DRIVER} for CUDA runtime version); the layer listing has the layers"
+        );
+    }
+    error.to_string()
+}
+
 /// The build log's last lines as a failure shows them under `message`: lines whose text the
 /// message already says left out, and the missing-driver line too when the message holds a
 /// real error. The full log keeps everything.
@@ -159,5 +172,19 @@ last TensorRT messages:
             shape_log_tail(&message, tail),
             vec!["[info] serialized 0 bytes".to_string()]
         );
+    }
+
+    #[test]
+    fn no_usable_driver_reads_as_what_it_means_for_layer_info() {
+        let tensorrt = "deserializeCudaEngine failed: IRuntime::deserializeCudaEngine: Error Code 1: \
+                        Cuda Runtime (In ScopedCudaStream at /_src/common/dispatch/cudaResources.cpp:25 \
+                        (cudaError 35: CUDA driver version is insufficient for CUDA runtime version))";
+        let said = layer_info_unavailable(tensorrt);
+        assert!(
+            said.starts_with("the engine inspector needs a GPU"),
+            "{said}"
+        );
+        assert!(!said.contains("ScopedCudaStream"), "{said}");
+        assert_eq!(layer_info_unavailable("out of memory"), "out of memory");
     }
 }

@@ -348,7 +348,9 @@ fn print_built(
             ),
             (false, error) => println!(
                 "       no layer info: {}",
-                error.as_deref().unwrap_or("TensorRT gave no reason")
+                (error.as_deref())
+                    .map(super::failure_message::layer_info_unavailable)
+                    .unwrap_or_else(|| "TensorRT gave no reason".into())
             ),
         }
     }

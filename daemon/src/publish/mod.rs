@@ -14,6 +14,7 @@ use crate::schedule::queue::Resource;
 use crate::schedule::{Farm, failure};
 
 pub mod provenance;
+use crate::build::failure_message::layer_info_unavailable;
 use crate::build::prepare::PreparedModel;
 use crate::ingest::request::{PreparedBuild, parse_digest};
 use crate::publish::provenance::{GpuRun, Provenance, Subject, hex};
@@ -161,7 +162,9 @@ impl Farm {
             engine_sha256: hex(&engine.sha256),
             build_log: Some(v1::Digest::from(&build_log.digest)),
             layer_info: layer_info.as_ref().map(|l| v1::Digest::from(&l.digest)),
-            layer_info_unavailable: done.layer_info_error.clone().unwrap_or_default(),
+            layer_info_unavailable: (done.layer_info_error.as_deref())
+                .map(layer_info_unavailable)
+                .unwrap_or_default(),
             timing_cache: timing_cache.as_ref().map(v1::Digest::from),
             timing_cache_loaded: prepared.timing_cache_load().as_ref().map(v1::Digest::from),
             transformed_model: transformed_model.as_ref().map(v1::Digest::from),
