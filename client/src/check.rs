@@ -103,25 +103,21 @@ pub fn check_manifest(
     let (found, model) = trtfarm::inputs::diagnose(&manifest, cache);
     diagnostics.extend(found);
     if model.is_some() {
-        diagnostics.extend(check_keep_fp32(&manifest));
+        diagnostics.extend(check_autocast_ops(&manifest));
     }
     report(path, engines, manifest.errors(diagnostics))
 }
 
-/// `autocast.keep_fp32` against the model's operator types; the model is read only when some
-/// engine lists operators to keep.
-fn check_keep_fp32(manifest: &Manifest) -> Vec<Diagnostic> {
-    let lists_any = manifest
-        .variants()
-        .iter()
-        .any(|v| !v.settings.autocast.keep_fp32.is_empty());
-    if !lists_any {
+/// `autocast.keep_fp32` and `autocast.convert` against the model's operator types; the model
+/// is read only when some engine lists operators.
+fn check_autocast_ops(manifest: &Manifest) -> Vec<Diagnostic> {
+    if !manifest.lists_autocast_ops() {
         return Vec::new();
     }
     match model_nodes(&manifest.model.resolved_path) {
-        Ok(nodes) => manifest.check_keep_fp32(&nodes),
+        Ok(nodes) => manifest.check_autocast_ops(&nodes),
         Err(error) => vec![manifest.model_diagnostic(
-            format!("cannot read the model's operators to check `autocast.keep_fp32`: {error}"),
+            format!("cannot read the model's operators to check its `autocast` lists: {error}"),
             None,
         )],
     }

@@ -279,19 +279,18 @@ fn toolchains_are_checked_against_a_reachable_daemon_and_never_start_one() {
 }
 
 #[test]
-fn a_keep_fp32_operator_the_model_lacks_fails_with_the_right_spelling() {
+fn autocast_operators_the_model_lacks_fail_with_the_right_spelling() {
     let examples = examples_copy();
     let project = classifier_project(examples.path(), "tensorrt-rtx 1.7");
     let manifest = project.join("engine.toml");
     let original = std::fs::read_to_string(&manifest).unwrap();
-    let with_keep = |keep: &str| {
-        format!(
-            "{original}\n[[engine]]\nname = \"fp16\"\nprecision = \"fp16\"\n\
-             autocast.keep_fp32 = [{keep}]\n"
-        )
+    let with_list = |list: &str| {
+        format!("{original}\n[[engine]]\nname = \"fp16\"\nprecision = \"fp16\"\n{list}\n")
     };
+    let last_line = |text: &str| text.lines().count();
 
-    std::fs::write(&manifest, with_keep("\"conv\"")).unwrap();
+    let keep = with_list("autocast.keep_fp32 = [\"conv\"]");
+    std::fs::write(&manifest, &keep).unwrap();
     let output = trtfarm(&["check", "engine.toml"], &project);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -302,13 +301,25 @@ fn a_keep_fp32_operator_the_model_lacks_fails_with_the_right_spelling() {
         ) && stderr.contains("did you mean `Conv`?"),
         "{stderr}"
     );
-    let line = with_keep("\"conv\"").lines().count();
     assert!(
-        stderr.contains(&format!("engine.toml:{line}:23")),
+        stderr.contains(&format!("engine.toml:{}:23", last_line(&keep))),
         "{stderr}"
     );
 
-    std::fs::write(&manifest, with_keep("\"Conv\"")).unwrap();
+    let convert = with_list("autocast.convert = [\"conv\"]");
+    std::fs::write(&manifest, &convert).unwrap();
+    let output = trtfarm(&["check", "engine.toml"], &project);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: `autocast.convert` lists `conv`")
+            && stderr.contains("so it would convert nothing")
+            && stderr.contains("did you mean `Conv`?")
+            && stderr.contains(&format!("engine.toml:{}:21", last_line(&convert))),
+        "{stderr}"
+    );
+
+    std::fs::write(&manifest, with_list("autocast.keep_fp32 = [\"Conv\"]")).unwrap();
     let output = trtfarm(&["check", "engine.toml"], &project);
     assert!(output.status.success(), "{}", text(&output.stderr));
 }

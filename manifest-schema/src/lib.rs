@@ -5,11 +5,11 @@
 //! `resolve`/`validate`/`profiles` (checks, defaults) → `model` (the typed result).
 
 mod autocast;
+mod autocast_ops_check;
 mod canonical;
 mod diagnostic;
 mod enums;
 mod inputs;
-mod keep_fp32_check;
 pub mod limits;
 mod model;
 mod model_inputs;
@@ -27,6 +27,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use autocast_ops_check::ModelNode;
 pub use canonical::CANONICAL_ENCODING_VERSION;
 pub use diagnostic::{Diagnostic, ManifestErrors, Severity};
 pub use enums::{
@@ -34,7 +35,6 @@ pub use enums::{
     TimingCachePolicy, UnknownValue,
 };
 pub use inputs::{INPUT_ROOTS_ENV, extra_input_roots, hash_file};
-pub use keep_fp32_check::ModelNode;
 pub use model::{
     Autocast, Blake3Digest, BuildSettings, Compatibility, ComputeCapability, GpuSelector,
     GpuSelectorParseError, Manifest, MemoryPools, Model, PluginLibrary, Profile, ShapeRange,

@@ -43,6 +43,8 @@ pub(crate) struct SettingSpans {
     pub(crate) toolchain: Range<usize>,
     /// Each `autocast.keep_fp32` entry, first place written.
     pub(crate) keep_fp32: BTreeMap<String, Range<usize>>,
+    /// Each `autocast.convert` entry, first place written.
+    pub(crate) convert: BTreeMap<String, Range<usize>>,
 }
 
 impl Manifest {

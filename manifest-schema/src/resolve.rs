@@ -1,7 +1,7 @@
 //! From the raw TOML to the public [`Manifest`]: apply defaults, choose profiles, and collect
 //! every semantic error on the way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use crate::autocast::{check_defaults_used, check_engine_applies};
@@ -11,26 +11,29 @@ use crate::model::{
     Blake3Digest, Manifest, Model, ModelSpans, PluginLibrary, SettingSpans, Variant, manifest_dir,
 };
 use crate::profiles::{CheckedProfiles, ProfileSpans, profiles};
-use crate::raw::{Located, Overlay, RawEngine, RawManifest, RawModel, RawSettings};
+use crate::raw::{Located, OpTypeText, Overlay, RawEngine, RawManifest, RawModel, RawSettings};
 use crate::validate::{Checker, build_settings};
 
 /// Where the settings a variant resolved from (`[defaults]` overlaid with its engine's own)
 /// were written.
 fn spans_of(settings: &RawSettings) -> SettingSpans {
-    let mut keep_fp32 = std::collections::BTreeMap::new();
-    let entries = settings
-        .autocast
-        .as_ref()
-        .and_then(|a| a.keep_fp32.as_ref());
-    for entry in entries.map(|l| l.get().as_slice()).unwrap_or_default() {
-        keep_fp32
+    let autocast = settings.autocast.as_ref();
+    SettingSpans {
+        toolchain: settings.toolchain.as_ref().map_or(0..0, Located::span),
+        keep_fp32: entry_spans(autocast.and_then(|a| a.keep_fp32.as_ref())),
+        convert: entry_spans(autocast.and_then(|a| a.convert.as_ref())),
+    }
+}
+
+/// Each entry of an operator list, with the first place it is written.
+fn entry_spans(list: Option<&Located<Vec<Located<OpTypeText>>>>) -> BTreeMap<String, Range<usize>> {
+    let mut spans = BTreeMap::new();
+    for entry in list.map(|l| l.get().as_slice()).unwrap_or_default() {
+        spans
             .entry(entry.get().clone())
             .or_insert_with(|| entry.span());
     }
-    SettingSpans {
-        toolchain: settings.toolchain.as_ref().map_or(0..0, Located::span),
-        keep_fp32,
-    }
+    spans
 }
 
 /// The only `schema_version` this release reads.
