@@ -7,8 +7,11 @@ use integration::cli::{self, LocalDaemons, run, serve_processes};
 use integration::daemon::Daemon;
 use integration::{binary, examples_copy};
 
+/// `trtfarm ARGS` in `cwd`, with per-user directories of its own: a local daemon the person
+/// running the tests has started is not asked about toolchains.
 fn trtfarm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(binary("trtfarm"))
+    let home = tempfile::tempdir().unwrap();
+    cli::trtfarm(home.path())
         .args(args)
         .current_dir(cwd)
         .env("NO_COLOR", "1")
@@ -249,6 +252,20 @@ fn toolchains_are_checked_against_a_reachable_daemon_and_never_start_one() {
         "{ran:#?}"
     );
     assert!(!ran.stderr.contains("not checked"), "{ran:#?}");
+    // Submitted anyway, the daemon's refusal points at the same line.
+    let ran = run(cli::trtfarm(home.path())
+        .args(["submit", "engine.toml", "--daemon", &daemon.endpoint])
+        .current_dir(&project)
+        .env("NO_COLOR", "1"))
+    .expect_code(1, "submit is refused");
+    assert!(
+        ran.stdout
+            .contains("FAILED  engine `fp32` asks for `tensorrt-rtx 1.6`")
+            && ran.stdout.contains(
+                "    --> engine.toml:12:13\n       |\n    12 | toolchain = \"tensorrt-rtx 1.6\"\n"
+            ),
+        "{ran:#?}"
+    );
     let ran = check(&["--json", "--daemon", &daemon.endpoint]).expect_code(1, "json");
     let document: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(document["daemon"]["checked"], true, "{document}");

@@ -205,6 +205,11 @@ async fn a_job_submitted_anywhere_is_built_by_the_only_daemon_that_can() {
         "{}",
         refused.message()
     );
+    assert_eq!(
+        trtfarm_proto::refusal::refused_setting(&refused),
+        Some("toolchain"),
+        "a client can point at the manifest's toolchain line"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,6 +18,7 @@ mod raw;
 mod render;
 mod resolve;
 mod schema;
+mod setting_place;
 mod size;
 mod suggest;
 mod toml_error;
@@ -43,6 +44,7 @@ pub use model::{
 pub use model_inputs::{ModelDim, ModelInput, suggested_profile};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};
 pub use schema::{json_schema, json_schema_text};
+pub use setting_place::SettingPlace;
 pub use toolchain::{
     Comparator, RequiredVersion, ToolchainParseError, ToolchainRequirement, Version, VersionOp,
     VersionReq,

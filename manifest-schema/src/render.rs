@@ -30,28 +30,8 @@ fn render_one_plain(out: &mut String, text: &str, d: &Diagnostic) -> fmt::Result
         d.severity,
         d.message
     )?;
-    let gutter = d.line.to_string().len();
-    let pad = " ".repeat(gutter);
-    if let Some(source_line) = text.lines().nth(d.line.saturating_sub(1)) {
-        let source_line = source_line.trim_end_matches('\r');
-        // Keep tabs as tabs so the carets line up with what the terminal shows.
-        let prefix: String = source_line
-            .chars()
-            .take(d.column.saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        let available = source_line
-            .chars()
-            .count()
-            .saturating_sub(d.column.saturating_sub(1));
-        let span_chars = text
-            .get(d.span.clone())
-            .map_or(0, |s| s.split('\n').next().unwrap_or("").chars().count());
-        let carets = span_chars.min(available).max(1);
-        writeln!(out, "{pad} |")?;
-        writeln!(out, "{} | {source_line}", d.line)?;
-        writeln!(out, "{pad} | {prefix}{}", "^".repeat(carets))?;
-    }
+    let pad = " ".repeat(d.line.to_string().len());
+    out.push_str(&snippet(text, d));
     if let Some(hint) = &d.hint {
         // Continuation lines of a multi-line hint (a snippet to paste) line up after `help: `.
         let mut lines = hint.lines();
@@ -61,6 +41,35 @@ fn render_one_plain(out: &mut String, text: &str, d: &Diagnostic) -> fmt::Result
         }
     }
     Ok(())
+}
+
+/// The source line of `d` with carets under its span, behind a gutter holding the line
+/// number; empty when the line is not in `text`.
+pub(crate) fn snippet(text: &str, d: &Diagnostic) -> String {
+    let Some(source_line) = text.lines().nth(d.line.saturating_sub(1)) else {
+        return String::new();
+    };
+    let pad = " ".repeat(d.line.to_string().len());
+    let source_line = source_line.trim_end_matches('\r');
+    // Keep tabs as tabs so the carets line up with what the terminal shows.
+    let prefix: String = source_line
+        .chars()
+        .take(d.column.saturating_sub(1))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let available = source_line
+        .chars()
+        .count()
+        .saturating_sub(d.column.saturating_sub(1));
+    let span_chars = text
+        .get(d.span.clone())
+        .map_or(0, |s| s.split('\n').next().unwrap_or("").chars().count());
+    let carets = span_chars.min(available).max(1);
+    format!(
+        "{pad} |\n{} | {source_line}\n{pad} | {prefix}{}\n",
+        d.line,
+        "^".repeat(carets)
+    )
 }
 
 /// Renders with miette's [`GraphicalReportHandler`] (unicode; coloured if `color`).

@@ -1,8 +1,9 @@
 //! The `trtfarm.v1` wire contract between `trtfarm` and `trtfarmd`: generated messages, the
 //! `Farm` client and server, and the descriptor set for gRPC server reflection. The contract
-//! itself, with its error codes, is documented in `proto/trtfarm/v1/trtfarm.proto`.
+//! itself, with its error codes, is documented in `proto/proto/trtfarm/v1/trtfarm.proto`.
 
 pub mod local;
+pub mod refusal;
 
 /// The `trtfarm.v1` package.
 pub mod v1 {

@@ -12,6 +12,7 @@ use trtfarm::lock::{
     LockDiff, LockedEngine, Resolution, diff_json, key_files, key_settings, lock_path,
     locked_toolchain, read_lock, render_diff, resolution_diff,
 };
+use trtfarm_proto::refusal::refused_setting;
 use trtfarm_proto::v1;
 use trtfarm_proto::v1::submit_response::Outcome as Answer;
 
@@ -169,6 +170,8 @@ pub struct Outcome {
     pub failure: Option<String>,
     /// The end of the build log of a failed build.
     pub log_tail: Vec<String>,
+    /// The manifest setting a refusal is about (`toolchain`), when the daemon named one.
+    pub refused_setting: Option<String>,
 }
 
 impl Outcome {
@@ -203,6 +206,21 @@ impl Outcome {
     fn fail(&mut self, message: String) {
         self.status = Status::Failed;
         self.failure = Some(message);
+    }
+
+    /// Points a refusal about one setting at the line of `manifest` that writes it for this
+    /// engine: `--> file:line:column` and the line itself under the message.
+    pub fn locate_refusal(&mut self, manifest: &manifest_schema::Manifest) {
+        let (Some(key), Some(failure)) = (&self.refused_setting, &mut self.failure) else {
+            return;
+        };
+        if let Some(place) = manifest.setting_place(&self.variant, key) {
+            failure.push_str(&format!(
+                "\n--> {}\n{}",
+                place.location,
+                place.snippet.trim_end()
+            ));
+        }
     }
 }
 
@@ -384,6 +402,9 @@ pub async fn build(
         .collect()
         .await;
     session.display.finish_round();
+    for outcome in &mut outcomes {
+        outcome.locate_refusal(&prepared[outcome.manifest].manifest);
+    }
     if options.no_wait {
         return Ok(outcomes);
     }
@@ -417,6 +438,7 @@ pub fn blank_outcome(manifest: usize, label: &str, variant: &str) -> Outcome {
         output: None,
         failure: None,
         log_tail: Vec::new(),
+        refused_setting: None,
     }
 }
 
@@ -437,6 +459,7 @@ pub async fn run_variant(
             Err(status) if is_connection_loss(&status) => describe_status(&status),
             Err(status) => {
                 outcome.fail(describe_status(&status));
+                outcome.refused_setting = refused_setting(&status).map(str::to_string);
                 line.finish(&LineState::Failed(describe_status(&status)));
                 return outcome;
             }

@@ -100,8 +100,9 @@ pub async fn run(daemon: &DaemonArgs, paths: &[PathBuf], json: bool) -> anyhow::
     });
     let outcomes = futures::future::join_all(tasks).await;
     session.display.finish_round();
-    for ((index, locked), outcome) in rebuilds.iter().zip(outcomes) {
+    for ((index, locked), mut outcome) in rebuilds.iter().zip(outcomes) {
         let p = &prepared[*index];
+        outcome.locate_refusal(&p.manifest);
         let mut v = verdict(p, &locked.name, "failed", Some(locked));
         if outcome.status == Status::Failed {
             v.detail = outcome.failure;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use manifest_schema::limits::MAX_MANIFEST_BYTES;
 use manifest_schema::{Flavour, Variant};
 use tonic::Status;
+use trtfarm_proto::refusal::refusing_setting;
 use trtfarm_proto::v1;
 use trtfarm_store::{ActionKey, BlobDigest};
 
@@ -268,14 +269,14 @@ pub fn prepare(
     }
 
     let requirement = &variant.settings.toolchain;
-    let available = inventory
-        .get_matching(requirement)
-        .map_err(Status::failed_precondition)?;
+    let refused =
+        |message: String| refusing_setting(Status::failed_precondition(message), "toolchain");
+    let available = inventory.get_matching(requirement).map_err(refused)?;
     if !requirement.matches(&available.identity.version) {
         let version = &available.identity.version;
-        return Err(Status::failed_precondition(format!(
+        return Err(refused(format!(
             "engine `{}` asks for `{requirement}`, but this daemon has {} {version}: write \
-             toolchain = \"{} {}.{}\" to build here (`trtfarm check` shows the line)",
+             toolchain = \"{} {}.{}\" to build here",
             variant.name,
             available.identity.flavour,
             available.identity.flavour,

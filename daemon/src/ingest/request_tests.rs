@@ -307,6 +307,22 @@ fn a_toolchain_this_daemon_lacks_is_a_failed_precondition() {
         "{}",
         status.message()
     );
+    // Named, so a client can point at the manifest's `toolchain` line.
+    assert_eq!(
+        trtfarm_proto::refusal::refused_setting(&status),
+        Some("toolchain")
+    );
+    // No toolchain of the flavour at all.
+    let mut enterprise = request(ENTERPRISE, vec![model()]);
+    enterprise.variant = "h100".into();
+    let enterprise = refused(enterprise);
+    assert_eq!(enterprise.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        trtfarm_proto::refusal::refused_setting(&enterprise),
+        Some("toolchain"),
+        "{}",
+        enterprise.message()
+    );
 }
 
 #[test]

@@ -129,11 +129,14 @@ impl Farm {
         let inventory = registry::farm_inventory(daemons);
         let prepared = prepare(request, &inventory, &self.settings.policy).map_err(|status| {
             if status.code() == tonic::Code::FailedPrecondition {
-                Status::failed_precondition(format!(
+                let mut farm = Status::failed_precondition(format!(
                     "{} (the farm has: {})",
                     status.message().replace("this daemon", "the farm"),
                     registry::describe_farm(daemons)
-                ))
+                ));
+                // Still about the same setting (see `trtfarm_proto::refusal`).
+                *farm.metadata_mut() = status.metadata().clone();
+                farm
             } else {
                 status
             }

@@ -25,6 +25,9 @@ struct VariantJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     layers_by_precision: Option<&'a std::collections::BTreeMap<String, u64>>,
     failure: Option<&'a str>,
+    /// The manifest setting a refusal is about (`toolchain`), when the daemon named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused_setting: Option<&'a str>,
     log_tail: &'a [String],
 }
 
@@ -87,6 +90,7 @@ pub fn print_json(outcomes: &[Outcome], lock_diff: &[serde_json::Value]) -> anyh
                     .map(|r| &r.layers_by_precision)
                     .filter(|m| !m.is_empty()),
                 failure: o.failure.as_deref(),
+                refused_setting: o.refused_setting.as_deref(),
                 log_tail: &o.log_tail,
             }
         })
