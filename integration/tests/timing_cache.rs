@@ -253,6 +253,14 @@ async fn concurrent_recordings_keep_every_version_and_refusals_come_at_submit() 
         (refused.stdout.clone() + &refused.stderr).contains("does not know"),
         "{refused:#?}"
     );
+    // The daemon's refusal points at the line that sets the policy.
+    assert!(
+        refused.stdout.contains("engine.toml:10:23\n")
+            && refused
+                .stdout
+                .contains("10 | timing_cache.policy = \"locked\"\n"),
+        "{refused:#?}"
+    );
 
     // A cache of another scope (recorded at optimization level 3, pinned by a level-4 build).
     write_manifest(&d, "locked", 4);

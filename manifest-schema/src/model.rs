@@ -41,6 +41,9 @@ pub struct Manifest {
 pub(crate) struct SettingSpans {
     /// The `toolchain` value.
     pub(crate) toolchain: Range<usize>,
+    /// The values a daemon may refuse on its own knowledge, by manifest key
+    /// (`compatibility.gpu`, ...), those written.
+    pub(crate) refusable: BTreeMap<&'static str, Range<usize>>,
     /// Each `autocast.keep_fp32` entry, first place written.
     pub(crate) keep_fp32: BTreeMap<String, Range<usize>>,
     /// Each `autocast.convert` entry, first place written.

@@ -20,9 +20,41 @@ fn spans_of(settings: &RawSettings) -> SettingSpans {
     let autocast = settings.autocast.as_ref();
     SettingSpans {
         toolchain: settings.toolchain.as_ref().map_or(0..0, Located::span),
+        refusable: refusable_spans(settings),
         keep_fp32: entry_spans(autocast.and_then(|a| a.keep_fp32.as_ref())),
         convert: entry_spans(autocast.and_then(|a| a.convert.as_ref())),
     }
+}
+
+/// Where the settings a daemon may refuse are written (see `Manifest::setting_place`).
+fn refusable_spans(settings: &RawSettings) -> BTreeMap<&'static str, Range<usize>> {
+    let compatibility = settings.compatibility.as_ref();
+    let timing_cache = settings.timing_cache.as_ref();
+    [
+        (
+            "compatibility.gpu",
+            compatibility
+                .and_then(|c| c.gpu.as_ref())
+                .map(Located::span),
+        ),
+        (
+            "mps_percentage",
+            settings.mps_percentage.as_ref().map(Located::span),
+        ),
+        (
+            "build_timeout",
+            settings.build_timeout.as_ref().map(Located::span),
+        ),
+        (
+            "timing_cache.policy",
+            timing_cache
+                .and_then(|t| t.policy.as_ref())
+                .map(Located::span),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| Some((key, span?)))
+    .collect()
 }
 
 /// Each entry of an operator list, with the first place it is written.

@@ -16,13 +16,15 @@ pub struct SettingPlace {
 impl Manifest {
     /// Where engine `variant` takes its setting `key` from (its `[[engine]]` or `[defaults]`).
     /// `None` for an unknown engine, for a setting the manifest does not write (a default
-    /// applies), and for keys whose place is not recorded: only `toolchain` is, the one setting
-    /// a daemon refuses on its own knowledge.
+    /// applies), and for keys whose place is not recorded: only the settings a daemon refuses
+    /// on its own knowledge are (`toolchain`, `compatibility.gpu`, `mps_percentage`,
+    /// `build_timeout`, `timing_cache.policy`).
     pub fn setting_place(&self, variant: &str, key: &str) -> Option<SettingPlace> {
         let index = self.variants.iter().position(|v| v.name == variant)?;
+        let spans = &self.setting_spans[index];
         let span = match key {
-            "toolchain" => self.setting_spans[index].toolchain.clone(),
-            _ => return None,
+            "toolchain" => spans.toolchain.clone(),
+            _ => spans.refusable.get(key)?.clone(),
         };
         if span.is_empty() {
             return None;
@@ -67,5 +69,19 @@ mod tests {
         let m = manifest();
         assert_eq!(m.setting_place("c", "toolchain"), None);
         assert_eq!(m.setting_place("a", "precision"), None);
+        // Not written: the default applies, and there is no line to point at.
+        assert_eq!(m.setting_place("a", "compatibility.gpu"), None);
+    }
+
+    #[test]
+    fn an_enterprise_engine_points_at_its_gpu_and_mps_share() {
+        let text = "schema_version = 1\n[model]\npath = \"m.onnx\"\n[defaults]\n\
+                    toolchain = \"tensorrt 11.4\"\nmps_percentage = 50\n\
+                    [[engine]]\nname = \"h100\"\ncompatibility.gpu = \"H100\"\n";
+        let m = crate::parse(text, std::path::Path::new("engine.toml")).unwrap();
+        let gpu = m.setting_place("h100", "compatibility.gpu").unwrap();
+        assert_eq!(gpu.location, "engine.toml:9:21");
+        let mps = m.setting_place("h100", "mps_percentage").unwrap();
+        assert_eq!(mps.location, "engine.toml:6:18");
     }
 }

@@ -289,27 +289,31 @@ pub fn prepare(
         Flavour::TensorRt => {
             // Decided now, so a request no GPU here can serve never waits in the queue.
             let gpus = &inventory.gpus;
+            let refused = |key: &'static str, e: String| {
+                let message = format!("engine `{}`: {e}", variant.name);
+                refusing_setting(Status::failed_precondition(message), key)
+            };
             let choice = gpus
                 .choose(variant.settings.compatibility.gpu.as_ref())
-                .map_err(|e| {
-                    Status::failed_precondition(format!("engine `{}`: {e}", variant.name))
-                })?;
+                .map_err(|e| refused("compatibility.gpu", e))?;
             gpus.check_mps(variant.settings.mps_percentage)
-                .map_err(|e| {
-                    Status::failed_precondition(format!("engine `{}`: {e}", variant.name))
-                })?;
+                .map_err(|e| refused("mps_percentage", e))?;
             (choice.target, choice.candidates)
         }
     };
 
     let mut timeout = variant.settings.build_timeout;
     if timeout > policy.max_build_timeout {
-        return Err(Status::resource_exhausted(format!(
+        let message = format!(
             "engine `{}` asks for build_timeout = \"{}\"; this daemon allows at most {}",
             variant.name,
             humantime::format_duration(timeout),
             humantime::format_duration(policy.max_build_timeout)
-        )));
+        );
+        return Err(refusing_setting(
+            Status::resource_exhausted(message),
+            "build_timeout",
+        ));
     }
     if request.timeout_ms > 0 {
         timeout = timeout.min(Duration::from_millis(request.timeout_ms));

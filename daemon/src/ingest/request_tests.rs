@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use trtfarm_proto::refusal::refused_setting;
+
 use super::*;
 use crate::inventory::{Inventory, ToolchainRow};
 
@@ -308,17 +310,14 @@ fn a_toolchain_this_daemon_lacks_is_a_failed_precondition() {
         status.message()
     );
     // Named, so a client can point at the manifest's `toolchain` line.
-    assert_eq!(
-        trtfarm_proto::refusal::refused_setting(&status),
-        Some("toolchain")
-    );
+    assert_eq!(refused_setting(&status), Some("toolchain"));
     // No toolchain of the flavour at all.
     let mut enterprise = request(ENTERPRISE, vec![model()]);
     enterprise.variant = "h100".into();
     let enterprise = refused(enterprise);
     assert_eq!(enterprise.code(), tonic::Code::FailedPrecondition);
     assert_eq!(
-        trtfarm_proto::refusal::refused_setting(&enterprise),
+        refused_setting(&enterprise),
         Some("toolchain"),
         "{}",
         enterprise.message()
@@ -357,6 +356,7 @@ fn a_build_timeout_past_the_daemons_limit_is_resource_exhausted() {
     let status = refused(request(&slow, vec![model()]));
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert!(status.message().contains("6h"), "{}", status.message());
+    assert_eq!(refused_setting(&status), Some("build_timeout"));
 }
 
 #[test]
@@ -470,6 +470,7 @@ fn an_enterprise_build_no_gpu_here_can_serve_fails_at_submit() {
         "{}",
         status.message()
     );
+    assert_eq!(refused_setting(&status), Some("compatibility.gpu"));
     let mut no_gpus = gpu_inventory(no_mps());
     no_gpus.gpus = crate::gpus::testing::fake_gpu_set(&[], no_mps());
     let status = prepare(enterprise("h100"), &no_gpus, &policy()).unwrap_err();
@@ -490,6 +491,7 @@ fn an_mps_limit_needs_mps_and_changes_the_key() {
         "{}",
         status.message()
     );
+    assert_eq!(refused_setting(&status), Some("mps_percentage"));
     let with_mps = gpu_inventory(crate::gpus::MpsState::Running {
         pipe_dir: "/tmp/trtfarm-mps-0123456789abcdef".into(),
         owned: true,
@@ -599,6 +601,7 @@ async fn a_stale_pin_and_an_input_in_the_caches_place_are_refused() {
         "{}",
         status.message()
     );
+    assert_eq!(refused_setting(&status), Some("timing_cache.policy"));
     // An external-data file where the builder reads the cache from.
     let clash = input("timing-cache.bin", 9, v1::InputRole::ExternalData);
     let status = resolved(locked_request(vec![model(), clash], None), &registry)

@@ -7,6 +7,7 @@ use std::path::Path;
 use manifest_schema::TimingCachePolicy;
 use tonic::Status;
 use trtfarm_build_protocol::{INPUTS_DIR, TIMING_CACHE_INPUT_FILE};
+use trtfarm_proto::refusal::refusing_setting;
 
 use crate::ingest::request::{PreparedBuild, RequestPolicy, parse_digest};
 use crate::timing_cache::{PolicyRequest, RegistryError, RegistryView, TimingCacheRegistry, plan};
@@ -88,11 +89,12 @@ fn refused(prepared: &PreparedBuild, message: String) -> Status {
         .manifest
         .as_ref()
         .map_or("engine.toml", |m| m.path.as_str());
-    Status::failed_precondition(format!(
+    let status = Status::failed_precondition(format!(
         "{manifest}: engine `{}` (timing_cache.policy = \"{}\"): {message}",
         prepared.variant.name,
         prepared.variant.settings.timing_cache.as_str()
-    ))
+    ));
+    refusing_setting(status, "timing_cache.policy")
 }
 
 fn registry_unavailable(error: &RegistryError) -> Status {
