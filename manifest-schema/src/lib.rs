@@ -13,6 +13,7 @@ mod inputs;
 pub mod limits;
 mod model;
 mod model_inputs;
+mod profile_suggestion;
 mod profiles;
 mod raw;
 mod render;
@@ -41,7 +42,8 @@ pub use model::{
     GpuSelectorParseError, Manifest, MemoryPools, Model, PluginLibrary, Profile, ShapeRange,
     Variant, Weights,
 };
-pub use model_inputs::{ModelDim, ModelInput, suggested_profile};
+pub use model_inputs::{ModelDim, ModelInput};
+pub use profile_suggestion::suggested_profile;
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};
 pub use schema::{json_schema, json_schema_text};
 pub use setting_place::SettingPlace;

@@ -26,6 +26,15 @@ pub(crate) fn quoted_list(names: &[&str]) -> String {
         .join(", ")
 }
 
+/// "a", "a and b", "a, b and c".
+pub(crate) fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// Hint for an unknown value of an enumerated setting: a suggestion plus every valid value.
 pub(crate) fn unknown_value_hint(input: &str, valid: &[&str]) -> String {
     match did_you_mean(input, valid) {
@@ -40,6 +49,14 @@ pub(crate) fn unknown_value_hint(input: &str, valid: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_read_as_prose() {
+        let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(and_list(&items(&["a"])), "a");
+        assert_eq!(and_list(&items(&["a", "b"])), "a and b");
+        assert_eq!(and_list(&items(&["a", "b", "c"])), "a, b and c");
+    }
 
     #[test]
     fn suggests_close_names_only() {
