@@ -170,7 +170,7 @@ pub struct Outcome {
     pub failure: Option<String>,
     /// The end of the build log of a failed build.
     pub log_tail: Vec<String>,
-    /// The manifest setting a refusal is about (`toolchain`), when the daemon named one.
+    /// The manifest setting a refusal is about (e.g. `toolchain`), when the daemon named one.
     pub refused_setting: Option<String>,
 }
 

@@ -25,7 +25,7 @@ struct VariantJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     layers_by_precision: Option<&'a std::collections::BTreeMap<String, u64>>,
     failure: Option<&'a str>,
-    /// The manifest setting a refusal is about (`toolchain`), when the daemon named one.
+    /// The manifest setting a refusal is about (e.g. `toolchain`), when the daemon named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     refused_setting: Option<&'a str>,
     log_tail: &'a [String],
