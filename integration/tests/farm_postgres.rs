@@ -167,6 +167,29 @@ async fn a_job_submitted_anywhere_is_built_by_the_only_daemon_that_can() {
         .arg(&other))
     .expect_code(0, "submit through a daemon without a toolchain");
     assert_eq!(c.metric("trtfarm_builds_started_total"), 2.0);
+    // `check` through that daemon asks about the farm's toolchains, not only its own.
+    run(trtfarm(&home)
+        .args(["--daemon", &a.endpoint, "check"])
+        .arg(&other))
+    .expect_code(0, "the farm has the toolchain");
+    let written = std::fs::read_to_string(&other).unwrap();
+    std::fs::write(
+        &other,
+        written.replace("tensorrt-rtx 1.7", "tensorrt-rtx 1.6"),
+    )
+    .unwrap();
+    let checked = run(trtfarm(&home)
+        .args(["--daemon", &a.endpoint, "check"])
+        .arg(&other))
+    .expect_code(1, "no daemon of the farm has 1.6");
+    assert!(
+        checked.stderr.contains("or any live daemon of its farm")
+            && checked
+                .stderr
+                .contains("write toolchain = \"tensorrt-rtx 1.7\""),
+        "{checked:?}"
+    );
+    std::fs::write(&other, written).unwrap();
     let listed = run(trtfarm(&home).args(["--daemon", &b.endpoint, "ls"])).expect_code(0, "ls");
     let rows = listed
         .stdout

@@ -8,7 +8,7 @@ use std::fmt::{self, Write as _};
 
 use crate::diagnostic::{Diagnostic, sort_and_dedup};
 use crate::model::{Manifest, Profile};
-use crate::profile_suggestion::{example_note, profile_line, with_examples};
+use crate::profile_suggestion::{example_note, profile_line, toml_key, with_examples};
 use crate::profiles::{InputSpans, ProfileSpans};
 use crate::suggest::{and_list, did_you_mean, quoted_list};
 
@@ -129,6 +129,27 @@ impl<'m> ModelView<'m> {
         did_you_mean(name, &names)
     }
 
+    /// The model input a profile means by the one name the model lacks, found by elimination:
+    /// the only dynamic input the profile leaves without shapes, with the rank given. `None`
+    /// unless exactly one name is unknown and exactly one such input is left.
+    fn renamed_input(&self, profile: &Profile) -> Option<&'m ModelInput> {
+        let mut unknown =
+            (profile.inputs.iter()).filter(|(n, _)| !self.by_name.contains_key(n.as_str()));
+        let (_, range) = unknown.next()?;
+        if unknown.next().is_some() {
+            return None;
+        }
+        let mut left = self
+            .dynamic_inputs()
+            .filter(|i| !profile.inputs.contains_key(&i.name));
+        let input = left.next()?;
+        let same_rank = input
+            .dims
+            .as_ref()
+            .is_none_or(|d| d.len() == range.min.len());
+        (left.next().is_none() && same_rank).then_some(input)
+    }
+
     /// Hint for a profile input the model lacks.
     fn unknown_input_hint(&self, name: &str) -> String {
         let names: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -194,22 +215,37 @@ impl Manifest {
         let name = &profile.name;
         // Inputs whose shapes have the model's rank, for the shared-name check.
         let mut given: HashMap<&str, Given<'_>> = HashMap::new();
-        // Model inputs the profile seems to mean under a misspelt name.
+        // Model inputs the profile seems to mean under another name.
         let mut misspelt: HashSet<&str> = HashSet::new();
+        let renamed = model.renamed_input(profile);
         for (input_name, range) in &profile.inputs {
             let Some(input_spans) = spans.input.get(input_name) else {
                 continue;
             };
             let Some(input) = model.by_name.get(input_name.as_str()) else {
-                if let Some(meant) = model.closest_input(input_name) {
-                    misspelt.insert(meant);
-                }
+                let hint = match (model.closest_input(input_name), renamed) {
+                    (Some(meant), _) => {
+                        misspelt.insert(meant);
+                        model.unknown_input_hint(input_name)
+                    }
+                    (None, Some(meant)) => {
+                        misspelt.insert(meant.name.as_str());
+                        format!(
+                            "the model's only input this profile leaves without shapes is `{}` \
+                             (`{}`), of the same rank: rename `{input_name}` to `{}`",
+                            meant.name,
+                            shape_text(meant.dims.as_deref().unwrap_or_default()),
+                            toml_key(&meant.name)
+                        )
+                    }
+                    (None, None) => model.unknown_input_hint(input_name),
+                };
                 out.push(self.source.error(
                     input_spans.key.clone(),
                     format!(
                         "profile `{name}` gives input `{input_name}`, but the model has no such input"
                     ),
-                    Some(model.unknown_input_hint(input_name)),
+                    Some(hint),
                 ));
                 continue;
             };

@@ -118,7 +118,7 @@ pub(crate) fn profile_line(input: &ModelInput, known: &HashMap<&str, [i64; 3]>) 
 }
 
 /// A TOML key for `name`: bare when it can be, else a quoted basic string.
-fn toml_key(name: &str) -> String {
+pub(crate) fn toml_key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .chars()

@@ -151,6 +151,55 @@ fn a_profile_input_the_model_lacks_suggests_the_closest_name() {
 }
 
 #[test]
+fn a_name_unlike_any_input_is_a_rename_when_one_input_is_left_without_shapes() {
+    // `pixels` looks like no input of the model, but `images` is the only one left: one error,
+    // the rename as its fix, and no second error asking for an `images` line.
+    let text = concat!(
+        head!(),
+        "[[profile]]\n",
+        "inputs.pixels = { min = [1, 3, 64, 64], opt = [8, 3, 64, 64], max = [32, 3, 64, 64] }\n",
+    );
+    let diagnostics = check(text, &classifier());
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_diagnostic(
+        &diagnostics[0],
+        7,
+        8,
+        &["profile `profile0` gives input `pixels`, but the model has no such input"],
+        &[
+            "only input this profile leaves without shapes is `images` (`[N, 3, 64, 64]`)",
+            "rename `pixels` to `images`",
+        ],
+    );
+
+    // Two unknown names, or a different rank: no guess, the missing input is its own error.
+    let text = concat!(
+        head!(),
+        "[[profile]]\n",
+        "inputs.pixels = { min = [1, 64, 64], opt = [8, 64, 64], max = [32, 64, 64] }\n",
+    );
+    let diagnostics = check(text, &classifier());
+    assert_eq!(diagnostics.len(), 2, "{diagnostics:#?}");
+    assert!(
+        diagnostics
+            .iter()
+            .all(|d| !d.hint.as_deref().unwrap_or_default().contains("rename"))
+    );
+    let text = concat!(
+        head!(),
+        "[[profile]]\n",
+        "inputs.feats = { min = [1, 32], opt = [4, 32], max = [8, 32] }\n",
+        "inputs.ctx = { min = [1, 16], opt = [4, 16], max = [8, 16] }\n",
+    );
+    let diagnostics = check(text, &ranker());
+    assert!(
+        diagnostics
+            .iter()
+            .all(|d| !d.hint.as_deref().unwrap_or_default().contains("rename"))
+    );
+}
+
+#[test]
 fn a_dynamic_input_missing_from_a_profile_is_reported_at_the_profile() {
     let text = concat!(
         head!(),

@@ -1,7 +1,7 @@
 //! What `trtfarm check` asks a daemon: the toolchains it has, so a manifest naming one it lacks
 //! fails here rather than at submit. Only a daemon that is already reachable is asked (the one
 //! `--daemon`/`TRTFARM_DAEMON` names, else the private local daemon if it runs): `check` never
-//! starts one.
+//! starts one. A daemon of a farm answers for the farm: what any of its live daemons has counts.
 
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ use trtfarm_proto::v1;
 use crate::cli::DaemonArgs;
 use crate::connect::{connect_remote, describe_status, local_dir};
 use crate::local_daemon::find_running;
+
+/// `FarmStatus.queue` of a daemon on its own.
+const EMBEDDED_QUEUE: &str = "embedded";
 
 /// How long asking a daemon may take before `check` goes on without it.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,7 +92,7 @@ pub fn ask(args: &DaemonArgs) -> DaemonToolchains {
 }
 
 async fn ask_async(args: &DaemonArgs) -> DaemonToolchains {
-    let (daemon, capabilities) = match &args.daemon {
+    let (daemon, capabilities, mut client) = match &args.daemon {
         Some(url) => {
             let answer = async {
                 let mut client = connect_remote(url, args).await?;
@@ -97,15 +100,15 @@ async fn ask_async(args: &DaemonArgs) -> DaemonToolchains {
                     .get_capabilities(v1::GetCapabilitiesRequest {})
                     .await
                     .map_err(|status| anyhow::anyhow!(describe_status(&status)))?;
-                anyhow::Ok(capabilities.into_inner())
+                anyhow::Ok((capabilities.into_inner(), client))
             };
             match answer.await {
-                Ok(capabilities) => (url.clone(), capabilities),
+                Ok((capabilities, client)) => (url.clone(), capabilities, client),
                 Err(error) => return unchecked(format!("cannot reach {url}: {error:#}")),
             }
         }
         None => match find_running(&local_dir(args)).await {
-            Some(running) => (running.info.endpoint, running.capabilities),
+            Some(running) => (running.info.endpoint, running.capabilities, running.client),
             None => {
                 return unchecked(
                     "no daemon is running (start one with `trtfarm daemon start`, or name one \
@@ -115,10 +118,45 @@ async fn ask_async(args: &DaemonArgs) -> DaemonToolchains {
             }
         },
     };
+    // A daemon of a farm takes what any live daemon of the farm can build.
+    if let Ok(farm) = client.get_farm(v1::GetFarmRequest {}).await
+        && let Some(toolchains) = farm_toolchains(&farm.into_inner())
+    {
+        return DaemonToolchains::Known {
+            daemon: format!("{daemon} or any live daemon of its farm"),
+            toolchains,
+        };
+    }
     DaemonToolchains::Known {
         daemon,
         toolchains: loaded(&capabilities.toolchains),
     }
+}
+
+/// The toolchains the live daemons of a farm have, as the farm routes builds: only daemons
+/// running the same builder program as the one that answered build its submissions. `None`
+/// for a daemon on its own (its embedded queue).
+fn farm_toolchains(farm: &v1::FarmStatus) -> Option<Vec<AvailableToolchain>> {
+    if farm.queue == EMBEDDED_QUEUE {
+        return None;
+    }
+    let answering = farm.daemons.iter().find(|d| d.id == farm.answered_by)?;
+    let mut found: Vec<AvailableToolchain> = Vec::new();
+    let usable =
+        (farm.daemons.iter()).filter(|d| d.live && d.builder_digest == answering.builder_digest);
+    for toolchain in usable.flat_map(|d| &d.toolchains) {
+        let (Ok(flavour), Ok(version)) = (
+            toolchain.flavour.parse::<Flavour>(),
+            toolchain.version.parse::<Version>(),
+        ) else {
+            continue;
+        };
+        let available = AvailableToolchain { flavour, version };
+        if !found.contains(&available) {
+            found.push(available);
+        }
+    }
+    Some(found)
 }
 
 /// The toolchains a daemon loaded (those it could not load, with an error, do not count).
@@ -165,6 +203,43 @@ mod tests {
                 version: "1.7.1.116".parse().unwrap(),
             }]
         );
+    }
+
+    #[test]
+    fn a_farm_counts_the_toolchains_of_its_live_daemons_with_the_same_builder() {
+        let daemon = |id: &str, live: bool, builder: &str, versions: &[&str]| v1::FarmDaemon {
+            id: id.into(),
+            live,
+            builder_digest: builder.into(),
+            toolchains: (versions.iter())
+                .map(|v| v1::ToolchainIdentity {
+                    flavour: "tensorrt-rtx".into(),
+                    version: (*v).into(),
+                    library_digest: String::new(),
+                })
+                .collect(),
+            ..v1::FarmDaemon::default()
+        };
+        let farm = v1::FarmStatus {
+            queue: "postgres://trtfarm@db:5432/farm".into(),
+            answered_by: "a".into(),
+            daemons: vec![
+                daemon("a", true, "b1", &[]),
+                daemon("b", true, "b1", &["1.7.1.116"]),
+                daemon("c", true, "b1", &["1.7.1.116"]),
+                daemon("d", false, "b1", &["1.8.0.1"]),
+                daemon("e", true, "b2", &["1.9.0.1"]),
+            ],
+        };
+        let found = farm_toolchains(&farm).unwrap();
+        let versions: Vec<String> = found.iter().map(|t| t.version.to_string()).collect();
+        assert_eq!(versions, ["1.7.1.116"], "live, same builder, each once");
+
+        let alone = v1::FarmStatus {
+            queue: EMBEDDED_QUEUE.into(),
+            ..farm
+        };
+        assert_eq!(farm_toolchains(&alone), None, "a daemon on its own");
     }
 
     #[test]
