@@ -17,6 +17,9 @@ pub mod v1 {
     /// The name of this wire package, as `Capabilities.api_versions` lists it.
     pub const API_VERSION: &str = "trtfarm.v1";
 
+    /// `FarmStatus.queue` of a daemon on its own, not in a farm.
+    pub const EMBEDDED_QUEUE: &str = "embedded";
+
     impl Digest {
         /// The digest this message carries, checked: 64 lower-case hex digits, as the
         /// contract says.

@@ -13,9 +13,6 @@ use crate::cli::DaemonArgs;
 use crate::connect::{connect_remote, describe_status, local_dir};
 use crate::local_daemon::find_running;
 
-/// `FarmStatus.queue` of a daemon on its own.
-const EMBEDDED_QUEUE: &str = "embedded";
-
 /// How long asking a daemon may take before `check` goes on without it.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -137,7 +134,7 @@ async fn ask_async(args: &DaemonArgs) -> DaemonToolchains {
 /// running the same builder program as the one that answered build its submissions. `None`
 /// for a daemon on its own (its embedded queue).
 fn farm_toolchains(farm: &v1::FarmStatus) -> Option<Vec<AvailableToolchain>> {
-    if farm.queue == EMBEDDED_QUEUE {
+    if farm.queue == v1::EMBEDDED_QUEUE {
         return None;
     }
     let answering = farm.daemons.iter().find(|d| d.id == farm.answered_by)?;
@@ -145,14 +142,9 @@ fn farm_toolchains(farm: &v1::FarmStatus) -> Option<Vec<AvailableToolchain>> {
     let usable =
         (farm.daemons.iter()).filter(|d| d.live && d.builder_digest == answering.builder_digest);
     for toolchain in usable.flat_map(|d| &d.toolchains) {
-        let (Ok(flavour), Ok(version)) = (
-            toolchain.flavour.parse::<Flavour>(),
-            toolchain.version.parse::<Version>(),
-        ) else {
-            continue;
-        };
-        let available = AvailableToolchain { flavour, version };
-        if !found.contains(&available) {
+        if let Some(available) = available(&toolchain.flavour, &toolchain.version)
+            && !found.contains(&available)
+        {
             found.push(available);
         }
     }
@@ -164,13 +156,17 @@ pub fn loaded(toolchains: &[v1::Toolchain]) -> Vec<AvailableToolchain> {
     toolchains
         .iter()
         .filter(|t| t.error.is_empty())
-        .filter_map(|t| {
-            Some(AvailableToolchain {
-                flavour: t.flavour.parse::<Flavour>().ok()?,
-                version: t.version.parse::<Version>().ok()?,
-            })
-        })
+        .filter_map(|t| available(&t.flavour, &t.version))
         .collect()
+}
+
+/// A toolchain as the wire names it (`tensorrt-rtx`, `1.7.1.116`); `None` when either part is
+/// not one this client knows.
+fn available(flavour: &str, version: &str) -> Option<AvailableToolchain> {
+    Some(AvailableToolchain {
+        flavour: flavour.parse::<Flavour>().ok()?,
+        version: version.parse::<Version>().ok()?,
+    })
 }
 
 fn unchecked(why: String) -> DaemonToolchains {
@@ -236,7 +232,7 @@ mod tests {
         assert_eq!(versions, ["1.7.1.116"], "live, same builder, each once");
 
         let alone = v1::FarmStatus {
-            queue: EMBEDDED_QUEUE.into(),
+            queue: v1::EMBEDDED_QUEUE.into(),
             ..farm
         };
         assert_eq!(farm_toolchains(&alone), None, "a daemon on its own");

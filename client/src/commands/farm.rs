@@ -11,9 +11,6 @@ use super::jobs::{age, align, time_of};
 use crate::cli::DaemonArgs;
 use crate::connect::{connect, describe_status};
 
-/// The `queue` a daemon without a farm's database reports.
-const EMBEDDED: &str = "embedded";
-
 /// Runs `trtfarm farm`: asks the daemon the global options name (local or `--daemon URL`, like
 /// every job command) for its farm and prints it. Silent daemons are shown, not an error: the
 /// command describes the farm, it does not judge it.
@@ -47,8 +44,8 @@ pub async fn run(daemon: &DaemonArgs, json: bool) -> anyhow::Result<bool> {
 /// What `trtfarm farm` prints: the queue, one aligned row per daemon, and a footnote naming the
 /// daemon that answered (when it is one of a shared farm's).
 fn describe(farm: &v1::FarmStatus, now: SystemTime) -> String {
-    let mut out = if farm.queue == EMBEDDED {
-        format!("queue: {EMBEDDED} (this daemon only)\n")
+    let mut out = if farm.queue == v1::EMBEDDED_QUEUE {
+        format!("queue: {} (this daemon only)\n", v1::EMBEDDED_QUEUE)
     } else {
         format!("queue: {}\n", farm.queue)
     };
@@ -313,7 +310,7 @@ mod tests {
         only.endpoint.clear();
         only.heartbeat_at_ms = 0;
         let farm = v1::FarmStatus {
-            queue: EMBEDDED.into(),
+            queue: v1::EMBEDDED_QUEUE.into(),
             daemons: vec![only],
             answered_by: String::new(),
         };
@@ -355,7 +352,7 @@ mod tests {
         assert_eq!(value["daemons"][1]["live"], false);
 
         let embedded = farm_json(&v1::FarmStatus {
-            queue: EMBEDDED.into(),
+            queue: v1::EMBEDDED_QUEUE.into(),
             ..v1::FarmStatus::default()
         });
         assert!(embedded["answered_by"].is_null(), "{embedded:#}");

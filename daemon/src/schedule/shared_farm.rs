@@ -94,7 +94,7 @@ impl Farm {
                 let endpoint = self.endpoint.get().map_or("", String::as_str);
                 let mut record = self.daemon_record(endpoint);
                 record.heartbeat_at_ms = super::now_ms();
-                ("embedded".to_owned(), vec![record], String::new())
+                (v1::EMBEDDED_QUEUE.to_owned(), vec![record], String::new())
             }
         };
         Ok(v1::FarmStatus {
