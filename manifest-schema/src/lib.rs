@@ -43,7 +43,7 @@ pub use model::{
     Variant, Weights,
 };
 pub use model_inputs::{ModelDim, ModelInput};
-pub use profile_suggestion::suggested_profile;
+pub use profile_suggestion::{suggested_profile, toml_key};
 pub use resolve::{IMPLICIT_VARIANT_NAME, SUPPORTED_SCHEMA_VERSION};
 pub use schema::{json_schema, json_schema_text};
 pub use setting_place::SettingPlace;

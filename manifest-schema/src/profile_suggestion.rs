@@ -117,8 +117,8 @@ pub(crate) fn profile_line(input: &ModelInput, known: &HashMap<&str, [i64; 3]>) 
     )
 }
 
-/// A TOML key for `name`: bare when it can be, else a quoted basic string.
-pub(crate) fn toml_key(name: &str) -> String {
+/// A TOML key for `name`: bare when it can be, else a quoted basic string (TOML's escapes).
+pub fn toml_key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .chars()

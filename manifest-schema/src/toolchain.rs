@@ -224,6 +224,12 @@ pub struct ToolchainRequirement {
 }
 
 impl ToolchainRequirement {
+    /// The requirement a manifest writes to build with the toolchain `flavour` `version`:
+    /// `tensorrt-rtx 1.7` (major.minor, so later patch releases still match).
+    pub fn selecting(flavour: Flavour, version: &Version) -> String {
+        format!("{flavour} {}.{}", version.major, version.minor)
+    }
+
     /// Whether a toolchain of this requirement's flavour at `version` is acceptable.
     pub fn matches(&self, version: &Version) -> bool {
         self.versions.matches(version)

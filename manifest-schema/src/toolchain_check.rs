@@ -9,7 +9,7 @@ use std::ops::Range;
 use crate::diagnostic::{Diagnostic, sort_and_dedup};
 use crate::enums::Flavour;
 use crate::model::Manifest;
-use crate::toolchain::Version;
+use crate::toolchain::{ToolchainRequirement, Version};
 
 /// A toolchain a daemon loaded: its flavour and full version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct AvailableToolchain {
 }
 
 /// One unmet requirement: where it is written, as text, and the engines that use it.
-type Unmet<'a> = (Range<usize>, String, Vec<&'a str>);
+type Unmet<'a> = (Range<usize>, &'a ToolchainRequirement, Vec<&'a str>);
 
 impl Manifest {
     /// Checks that every variant's `toolchain` requirement is met by one of `available` (the
@@ -46,7 +46,7 @@ impl Manifest {
             let span = spans.toolchain.clone();
             unmet
                 .entry((span.start, span.end))
-                .or_insert_with(|| (span, wanted.to_string(), Vec::new()))
+                .or_insert_with(|| (span, wanted, Vec::new()))
                 .2
                 .push(variant.name.as_str());
         }
@@ -64,7 +64,7 @@ impl Manifest {
                     format!(
                         "toolchain `{wanted}` (for {which}) is not one the daemon at {daemon} has"
                     ),
-                    Some(toolchains_hint(available, &wanted)),
+                    Some(toolchains_hint(available, wanted.flavour)),
                 )
             })
             .collect();
@@ -74,7 +74,7 @@ impl Manifest {
 }
 
 /// What the daemon has, and the requirement to write for the closest one.
-fn toolchains_hint(available: &[AvailableToolchain], wanted: &str) -> String {
+fn toolchains_hint(available: &[AvailableToolchain], wanted: Flavour) -> String {
     if available.is_empty() {
         return "the daemon loaded no toolchain (`trtfarm daemon status` says why); install \
                 TensorRT-RTX or TensorRT where the daemon runs"
@@ -87,14 +87,12 @@ fn toolchains_hint(available: &[AvailableToolchain], wanted: &str) -> String {
     // Prefer a toolchain of the flavour the manifest asks for.
     let best = available
         .iter()
-        .find(|t| wanted.starts_with(&format!("{} ", t.flavour)))
+        .find(|t| t.flavour == wanted)
         .unwrap_or(&available[0]);
     format!(
-        "the daemon has {}; to build there, write toolchain = \"{} {}.{}\"",
+        "the daemon has {}; to build there, write toolchain = \"{}\"",
         listed.join(", "),
-        best.flavour,
-        best.version.major,
-        best.version.minor
+        ToolchainRequirement::selecting(best.flavour, &best.version)
     )
 }
 

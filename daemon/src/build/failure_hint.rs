@@ -96,9 +96,10 @@ pub fn shape_error(message: &str) -> Option<ShapeError> {
         "values are not self-consistent",
     ];
     let at = MARKERS.iter().filter_map(|m| message.find(m)).min()?;
-    // The sentence of the first marker: from the line's start (or the last ". ") to its end.
+    // The line of the first marker: what follows (TensorRT's last messages) may name other
+    // profiles and bounds.
     let line_start = message[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = &message[line_start..];
+    let line = message[line_start..].lines().next().unwrap_or_default();
     let which = WHICH.iter().position(|(k, _)| line.contains(k));
     let profile = line
         .split_once("for profile ")
@@ -131,10 +132,7 @@ pub fn profile_shape_hint(message: &str, variant: &Variant, model: &Path) -> Opt
             .into_iter()
             .map(|input| {
                 let dims = input.dims.unwrap_or_default();
-                let dynamic = dims
-                    .iter()
-                    .map(|d| !matches!(d, onnx_graph::Dim::Fixed(_)))
-                    .collect();
+                let dynamic = dims.iter().map(onnx_graph::Dim::is_dynamic).collect();
                 (input.name, dynamic)
             })
             .collect::<BTreeMap<String, Vec<bool>>>()
@@ -250,16 +248,9 @@ fn rounded(input: &str, range: &ShapeRange, spatial: &[usize]) -> String {
             .collect();
         format!("[{}]", sizes.join(", "))
     };
-    let bare = input
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let key = if bare && !input.is_empty() {
-        input.to_owned()
-    } else {
-        format!("{input:?}")
-    };
     format!(
-        "inputs.{key} = {{ min = {}, opt = {}, max = {} }}",
+        "inputs.{} = {{ min = {}, opt = {}, max = {} }}",
+        manifest_schema::toml_key(input),
         round(0),
         round(1),
         round(2)
@@ -431,6 +422,19 @@ mod tests {
                        compatible for elementwise. Condition '==' violated: 7 != 1.";
         assert_eq!(shape_error(warning).unwrap().which, Some(0));
         assert_eq!(shape_error("out of memory"), None);
+        // What the error's own line says, not a later line of TensorRT's log.
+        let with_tail = format!(
+            "{CONFORMABLE}\nlast TensorRT messages:\n[error] kMAX dimensions for profile 3 \
+             violate shape constraints: other.layer: more"
+        );
+        assert_eq!(
+            shape_error(&with_tail),
+            Some(ShapeError {
+                which: None,
+                profile: None,
+                layer: Some("p2o.Add.252".into()),
+            })
+        );
     }
 
     #[test]

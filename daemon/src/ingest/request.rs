@@ -276,12 +276,10 @@ pub fn prepare(
         let version = &available.identity.version;
         return Err(refused(format!(
             "engine `{}` asks for `{requirement}`, but this daemon has {} {version}: write \
-             toolchain = \"{} {}.{}\" to build here",
+             toolchain = \"{}\" to build here",
             variant.name,
             available.identity.flavour,
-            available.identity.flavour,
-            version.major,
-            version.minor
+            manifest_schema::ToolchainRequirement::selecting(available.identity.flavour, version)
         )));
     }
     let (target, gpu_candidates) = match requirement.flavour {
