@@ -61,6 +61,15 @@ pub mod v1 {
     }
 
     impl ActionResult {
+        /// How long the build took, from its start to its end (zero if the clock went back).
+        pub fn build_duration(&self) -> std::time::Duration {
+            let millis = self
+                .finished_at_ms
+                .saturating_sub(self.started_at_ms)
+                .max(0);
+            std::time::Duration::from_millis(millis as u64)
+        }
+
         /// Every blob this result names, with its field name: what must exist for the result
         /// to be served, and what store maintenance must keep.
         pub fn blobs(&self) -> impl Iterator<Item = (&'static str, &Digest)> {
@@ -97,6 +106,17 @@ pub mod v1 {
 #[cfg(test)]
 mod tests {
     use super::v1;
+
+    #[test]
+    fn a_build_lasts_from_start_to_end_and_never_less_than_nothing() {
+        let result = |started_at_ms, finished_at_ms| v1::ActionResult {
+            started_at_ms,
+            finished_at_ms,
+            ..v1::ActionResult::default()
+        };
+        assert_eq!(result(1_000, 2_500).build_duration().as_millis(), 1_500);
+        assert_eq!(result(2_500, 1_000).build_duration().as_millis(), 0);
+    }
 
     #[test]
     fn precision_summary_puts_the_commonest_first() {

@@ -300,10 +300,8 @@ fn view(result: &v1::ActionResult) -> ResultView {
         built_by: result.built_by.clone(),
         started_at: rfc3339(started),
         finished_at: rfc3339(finished),
-        build_seconds: match (started, finished) {
-            (Some(s), Some(f)) => f.duration_since(s).ok().map(|d| d.as_secs_f64()),
-            _ => None,
-        },
+        build_seconds: (started.is_some() && finished.is_some())
+            .then(|| result.build_duration().as_secs_f64()),
         layers_by_precision: result.layers_by_precision.clone().into_iter().collect(),
         layer_info_unavailable: (!result.layer_info_unavailable.is_empty())
             .then(|| result.layer_info_unavailable.clone()),

@@ -515,8 +515,7 @@ pub async fn run_variant(
     session.following.set().remove(&job.id);
     match ended {
         Ok(JobEnd::Finished(result)) => {
-            let millis = (result.finished_at_ms - result.started_at_ms).max(0) as u64;
-            line.finish(&LineState::Built(std::time::Duration::from_millis(millis)));
+            line.finish(&LineState::Built(result.build_duration()));
             outcome.status = Status::Built;
             outcome.result = Some(*result);
         }

@@ -97,7 +97,7 @@ pub fn job_json(job: &v1::Job) -> JobJson<'_> {
                 .as_ref()
                 .map(|t| format!("{} {}", t.flavour, t.version)),
             built_by: &r.built_by,
-            duration_ms: (r.finished_at_ms - r.started_at_ms).max(0) as u64,
+            duration_ms: r.build_duration().as_millis() as u64,
         }),
         failure: job.failure.as_ref().map(|f| FailureJson {
             kind: kind_word(f.kind),

@@ -58,8 +58,7 @@ fn status_name(status: Status) -> &'static str {
 
 fn build_millis(outcome: &Outcome) -> Option<u64> {
     let result = outcome.result.as_ref()?;
-    (outcome.status == Status::Built)
-        .then(|| (result.finished_at_ms - result.started_at_ms).max(0) as u64)
+    (outcome.status == Status::Built).then(|| result.build_duration().as_millis() as u64)
 }
 
 /// Prints the `--json` document for `outcomes` and the lock diffs.
